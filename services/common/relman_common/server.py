@@ -1,0 +1,113 @@
+"""Starting and stopping a relman gRPC service: health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from relman_common.grpc_errors import ErrorMappingInterceptor
+
+log = logging.getLogger("relman.server")
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+
+def setup_logging(service: str, level: int = logging.INFO) -> None:
+    """One line per record on stderr: time, service, logger, message."""
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format=f"%(asctime)s {service} %(name)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def server_options() -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+class Service:
+    """A running gRPC server with health and reflection.
+
+    ``register`` adds the service's servicers; ``service_names`` are their full names (for
+    health and reflection). ``on_stop`` runs after the server stopped taking calls.
+    """
+
+    def __init__(
+        self,
+        addr: str,
+        register: Callable[[grpc.aio.Server], None],
+        service_names: Sequence[str],
+        on_stop: Callable[[], Awaitable[None]] | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
+        self.addr = addr
+        self._register = register
+        self._names = list(service_names)
+        self._on_stop = on_stop
+        self._interceptors = [*interceptors, ErrorMappingInterceptor()]
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+
+    async def start(self) -> None:
+        server = grpc.aio.server(interceptors=self._interceptors, options=server_options())
+        self._register(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            [
+                *self._names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+        self.port = server.add_insecure_port(self.addr)
+        if self.port == 0:
+            raise OSError(f"could not listen on {self.addr}")
+        await server.start()
+        for name in ["", *self._names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.server = server
+        host = self.addr.rsplit(":", 1)[0]
+        log.info("listening on %s:%d", host, self.port)
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        if self.server is None:
+            return
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.server = None
+        if self._on_stop is not None:
+            await self._on_stop()
+        log.info("stopped")
+
+    async def run_until_signal(self) -> None:
+        """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        assert self.server is not None
+        waiter = asyncio.ensure_future(self.server.wait_for_termination())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("shutting down")
+        await self.stop()
+        for task in (waiter, stopper):
+            task.cancel()
