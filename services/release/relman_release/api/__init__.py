@@ -1,0 +1,1 @@
+"""The gRPC edge: converters, the servicer and the server wiring."""

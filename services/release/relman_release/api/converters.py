@@ -1,0 +1,108 @@
+"""Domain objects to protos. Nothing else lives here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from relman.v1 import release_pb2  # type: ignore[import-not-found]
+
+from relman_release.domain.env import EnvDiff
+from relman_release.domain.model import App, Build, Deployable, Release
+from relman_release.services import EnvChanged, ImportedBuild, ReleaseDiff
+
+
+def timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def app_pb(app: App) -> release_pb2.App:
+    return release_pb2.App(
+        name=app.name,
+        created=timestamp(app.created),
+        active_release_id=app.active_release_id,
+        latest_release_id=app.latest_release_id,
+        actor=app.actor,
+    )
+
+
+def build_pb(build: Build) -> release_pb2.Build:
+    pb = release_pb2.Build(
+        id=build.id,
+        app=build.app,
+        manifest=build.manifest,
+        images=dict(build.images),
+        description=build.description,
+        git_sha=build.git_sha,
+        status=build.status,
+        created=timestamp(build.created),
+        actor=build.actor,
+    )
+    if build.started is not None:
+        pb.started.CopyFrom(timestamp(build.started))
+    if build.ended is not None:
+        pb.ended.CopyFrom(timestamp(build.ended))
+    return pb
+
+
+def release_pb(release: Release) -> release_pb2.Release:
+    return release_pb2.Release(
+        id=release.id,
+        app=release.app,
+        build_id=release.build_id,
+        env=dict(release.env),
+        description=release.description,
+        created=timestamp(release.created),
+        status=release.status,
+        actor=release.actor,
+        last_deployment_id=release.last_deployment_id,
+        last_deployment_outcome=release.last_deployment_outcome,
+    )
+
+
+def imported_build_pb(result: ImportedBuild) -> release_pb2.ImportBuildResponse:
+    return release_pb2.ImportBuildResponse(
+        build=build_pb(result.build), release=release_pb(result.release), warning=result.warning
+    )
+
+
+def env_changed_pb(result: EnvChanged) -> release_pb2.ChangeEnvResponse:
+    pb = release_pb2.ChangeEnvResponse(
+        changed=result.changed, description=result.description, warning=result.warning
+    )
+    if result.release is not None:
+        pb.release.CopyFrom(release_pb(result.release))
+    return pb
+
+
+def _env_changes(diff: EnvDiff) -> dict[str, list[release_pb2.EnvChange]]:
+    return {
+        "added": [release_pb2.EnvChange(key=k, new_value=v) for k, v in diff.added],
+        "changed": [
+            release_pb2.EnvChange(key=k, old_value=old, new_value=new)
+            for k, old, new in diff.changed
+        ],
+        "removed": [release_pb2.EnvChange(key=k, old_value=v) for k, v in diff.removed],
+    }
+
+
+def release_diff_pb(diff: ReleaseDiff) -> release_pb2.ReleaseDiff:
+    return release_pb2.ReleaseDiff(
+        from_id=diff.from_id,
+        to_id=diff.to_id,
+        from_build_id=diff.from_build_id,
+        to_build_id=diff.to_build_id,
+        build_changed=diff.build_changed,
+        **_env_changes(diff.env),
+    )
+
+
+def deployable_pb(deployable: Deployable) -> release_pb2.Deployable:
+    pb = release_pb2.Deployable(release=release_pb(deployable.release))
+    if deployable.build is not None:
+        pb.build.CopyFrom(build_pb(deployable.build))
+    if deployable.active_release is not None:
+        pb.active_release.CopyFrom(release_pb(deployable.active_release))
+    return pb

@@ -1,0 +1,1 @@
+"""The Release service's rules, with no gRPC and no SQL."""

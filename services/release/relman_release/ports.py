@@ -1,0 +1,59 @@
+"""What the use-cases need from storage: a repository of domain objects inside a transaction."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+from relman_release.domain.model import App, Build, Page, Release
+
+
+class Repository(Protocol):
+    def get_app(self, name: str) -> App | None: ...
+
+    def lock_app(self, name: str) -> App | None:
+        """The app, locked against other writers until the transaction ends."""
+        ...
+
+    def list_apps(self) -> list[App]: ...
+
+    def add_app(self, app: App) -> None: ...
+
+    def delete_app(self, name: str) -> None: ...
+
+    def set_active_release(self, app: str, release_id: str) -> None: ...
+
+    def add_build(self, build: Build) -> None: ...
+
+    def find_build(self, build_id: str) -> Build | None:
+        """The build with this id, in whichever app holds it."""
+        ...
+
+    def list_builds(self, app: str, limit: int, before: int | None) -> Page[Build]: ...
+
+    def add_release(self, release: Release) -> None:
+        """Stores the release; it becomes the app's latest release."""
+        ...
+
+    def find_release(self, release_id: str) -> Release | None:
+        """The release with this id (env included), in whichever app holds it."""
+        ...
+
+    def list_releases(self, app: str, limit: int, before: int | None) -> Page[Release]:
+        """Newest first, env left empty."""
+        ...
+
+    def record_outcome(self, release_id: str, deployment_id: str, outcome: str) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    def read(self) -> AbstractContextManager[Repository]:
+        """A read-only transaction."""
+        ...
+
+    def write(self) -> AbstractContextManager[Repository]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        ...
+
+    def now(self) -> datetime: ...

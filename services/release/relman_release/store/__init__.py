@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, the repository, the unit of work and migrations."""

@@ -1,0 +1,78 @@
+"""The Release service's tables. Names are distinct from the Deployer's, which may share the
+database (``deployments``, ``deployment_events``, ``deploy_leases``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# An auto-incrementing key: BIGINT on PostgreSQL, SQLite's INTEGER PRIMARY KEY (the rowid).
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+ID_LENGTH = 11
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AppRow(Base):
+    __tablename__ = "apps"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(30), unique=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))
+    active_release_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
+    latest_release_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
+
+
+class BuildRow(Base):
+    __tablename__ = "builds"
+    __table_args__ = (
+        Index("ix_builds_app_seq", "app_id", "seq"),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    manifest: Mapped[str] = mapped_column(Text)
+    images: Mapped[str] = mapped_column(Text)  # JSON object, service -> image reference
+    description: Mapped[str] = mapped_column(Text)
+    git_sha: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))
+
+
+class ReleaseRow(Base):
+    __tablename__ = "releases"
+    __table_args__ = (
+        Index("ix_releases_app_seq", "app_id", "seq"),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    build_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
+    env: Mapped[str] = mapped_column(Text)  # see store.codec.encode_env
+    description: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))
+    last_deployment_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
+    last_deployment_outcome: Mapped[str] = mapped_column(String(16), default="")

@@ -1,0 +1,48 @@
+"""The unit of work: one transaction per use-case, over SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from relman_common.clock import Clock, utcnow
+from relman_common.db import make_engine, upgrade, writer
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from relman_release.store.repository import SqlRepository
+
+MIGRATIONS = "relman_release.store:migrations"
+VERSION_TABLE = "release_alembic_version"
+
+
+class SqlUnitOfWork:
+    """Reads run in plain transactions; writes take SQLite's write lock up front
+    (``BEGIN IMMEDIATE``) and lock the app row on PostgreSQL (``SELECT ... FOR UPDATE``)."""
+
+    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
+        self.engine = engine
+        self._clock = clock
+        self._reader = sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._writer = sessionmaker(writer(engine), expire_on_commit=False, autoflush=False)
+
+    @contextmanager
+    def read(self) -> Iterator[SqlRepository]:
+        with self._reader() as session, session.begin():
+            yield SqlRepository(session)
+
+    @contextmanager
+    def write(self) -> Iterator[SqlRepository]:
+        with self._writer() as session, session.begin():
+            yield SqlRepository(session)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+
+def open_store(url: str, clock: Clock = utcnow, pool_size: int = 8) -> SqlUnitOfWork:
+    """An engine for ``url`` with every migration applied, wrapped in a unit of work."""
+    engine = make_engine(url, pool_size=pool_size)
+    upgrade(engine, MIGRATIONS, VERSION_TABLE)
+    return SqlUnitOfWork(engine, clock)
