@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from relman_common.grpc_errors import ErrorMappingInterceptor
+from relman_common.tls import ServerTls
 
 log = logging.getLogger("relman.server")
 
@@ -54,6 +55,7 @@ class Service:
         service_names: Sequence[str],
         on_stop: Callable[[], Awaitable[None]] | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        tls: ServerTls | None = None,
     ) -> None:
         self.addr = addr
         self._register = register
@@ -63,6 +65,7 @@ class Service:
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.port = 0
+        self._tls = tls
 
     async def start(self) -> None:
         server = grpc.aio.server(interceptors=self._interceptors, options=server_options())
@@ -76,7 +79,10 @@ class Service:
             ],
             server,
         )
-        self.port = server.add_insecure_port(self.addr)
+        if self._tls is None:
+            self.port = server.add_insecure_port(self.addr)
+        else:
+            self.port = server.add_secure_port(self.addr, self._tls.credentials())
         if self.port == 0:
             raise OSError(f"could not listen on {self.addr}")
         await server.start()
@@ -84,7 +90,7 @@ class Service:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.server = server
         host = self.addr.rsplit(":", 1)[0]
-        log.info("listening on %s:%d", host, self.port)
+        log.info("listening on %s:%d%s", host, self.port, " (TLS)" if self._tls else "")
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         if self.server is None:

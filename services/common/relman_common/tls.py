@@ -1,0 +1,62 @@
+"""TLS for the services and their clients (cert/key, optional client CA for mutual TLS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from relman_common import config
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        pair = [(self.key.read_bytes(), self.cert.read_bytes())]
+        if self.client_ca is None:
+            return grpc.ssl_server_credentials(pair)
+        return grpc.ssl_server_credentials(
+            pair, root_certificates=self.client_ca.read_bytes(), require_client_auth=True
+        )
+
+
+def server_tls(cert: str, key: str, client_ca: str = "") -> ServerTls | None:
+    """A ServerTls when a cert and key are given, None for plaintext; half a pair is an error."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ValueError("TLS needs both a certificate (--tls-cert) and a key (--tls-key)")
+    return ServerTls(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """How a client reaches a TLS service: CA to trust, optional client cert for mutual TLS."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes() if self.ca else None,
+            private_key=self.key.read_bytes() if self.key else None,
+            certificate_chain=self.cert.read_bytes() if self.cert else None,
+        )
+
+
+def client_tls_from_env() -> ClientTls | None:
+    """``RELMAN_TLS_CA`` (and for mutual TLS ``RELMAN_TLS_CLIENT_CERT``/``_KEY``), or None."""
+    ca = config.env("RELMAN_TLS_CA")
+    cert = config.env("RELMAN_TLS_CLIENT_CERT")
+    key = config.env("RELMAN_TLS_CLIENT_KEY")
+    if not (ca or cert or key):
+        return None
+    return ClientTls(
+        Path(ca) if ca else None, Path(cert) if cert else None, Path(key) if key else None
+    )
