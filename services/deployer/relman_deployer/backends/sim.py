@@ -1,0 +1,514 @@
+"""The ``sim`` backend: an in-process cluster that rolls out like the Deployment controller.
+
+Per app a namespace ``relman-<app>``; per service a Deployment whose ReplicaSets are named
+``<service>-<pod-template-hash>`` and whose pods are ``<replicaset>-<5 chars>``, each on its own
+node ``instance-<12 hex>``. The controller runs :func:`relman_deployer.rollout.rolling_step`
+one pass at a time (scale the new ReplicaSet up if allowed, else old ones down) and every scale
+goes through :meth:`SimBackend._scale_replica_set_and_record_event`, which records exactly one
+``ScalingReplicaSet`` event, as ``scaleReplicaSetAndRecordEvent`` does in Kubernetes.
+
+Pods take ``pod_delay`` seconds from creation to ready (half to pull and start, half to pass
+readiness). Nothing runs a task per pod: pod steps are event-loop timer callbacks
+(``call_soon`` when ``pod_delay`` is 0), and all state changes happen synchronously inside
+them, so there are no locks and no partial states to observe.
+
+Failures are chosen by the release's environment, visibly: ``RELMAN_SIM_FAIL=crash`` makes the
+new pods crash-loop (``BackOff`` every ``retry_interval`` seconds, restarts counted) and
+``RELMAN_SIM_FAIL=unready`` makes them run but fail readiness (``Unhealthy``). The variable is
+part of the pod template, so pods of earlier templates stay healthy and a rollback to the
+previous release scales its old ReplicaSet (same template hash) back up.
+
+State lives in memory only; a restarted Deployer re-applies its release and the sim builds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from relman_common.clock import Clock, utcnow
+from relman_common.errors import InvalidArgument, Unavailable
+
+from relman_deployer.backends.base import (
+    AppSpec,
+    BackendEvent,
+    Observation,
+    RolloutStatus,
+    ServiceSpec,
+    ServiceStatus,
+)
+from relman_deployer.backends.sim_names import generated_suffix, node_name, template_hash
+from relman_deployer.rollout import ReplicaSetCounts, RollingStrategy, rolling_step
+
+FAIL_ENV = "RELMAN_SIM_FAIL"
+FAIL_MODES = ("", "crash", "unready")
+CONTAINER = "main"
+# ReplicaSets at 0 replicas kept per Deployment (spec.revisionHistoryLimit's default).
+REVISION_HISTORY_LIMIT = 10
+# Bound on controller passes per sync; every pass scales something, so this is never reached
+# unless the arithmetic is broken, and then the sim stops instead of spinning.
+_MAX_PASSES = 10_000
+
+_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
+_SERVICE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+@dataclass(eq=False)
+class _Pod:
+    name: str
+    node: str
+    seq: int
+    ready: bool = False
+    restarts: int = 0
+    timer: asyncio.Handle | None = None
+
+
+@dataclass(eq=False)
+class _ReplicaSet:
+    name: str
+    template_hash: str
+    image: str
+    fail: str
+    seq: int
+    template: dict[str, object]
+    replicas: int = 0
+    pods: dict[str, _Pod] = field(default_factory=dict)
+
+    @property
+    def available(self) -> int:
+        return sum(1 for pod in self.pods.values() if pod.ready)
+
+    def counts(self) -> ReplicaSetCounts:
+        return ReplicaSetCounts(self.name, self.replicas, self.available)
+
+
+@dataclass(eq=False)
+class _Deployment:
+    name: str
+    spec: ServiceSpec
+    current_hash: str
+    replica_sets: dict[str, _ReplicaSet] = field(default_factory=dict)
+
+    @property
+    def current(self) -> _ReplicaSet:
+        return self.replica_sets[self.current_hash]
+
+    def old(self) -> list[_ReplicaSet]:
+        """The other ReplicaSets, oldest first (``ReplicaSetsByCreationTimestamp``)."""
+        rs = [r for h, r in self.replica_sets.items() if h != self.current_hash]
+        return sorted(rs, key=lambda r: r.seq)
+
+    @property
+    def strategy(self) -> RollingStrategy:
+        return RollingStrategy(self.spec.max_surge_percent, self.spec.max_unavailable_percent)
+
+    def status(self) -> ServiceStatus:
+        current = self.current
+        all_pods = [p for rs in self.replica_sets.values() for p in rs.pods.values()]
+        return ServiceStatus(
+            name=self.name,
+            desired=self.spec.replicas,
+            updated=len(current.pods),
+            total=len(all_pods),
+            available=sum(1 for p in all_pods if p.ready),
+            restarts=max((p.restarts for p in current.pods.values()), default=0),
+        )
+
+
+_END: Any = object()
+
+
+class SimObserver:
+    """One observer of one app: its own queue of everything published from its creation on.
+
+    An async iterator (and ``aclose()``-able, so ``contextlib.aclosing`` works). It stops
+    when closed or when the backend closes. Dropping it without closing also unsubscribes.
+    """
+
+    def __init__(self, observers: weakref.WeakSet[SimObserver], first: RolloutStatus) -> None:
+        self._observers = observers
+        self._queue: deque[Observation] = deque([first])
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        observers.add(self)
+
+    def push(self, item: Observation) -> None:
+        if self._closed:
+            return
+        self._queue.append(item)
+        self._wake()
+
+    def end(self) -> None:
+        self._closed = True
+        self._observers.discard(self)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __aiter__(self) -> SimObserver:
+        return self
+
+    async def __anext__(self) -> Observation:
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    async def aclose(self) -> None:
+        """Unsubscribe; what was queued is dropped and iteration stops."""
+        self._queue.clear()
+        self.end()
+
+
+class _App:
+    def __init__(self, name: str, namespace: str) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.spec: AppSpec | None = None
+        self.deployments: dict[str, _Deployment] = {}
+        self.observers: weakref.WeakSet[SimObserver] = weakref.WeakSet()
+        self.last_status = RolloutStatus(release_id="", services=())
+
+    def status(self) -> RolloutStatus:
+        if self.spec is None:
+            return RolloutStatus(release_id="", services=())
+        services = tuple(self.deployments[s.name].status() for s in self.spec.services)
+        return RolloutStatus(release_id=self.spec.release_id, services=services)
+
+
+def pod_template(spec: AppSpec, service: ServiceSpec) -> dict[str, object]:
+    """Everything that shapes a pod of ``service`` in ``spec`` (and so its template hash)."""
+    return {
+        "app": spec.app,
+        "release": spec.release_id,
+        "build": spec.build_id,
+        "env": dict(sorted(spec.env.items())),
+        "service": service.name,
+        "image": service.image,
+        "command": service.command,
+        "port": service.port,
+        "health": asdict(service.health) if service.health is not None else None,
+    }
+
+
+def validate_spec(spec: AppSpec) -> str:
+    """Raise :class:`InvalidArgument` for a spec the sim cannot run; return the failure mode."""
+    if not _APP_NAME.match(spec.app):
+        raise InvalidArgument(f"invalid app name: {spec.app!r}")
+    fail = spec.env.get(FAIL_ENV, "")
+    if fail not in FAIL_MODES:
+        raise InvalidArgument(f"{FAIL_ENV} must be crash or unready, not {fail!r}")
+    seen: set[str] = set()
+    for service in spec.services:
+        if not _SERVICE_NAME.match(service.name):
+            raise InvalidArgument(f"invalid service name: {service.name!r}")
+        if service.name in seen:
+            raise InvalidArgument(f"duplicate service: {service.name}")
+        seen.add(service.name)
+        if not service.image:
+            raise InvalidArgument(f"service {service.name} has no image")
+        if service.replicas < 0:
+            raise InvalidArgument(f"service {service.name}: replicas must not be negative")
+        try:
+            RollingStrategy(service.max_surge_percent, service.max_unavailable_percent).validate()
+        except InvalidArgument as err:
+            raise InvalidArgument(f"service {service.name}: {err}") from None
+    return fail
+
+
+class SimBackend:
+    """An in-process cluster implementing :class:`relman_deployer.backends.base.Backend`."""
+
+    name = "sim"
+
+    def __init__(
+        self,
+        *,
+        pod_delay: float = 1.0,
+        retry_interval: float | None = None,
+        seed: int | None = None,
+        clock: Clock = utcnow,
+        namespace_prefix: str = "relman",
+    ) -> None:
+        """``pod_delay``: seconds from pod creation to ready (0: as fast as the loop runs).
+
+        ``retry_interval``: seconds between repeated BackOff/Unhealthy events of failing pods
+        (default ``pod_delay``, at least 0.05 s so a failing pod never spins the loop).
+        ``seed`` makes generated names repeatable; ``clock`` stamps events.
+        """
+        if pod_delay < 0:
+            raise InvalidArgument("pod_delay must not be negative")
+        self.pod_delay = float(pod_delay)
+        self.retry_interval = (
+            max(self.pod_delay, 0.05) if retry_interval is None else float(retry_interval)
+        )
+        if self.retry_interval <= 0:
+            raise InvalidArgument("retry_interval must be positive")
+        self._rng = random.Random(seed)
+        self._clock = clock
+        self._prefix = namespace_prefix
+        self._apps: dict[str, _App] = {}
+        self._seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # -- the Backend interface ---------------------------------------------------------------
+
+    async def apply(self, spec: AppSpec) -> None:
+        """Make ``spec`` the desired state of its app; returns once the controller has run."""
+        if self._closed:
+            raise Unavailable("the sim backend is closed")
+        fail = validate_spec(spec)
+        self._loop = asyncio.get_running_loop()
+        app = self._app(spec.app)
+        wanted = {service.name for service in spec.services}
+        for gone in [name for name in app.deployments if name not in wanted]:
+            self._delete_deployment(app, app.deployments.pop(gone))
+        app.spec = spec
+        for service in spec.services:
+            template = pod_template(spec, service)
+            dep = app.deployments.get(service.name)
+            if dep is None:
+                hash_ = template_hash(template)
+                dep = app.deployments[service.name] = _Deployment(service.name, service, hash_)
+            # The existing ReplicaSet of this template (a rollback), or a new one; a hash that
+            # another template already owns is moved away from (``collisionCount``).
+            collisions = 0
+            hash_ = template_hash(template)
+            while hash_ in dep.replica_sets and dep.replica_sets[hash_].template != template:
+                collisions += 1
+                hash_ = template_hash(template, collisions)
+            dep.spec = service
+            dep.current_hash = hash_
+            if hash_ not in dep.replica_sets:
+                dep.replica_sets[hash_] = _ReplicaSet(
+                    name=f"{service.name}-{hash_}",
+                    template_hash=hash_,
+                    image=service.image,
+                    fail=fail,
+                    seq=self._next_seq(),
+                    template=template,
+                )
+        self._sync_app(app)
+
+    def observe(self, app: str) -> SimObserver:
+        """Subscribe now (before :meth:`apply`, to miss nothing); the first item is a status."""
+        state = self._app(app)
+        observer = SimObserver(state.observers, state.status())
+        if self._closed:
+            observer.end()
+        return observer
+
+    async def close(self) -> None:
+        """Stop every pod timer and end every observer. The backend cannot be used again."""
+        self._closed = True
+        for app in self._apps.values():
+            for dep in app.deployments.values():
+                for rs in dep.replica_sets.values():
+                    for pod in rs.pods.values():
+                        _cancel(pod)
+            for observer in list(app.observers):
+                observer.end()
+
+    # -- inspection (tests, debugging) ------------------------------------------------------
+
+    def status(self, app: str) -> RolloutStatus:
+        return self._app(app).status()
+
+    def replica_sets(self, app: str, service: str) -> dict[str, int]:
+        """``{replicaset name: spec.replicas}`` of one service, oldest first."""
+        dep = self._app(app).deployments.get(service)
+        if dep is None:
+            return {}
+        ordered = sorted(dep.replica_sets.values(), key=lambda r: r.seq)
+        return {rs.name: rs.replicas for rs in ordered}
+
+    def observer_count(self, app: str) -> int:
+        return len(self._app(app).observers)
+
+    def pending_timers(self) -> int:
+        """Pods waiting for their next step (0 once the backend is closed)."""
+        return sum(
+            1
+            for app in self._apps.values()
+            for dep in app.deployments.values()
+            for rs in dep.replica_sets.values()
+            for pod in rs.pods.values()
+            if pod.timer is not None
+        )
+
+    def pods(self, app: str, service: str) -> dict[str, str]:
+        """``{pod name: replicaset name}`` of one service."""
+        dep = self._app(app).deployments.get(service)
+        if dep is None:
+            return {}
+        return {p: rs.name for rs in dep.replica_sets.values() for p in rs.pods}
+
+    # -- the controllers ---------------------------------------------------------------------
+
+    def _app(self, name: str) -> _App:
+        app = self._apps.get(name)
+        if app is None:
+            app = self._apps[name] = _App(name, f"{self._prefix}-{name}")
+        return app
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _sync_app(self, app: _App) -> None:
+        """Run every Deployment's controller to a standstill, then publish the status."""
+        if not self._closed:
+            for dep in app.deployments.values():
+                self._sync_deployment(app, dep)
+        self._publish_status(app)
+
+    def _sync_deployment(self, app: _App, dep: _Deployment) -> None:
+        for _ in range(_MAX_PASSES):
+            current = dep.current
+            by_name = {rs.name: rs for rs in dep.replica_sets.values()}
+            scales = rolling_step(
+                dep.spec.replicas,
+                dep.strategy,
+                current.counts(),
+                [rs.counts() for rs in dep.old()],
+            )
+            if not scales:
+                break
+            for scale in scales:
+                rs = by_name[scale.name]
+                if self._scale_replica_set_and_record_event(app, dep, rs, scale.replicas):
+                    self._sync_replica_set(app, rs)
+        if dep.status().complete:
+            self._cleanup_deployment(dep)
+
+    def _scale_replica_set_and_record_event(
+        self, app: _App, dep: _Deployment, rs: _ReplicaSet, replicas: int
+    ) -> bool:
+        """The one place a ReplicaSet is scaled; records exactly one ScalingReplicaSet event."""
+        if rs.replicas == replicas:
+            return False
+        direction = "up" if replicas > rs.replicas else "down"
+        rs.replicas = replicas
+        message = f"Scaled {direction} replica set {rs.name} to {replicas}"
+        self._emit(app, dep.name, "ScalingReplicaSet", message)
+        return True
+
+    def _sync_replica_set(self, app: _App, rs: _ReplicaSet) -> None:
+        """The ReplicaSet controller: create or delete pods until they match ``replicas``."""
+        diff = rs.replicas - len(rs.pods)
+        for _ in range(diff):
+            self._create_pod(app, rs)
+        if diff < 0:
+            # getPodsToDelete: not-ready before ready, more restarts first, newest first.
+            doomed = sorted(rs.pods.values(), key=lambda p: (p.ready, -p.restarts, -p.seq))
+            for pod in doomed[:-diff]:
+                del rs.pods[pod.name]
+                _cancel(pod)
+                self._emit(app, rs.name, "SuccessfulDelete", f"Deleted pod: {pod.name}")
+                self._emit(app, pod.name, "Killing", f"Stopping container {CONTAINER}")
+
+    def _create_pod(self, app: _App, rs: _ReplicaSet) -> None:
+        name = f"{rs.name}-{generated_suffix(self._rng)}"
+        while name in rs.pods:
+            name = f"{rs.name}-{generated_suffix(self._rng)}"
+        pod = _Pod(name=name, node=node_name(self._rng), seq=self._next_seq())
+        rs.pods[name] = pod
+        self._emit(app, rs.name, "SuccessfulCreate", f"Created pod: {name}")
+        self._emit(
+            app,
+            name,
+            "Scheduled",
+            f"Successfully assigned {app.namespace}/{name} to {pod.node}",
+        )
+        self._emit(app, name, "Pulling", f'Pulling image "{rs.image}"')
+        pod.timer = self._later(self.pod_delay / 2, self._pod_started, app, rs, pod)
+
+    def _pod_started(self, app: _App, rs: _ReplicaSet, pod: _Pod) -> None:
+        pod.timer = None
+        if rs.pods.get(pod.name) is not pod or self._closed:
+            return
+        self._emit(app, pod.name, "Pulled", f'Successfully pulled image "{rs.image}"')
+        self._emit(app, pod.name, "Created", f"Created container {CONTAINER}")
+        self._emit(app, pod.name, "Started", f"Started container {CONTAINER}")
+        pod.timer = self._later(self.pod_delay / 2, self._pod_probed, app, rs, pod)
+
+    def _pod_probed(self, app: _App, rs: _ReplicaSet, pod: _Pod) -> None:
+        """The pod's container has run for a while: it is ready, or it fails again."""
+        pod.timer = None
+        if rs.pods.get(pod.name) is not pod or self._closed:
+            return
+        if rs.fail == "crash":
+            pod.restarts += 1
+            self._emit(app, pod.name, "BackOff", "Back-off restarting failed container")
+        elif rs.fail == "unready":
+            self._emit(
+                app,
+                pod.name,
+                "Unhealthy",
+                "Readiness probe failed: HTTP probe failed with statuscode: 503",
+            )
+        else:
+            pod.ready = True
+            self._sync_app(app)
+            return
+        pod.timer = self._later(self.retry_interval, self._pod_probed, app, rs, pod)
+        self._publish_status(app)
+
+    def _delete_deployment(self, app: _App, dep: _Deployment) -> None:
+        """A service left the spec: its Deployment is deleted and the GC kills its pods."""
+        for rs in dep.replica_sets.values():
+            for pod in rs.pods.values():
+                _cancel(pod)
+                self._emit(app, pod.name, "Killing", f"Stopping container {CONTAINER}")
+            rs.pods.clear()
+
+    def _cleanup_deployment(self, dep: _Deployment) -> None:
+        """``cleanupDeployment``: keep at most REVISION_HISTORY_LIMIT old, empty ReplicaSets."""
+        empty = [rs for rs in dep.old() if rs.replicas == 0 and not rs.pods]
+        for rs in empty[: max(0, len(empty) - REVISION_HISTORY_LIMIT)]:
+            del dep.replica_sets[rs.template_hash]
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _later(
+        self, delay: float, callback: Callable[[_App, _ReplicaSet, _Pod], None], *args: Any
+    ) -> asyncio.Handle:
+        assert self._loop is not None  # set by apply(), the only way pods come to exist
+        if delay <= 0:
+            return self._loop.call_soon(callback, *args)
+        return self._loop.call_later(delay, callback, *args)
+
+    def _emit(self, app: _App, obj: str, reason: str, message: str) -> None:
+        event = BackendEvent(
+            time=self._clock(), source=f"system/k8s/{obj}", reason=reason, message=message
+        )
+        for observer in list(app.observers):
+            observer.push(event)
+
+    def _publish_status(self, app: _App) -> None:
+        status = app.status()
+        if status == app.last_status:
+            return
+        app.last_status = status
+        for observer in list(app.observers):
+            observer.push(status)
+
+
+def _cancel(pod: _Pod) -> None:
+    if pod.timer is not None:
+        pod.timer.cancel()
+        pod.timer = None
