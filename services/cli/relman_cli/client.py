@@ -1,0 +1,159 @@
+"""Channels and stubs for the Release service and the Deployer.
+
+Every failed call becomes a :class:`CliError` carrying the server's message, so commands never
+see ``grpc`` errors and the user never sees a traceback. Each call carries the caller's name
+as ``x-relman-actor`` metadata. The Deployer's stubs are imported only by commands that use them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+from relman_cli.config import Endpoints
+from relman_cli.errors import CliError
+
+T = TypeVar("T")
+
+ACTOR_METADATA = "x-relman-actor"
+AUTHORIZATION_METADATA = "authorization"
+UNARY_TIMEOUT_SECONDS = 60.0
+RELEASE_SERVICE = "Release service"
+DEPLOYER_SERVICE = "Deployer"
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+# gRPC's wording when there is no connection at all (as opposed to a service that answered
+# UNAVAILABLE itself, e.g. a Deployer that cannot reach the Release service).
+_NO_CONNECTION_HINTS = (
+    "failed to connect",
+    "connection refused",
+    "dns resolution failed",
+    "socket closed",
+    "connection reset",
+    "connections to all backends failing",
+    "name resolution",
+    "no route to host",
+    "network is unreachable",
+)
+
+
+def actor() -> str:
+    """Who the services record as the actor: ``$USER``, else ``relman``."""
+    return (os.environ.get("USER") or os.environ.get("LOGNAME") or "relman")[:64]
+
+
+def lost_connection(err: grpc.RpcError) -> bool:
+    """Whether ``err`` means the connection failed (rather than the service refusing)."""
+    code = err.code()
+    if code != grpc.StatusCode.UNAVAILABLE:
+        return False
+    details = (err.details() or "").lower()
+    return not details or any(hint in details for hint in _NO_CONNECTION_HINTS)
+
+
+def cli_error(err: grpc.RpcError, service: str, addr: str) -> CliError:
+    """The message a person should read for a failed call to ``service`` at ``addr``."""
+    code = err.code()
+    details = err.details() or ""
+    if lost_connection(err):
+        return CliError(f"cannot reach the {service} at {addr} (is it running? try: make run)")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return CliError(f"the {service} at {addr} did not answer in time")
+    if details:
+        return CliError(details)
+    name = code.name.lower().replace("_", " ") if code is not None else "unknown error"
+    return CliError(f"{service} at {addr}: {name}")
+
+
+class ServiceClient:
+    """One service's channel and stub; :meth:`call` is the only way commands reach it."""
+
+    def __init__(
+        self,
+        name: str,
+        addr: str,
+        make_stub: Callable[[grpc.Channel], Any],
+        token: str = "",
+    ) -> None:
+        self.name = name
+        self.addr = addr
+        self._token = token
+        self._make_stub = make_stub
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
+
+    @property
+    def stub(self) -> Any:
+        if self._stub is None:
+            self._channel = grpc.insecure_channel(
+                self.addr,
+                options=[
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.enable_retries", 0),
+                ],
+            )
+            self._stub = self._make_stub(self._channel)
+        return self._stub
+
+    def metadata(self) -> list[tuple[str, str]]:
+        """Who is calling: the actor's name, and the API token when there is one."""
+        metadata = [(ACTOR_METADATA, actor())]
+        if self._token:
+            metadata.append((AUTHORIZATION_METADATA, f"Bearer {self._token}"))
+        return metadata
+
+    def call(self, method: str, request: Any, timeout: float = UNARY_TIMEOUT_SECONDS) -> Any:
+        """A unary call; any failure becomes a :class:`CliError`."""
+        try:
+            return getattr(self.stub, method)(request, metadata=self.metadata(), timeout=timeout)
+        except grpc.RpcError as err:
+            raise self.error(err) from None
+
+    def stream(self, method: str, request: Any) -> Iterator[Any]:
+        """A server stream, without a deadline: deployments take as long as they take.
+
+        Errors surface while iterating, as ``grpc.RpcError``; the caller decides which are
+        worth a reconnect (see :mod:`relman_cli.follow`) and turns the rest into CliErrors
+        with :meth:`error`.
+        """
+        it: Iterator[Any] = getattr(self.stub, method)(request, metadata=self.metadata())
+        return it
+
+    def error(self, err: grpc.RpcError) -> CliError:
+        return cli_error(err, self.name, self.addr)
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+            self._stub = None
+
+
+def _release_stub(channel: grpc.Channel) -> Any:
+    from relman.v1 import release_pb2_grpc
+
+    return release_pb2_grpc.ReleaseServiceStub(channel)
+
+
+def _deployer_stub(channel: grpc.Channel) -> Any:
+    from relman.v1 import deployer_pb2_grpc
+
+    return deployer_pb2_grpc.DeployerServiceStub(channel)
+
+
+class Client:
+    """Both services at the endpoints of one rack (or of the environment)."""
+
+    def __init__(self, endpoints: Endpoints) -> None:
+        self.endpoints = endpoints
+        token = endpoints.token
+        self.release = ServiceClient(RELEASE_SERVICE, endpoints.release, _release_stub, token)
+        self.deployer = ServiceClient(DEPLOYER_SERVICE, endpoints.deployer, _deployer_stub, token)
+
+    def close(self) -> None:
+        self.release.close()
+        self.deployer.close()

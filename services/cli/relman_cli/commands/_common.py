@@ -1,0 +1,139 @@
+"""What every command group shares: the -a/-r/-o options, the client, proto conversions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from relman_cli import output
+from relman_cli.errors import CliError
+
+if TYPE_CHECKING:
+    from relman_cli.client import Client
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+APP_ENV = "RELMAN_APP"
+RACK_ENV = "RELMAN_RACK"
+
+
+def utcnow() -> datetime:
+    """The instant "ago" columns are measured from (tests replace it)."""
+    return datetime.now(UTC)
+
+
+def app_option(f: F) -> F:
+    return click.option(
+        "-a", "--app", "app", default=None, help=f"App name (default: ${APP_ENV})."
+    )(f)
+
+
+def rack_option(f: F) -> F:
+    return click.option(
+        "-r",
+        "--rack",
+        "rack",
+        default=None,
+        help=f"Rack name from ~/.config/relman/racks.yml (default: ${RACK_ENV}).",
+    )(f)
+
+
+def output_option(f: F) -> F:
+    return click.option(
+        "-o",
+        "--output",
+        "output_format",
+        type=click.Choice(output.FORMATS),
+        default=None,
+        help="Output format (default: text).",
+    )(f)
+
+
+def id_option(f: F) -> F:
+    return click.option(
+        "--id",
+        "id_only",
+        is_flag=True,
+        help="Print only the new id on stdout (progress goes to stderr).",
+    )(f)
+
+
+def _inherited(ctx: click.Context, name: str) -> Any:
+    """A value given to this command, else to a parent group (``releases -a x info R``)."""
+    node: click.Context | None = ctx
+    while node is not None:
+        value = node.params.get(name)
+        if value:
+            return value
+        node = node.parent
+    return None
+
+
+def need_app(ctx: click.Context) -> str:
+    app = _inherited(ctx, "app") or os.environ.get(APP_ENV, "")
+    if not app:
+        raise CliError(f"no app given: use -a/--app NAME or set {APP_ENV}")
+    return str(app)
+
+
+def rack_of(ctx: click.Context) -> str:
+    return str(_inherited(ctx, "rack") or os.environ.get(RACK_ENV, ""))
+
+
+def output_of(ctx: click.Context) -> str:
+    return str(_inherited(ctx, "output_format") or output.TEXT)
+
+
+def client(ctx: click.Context) -> Client:
+    """The client for this invocation's rack; closed when the command ends."""
+    from relman_cli import config
+    from relman_cli.client import Client
+
+    root = ctx.find_root()
+    existing = root.meta.get("relman.client")
+    if existing is None:
+        existing = Client(config.resolve(rack_of(ctx) or None))
+        root.meta["relman.client"] = existing
+        root.call_on_close(existing.close)
+    assert isinstance(existing, Client)
+    return existing
+
+
+def context_flags(ctx: click.Context, app: str) -> str:
+    """``-a app [-r rack]`` for commands we suggest to the user."""
+    rack = rack_of(ctx)
+    return f"-a {app}" + (f" -r {rack}" if rack else "")
+
+
+def human_stream(id_only: bool) -> Any:
+    """Where progress text goes: stderr when stdout is reserved for an id."""
+    import sys
+
+    return sys.stderr if id_only else sys.stdout
+
+
+# --- proto conversions -----------------------------------------------------------------------
+
+
+def when(message: Any, field_name: str) -> datetime | None:
+    """A Timestamp field as an aware UTC datetime, or None when it is unset."""
+    if not message.HasField(field_name):
+        return None
+    value: datetime = getattr(message, field_name).ToDatetime(tzinfo=UTC)
+    return value
+
+
+def to_dict(message: Any) -> dict[str, Any]:
+    """A message as JSON-ready data with proto field names and every field present."""
+    from google.protobuf import json_format
+
+    data: dict[str, Any] = json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    return data

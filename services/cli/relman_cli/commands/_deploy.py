@@ -1,0 +1,133 @@
+"""Showing a deployment as it happens: event lines, the outcome, Ctrl-C to detach."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from relman_cli import output
+from relman_cli.commands._common import client, context_flags, when
+from relman_cli.errors import CliError, Detached
+from relman_cli.follow import SUCCEEDED, DeploymentFollower, StreamLost
+
+# How long to keep trying to reconnect to a Deployer that went away mid-deployment.
+RECONNECT_SECONDS = 30.0
+
+_OUTCOME_WORDS = {
+    "rolled-back": "rolled back",
+    "failed": "failed",
+    "cancelled": "was cancelled",
+}
+
+
+def outcome_error(deployment: Any) -> str:
+    """``deployment DXXXX rolled back: <reason>`` for a deployment that did not succeed."""
+    words = _OUTCOME_WORDS.get(deployment.outcome, f"ended {deployment.outcome or 'unknown'}")
+    text = f"deployment {deployment.id} {words}"
+    return f"{text}: {deployment.reason}" if deployment.reason else text
+
+
+def follow_deployment(
+    ctx: click.Context,
+    app: str,
+    open_stream: Callable[[], Iterator[Any]],
+    on_event: Callable[[Any], None],
+    on_first: Callable[[Any], None] | None = None,
+    stop_after_seq: int | None = None,
+) -> Any:
+    """Print every event of the deployment ``open_stream`` starts (or watches).
+
+    Returns the last Deployment message seen. Ctrl-C detaches: the deployment goes on.
+    """
+    from relman.v1 import deployer_pb2
+
+    deployer = client(ctx).deployer
+    first_seen = False
+
+    def on_deployment(deployment: Any) -> None:
+        nonlocal first_seen
+        if not first_seen:
+            first_seen = True
+            if on_first is not None:
+                on_first(deployment)
+
+    def open_watch(deployment_id: str, after_seq: int) -> Iterator[Any]:
+        request = deployer_pb2.WatchRequest(deployment_id=deployment_id, after_seq=after_seq)
+        return deployer.stream("Watch", request)
+
+    follower = DeploymentFollower(
+        open_watch,
+        deployer.error,
+        on_event,
+        on_deployment,
+        reconnect_for=RECONNECT_SECONDS,
+        stop_after_seq=stop_after_seq,
+    )
+    try:
+        return follower.follow(open_stream())
+    except KeyboardInterrupt:
+        raise Detached(detach_message(ctx, app, follower.seen.deployment_id)) from None
+    except StreamLost as err:
+        deployment_id = follower.seen.deployment_id
+        hint = f"relman deployments logs {deployment_id} --follow {context_flags(ctx, app)}"
+        raise CliError(f"{err}; the deployment goes on: follow it with: {hint}") from None
+
+
+def event_text(event: Any) -> str:
+    """``2019-01-01T00:00:51Z system/k8s/web Scaled up replica set web-745f845dc to 1``."""
+    return output.event_line(when(event, "time"), event.source, event.message)
+
+
+def printer(progress: output.Progress) -> Callable[[Any], None]:
+    return lambda event: progress.line(event_text(event))
+
+
+def detach_message(ctx: click.Context, app: str, deployment_id: str) -> str:
+    flags = context_flags(ctx, app)
+    if not deployment_id:
+        return f"Detached; the deployment goes on. See it with: relman deployments {flags}"
+    return (
+        f"Detached; deployment {deployment_id} goes on. "
+        f"Follow it with: relman deployments logs {deployment_id} --follow {flags}"
+    )
+
+
+def finish(deployment: Any, progress: output.Progress) -> None:
+    """``OK`` when the release became active; otherwise the reason, as an error."""
+    if deployment is not None and deployment.outcome == SUCCEEDED:
+        progress.line("OK")
+        return
+    if deployment is None:
+        raise CliError("the Deployer closed the stream before the deployment started")
+    raise CliError(outcome_error(deployment))
+
+
+def promote(
+    ctx: click.Context,
+    app: str,
+    release_id: str,
+    progress: output.Progress,
+    *,
+    force: bool = False,
+    timeout: int = 0,
+) -> None:
+    """``Promoting R...``, the events, then ``OK`` (or the failure as a CliError)."""
+    from relman.v1 import deployer_pb2
+
+    deployer = client(ctx).deployer
+    request = deployer_pb2.PromoteRequest(
+        app=app, release_id=release_id, force=force, timeout_seconds=timeout
+    )
+    if release_id:
+        progress.line(f"Promoting {release_id}...")
+
+    def on_first(deployment: Any) -> None:
+        if not release_id:
+            progress.line(f"Promoting {deployment.release_id}...")
+
+    final = follow_deployment(
+        ctx, app, lambda: deployer.stream("Promote", request), printer(progress), on_first
+    )
+    finish(final, progress)

@@ -1,0 +1,198 @@
+"""``relman env``: read an app's environment; change it (each change is a new release).
+
+Changes are sent as changes (set these keys, unset those), never as a whole environment, so
+the server applies them atomically and two people changing different keys lose nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+import click
+from relman.v1 import release_pb2
+
+from relman_cli import output
+from relman_cli.commands._common import (
+    app_option,
+    client,
+    human_stream,
+    id_option,
+    need_app,
+    output_of,
+    output_option,
+    rack_option,
+)
+from relman_cli.errors import CliError
+
+
+def parse_pairs(args: Iterable[str], stdin_lines: Iterable[str] = ()) -> dict[str, str]:
+    """``KEY=VALUE`` from stdin lines, then from arguments (which win); values may hold ``=``.
+
+    Blank stdin lines and ``#`` comments are skipped. Keys keep their first-seen order.
+
+    >>> parse_pairs(["A=1", "URL=x?a=b"], ["B=2", "", "# note", "A=0"])
+    {'B': '2', 'A': '1', 'URL': 'x?a=b'}
+    """
+    pairs: dict[str, str] = {}
+    for raw in stdin_lines:
+        line = raw.rstrip("\r\n")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        _add(pairs, line, "line on stdin")
+    for arg in args:
+        _add(pairs, arg, "argument")
+    return pairs
+
+
+def _add(pairs: dict[str, str], text: str, where: str) -> None:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise CliError(f"invalid {where} {text!r}: expected KEY=VALUE")
+    pairs[key] = value
+
+
+def read_stdin(stream: TextIO) -> list[str]:
+    """Extra ``KEY=VALUE`` lines, only when stdin is not a terminal (a pipe or a file)."""
+    if output.is_tty(stream):
+        return []
+    return stream.readlines()
+
+
+def env_result(response: Any) -> output.Lines:
+    env = dict(response.env)
+    return output.Lines(output.env_lines(env), {"env": env, "release_id": response.release_id})
+
+
+def _get_env(ctx: click.Context, release_id: str | None) -> Any:
+    request = release_pb2.GetEnvRequest(app=need_app(ctx), release_id=release_id or "")
+    return client(ctx).release.call("GetEnv", request)
+
+
+@click.group("env", invoke_without_command=True)
+@app_option
+@rack_option
+@output_option
+@click.option("--release", "release_id", default=None, help="Read this release's env.")
+@click.pass_context
+def env(
+    ctx: click.Context,
+    app: str | None,
+    rack: str | None,
+    output_format: str | None,
+    release_id: str | None,
+) -> None:
+    """Show an app's environment (KEY=VALUE, sorted), or change it."""
+    if ctx.invoked_subcommand is None:
+        output.render(env_result(_get_env(ctx, release_id)), output_of(ctx))
+
+
+@env.command("list")
+@app_option
+@rack_option
+@output_option
+@click.option("--release", "release_id", default=None, help="Read this release's env.")
+@click.pass_context
+def list_(
+    ctx: click.Context,
+    app: str | None,
+    rack: str | None,
+    output_format: str | None,
+    release_id: str | None,
+) -> None:
+    """Show the environment of the app's latest release (or of --release)."""
+    output.render(env_result(_get_env(ctx, release_id)), output_of(ctx))
+
+
+@env.command("get")
+@click.argument("key")
+@app_option
+@rack_option
+@output_option
+@click.option("--release", "release_id", default=None, help="Read this release's env.")
+@click.pass_context
+def get(
+    ctx: click.Context,
+    key: str,
+    app: str | None,
+    rack: str | None,
+    output_format: str | None,
+    release_id: str | None,
+) -> None:
+    """Print one value."""
+    response = _get_env(ctx, release_id)
+    if key not in response.env:
+        raise CliError(f"env not found: {key}")
+    value = response.env[key]
+    data = {"key": key, "value": value, "release_id": response.release_id}
+    output.render(output.Raw(value + "\n", data), output_of(ctx))
+
+
+@env.command("set")
+@click.argument("pairs", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--replace", is_flag=True, help="Make these the only variables.")
+@click.option("--promote", is_flag=True, help="Promote the new release.")
+@id_option
+@app_option
+@rack_option
+@click.pass_context
+def set_(
+    ctx: click.Context,
+    pairs: tuple[str, ...],
+    replace: bool,
+    promote: bool,
+    id_only: bool,
+    app: str | None,
+    rack: str | None,
+) -> None:
+    """Set variables (also KEY=VALUE lines on stdin when it is not a terminal)."""
+    name = need_app(ctx)
+    changes = parse_pairs(pairs, read_stdin(click.get_text_stream("stdin")))
+    if not changes and not replace:
+        raise CliError("nothing to set: give KEY=VALUE arguments or lines on stdin")
+    request = release_pb2.ChangeEnvRequest(app=name, set=changes, replace=replace)
+    title = f"Setting {', '.join(changes)}" if changes else "Clearing the environment"
+    _change(ctx, name, title, request, promote, id_only)
+
+
+@env.command("unset")
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+@click.option("--promote", is_flag=True, help="Promote the new release.")
+@id_option
+@app_option
+@rack_option
+@click.pass_context
+def unset(
+    ctx: click.Context,
+    keys: tuple[str, ...],
+    promote: bool,
+    id_only: bool,
+    app: str | None,
+    rack: str | None,
+) -> None:
+    """Remove variables."""
+    name = need_app(ctx)
+    unique = list(dict.fromkeys(keys))
+    request = release_pb2.ChangeEnvRequest(app=name, unset=unique)
+    _change(ctx, name, f"Unsetting {', '.join(unique)}", request, promote, id_only)
+
+
+def _change(
+    ctx: click.Context, app: str, title: str, request: Any, promote: bool, id_only: bool
+) -> None:
+    progress = output.Progress(human_stream(id_only))
+    progress.start(title)
+    response = client(ctx).release.call("ChangeEnv", request)
+    progress.ok()
+    if not response.changed:
+        progress.line("Nothing changed; no release was created")
+        return
+    if response.warning:
+        output.warn(response.warning)
+    progress.line(f"Release: {response.release.id}")
+    if id_only:
+        click.echo(response.release.id)
+    if promote:
+        from relman_cli.commands import _deploy
+
+        _deploy.promote(ctx, app, response.release.id, progress)

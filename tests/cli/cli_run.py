@@ -1,0 +1,71 @@
+"""Running the installed ``relman`` executable as a user would, from tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+RELMAN = Path(sys.executable).parent / "relman"
+ACTOR = "cli-tester"
+
+
+@dataclass
+class Done:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.out.splitlines()
+
+
+def cli_env(extra: Mapping[str, str], home: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("RELMAN_") and k not in ("XDG_CONFIG_HOME", "USER", "LOGNAME")
+    }
+    env.update({"USER": ACTOR, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")})
+    env.update(extra)
+    return env
+
+
+def run(
+    args: list[str],
+    env: Mapping[str, str],
+    stdin: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> Done:
+    done = subprocess.run(
+        [str(RELMAN), *args],
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    return Done(done.returncode, done.stdout, done.stderr)
+
+
+async def arun(args: list[str], env: Mapping[str, str], limit_s: float = 60) -> Done:
+    """The same, without blocking the event loop that serves the fake Deployer."""
+    proc = await asyncio.create_subprocess_exec(
+        str(RELMAN),
+        *args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), limit_s)
+    assert proc.returncode is not None
+    return Done(proc.returncode, out.decode(), err.decode())
