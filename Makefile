@@ -19,7 +19,7 @@ run: install
 	@scripts/run-local.sh
 
 test: install
-	$(PY) -m pytest -n 2 --dist loadgroup tests
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 protos: install
 	scripts/gen_protos.sh $(PY)
@@ -40,7 +40,8 @@ bench: install
 	$(PY) -m bench
 
 cluster: install
-	$(PY) -m relman_cluster
+	bash cluster/build.sh
+	$(PY) -m relman_cluster --workdir .relman/cluster $(CLUSTER_ARGS)
 
 clean:
 	rm -rf $(VENV) .relman .pytest_cache .mypy_cache .ruff_cache
