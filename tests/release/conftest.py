@@ -15,11 +15,17 @@ import grpc
 import pytest
 from helpers import ServiceProcess, free_port
 from relman.v1 import release_pb2_grpc
+from relman_common.secretbox import SecretBox
 from relman_release.api.server import build_service
 from relman_release.store.uow import SqlUnitOfWork, open_store
 from sqlalchemy import text
 
 TABLES = ("apps", "builds", "releases")
+
+
+def new_box() -> SecretBox:
+    """A fresh random key for sealing envs at rest."""
+    return SecretBox(SecretBox.generate_key())
 
 
 @dataclass
@@ -49,7 +55,7 @@ class ReleaseServer:
 
 @pytest.fixture
 async def release_server(db_url: str) -> AsyncIterator[ReleaseServer]:
-    uow = open_store(db_url)
+    uow = open_store(db_url, new_box())
     addr = f"127.0.0.1:{free_port()}"
     service = build_service(addr, uow)
     await service.start()

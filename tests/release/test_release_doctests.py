@@ -6,11 +6,12 @@ import doctest
 from types import ModuleType
 
 import pytest
-from relman_release.domain import composition, env, manifest, paging
+from relman_common import auth
+from relman_release.domain import composition, env, manifest, paging, tokens
 from relman_release.store import codec
 
 
-@pytest.mark.parametrize("module", [composition, env, manifest, paging, codec])
+@pytest.mark.parametrize("module", [composition, env, manifest, paging, tokens, codec, auth])
 def test_doc_examples_hold(module: ModuleType) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0

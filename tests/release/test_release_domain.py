@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from relman_common.errors import FailedPrecondition, InvalidArgument
+from relman_common.secretbox import SecretBox
 from relman_release.domain import composition
 from relman_release.domain.env import NO_CHANGE, apply_env_change, diff_env, validate_change
 from relman_release.domain.manifest import parse_manifest, validate_images
@@ -15,7 +16,7 @@ from relman_release.domain.paging import (
     encode_token,
     page_limit,
 )
-from relman_release.store.codec import decode_env, encode_env
+from relman_release.store.codec import decode_env, encode_env, serialize_env
 
 # --- names -----------------------------------------------------------------------------------
 
@@ -144,9 +145,10 @@ def test_diff_env_sorts_each_group_by_key_and_keeps_old_and_new_values() -> None
 
 def test_env_codec_round_trips_any_text_and_sorts_keys() -> None:
     env = {"Z": "=\n=", "A": "é\x01", "M": ""}
-    encoded = encode_env(env)
-    assert decode_env(encoded) == env
-    assert encoded.index('"A"') < encoded.index('"M"') < encoded.index('"Z"')
+    box = SecretBox(SecretBox.generate_key())
+    assert decode_env(encode_env(env, box, "RBCDEFGHIJK"), box, "RBCDEFGHIJK") == env
+    serialized = serialize_env(env)
+    assert serialized.index('"A"') < serialized.index('"M"') < serialized.index('"Z"')
 
 
 # --- manifest --------------------------------------------------------------------------------

@@ -8,11 +8,13 @@ from relman_release import services
 from relman_release.store.uow import open_store
 from sqlalchemy import event, inspect, text
 
+from .conftest import new_box
+
 
 def test_release_listing_reads_the_app_seq_index_not_the_whole_table(sqlite_url: str) -> None:
     """Keyset paging on (app_id, seq): any page is an index range scan, never a table scan or
     an OFFSET, so listing stays fast at 100k releases per app."""
-    uow = open_store(sqlite_url)
+    uow = open_store(sqlite_url, new_box())
     services.create_app(uow, "myapp", "t")
     for i in range(3):
         services.change_env(uow, "myapp", {"N": str(i)}, [], False, "t")
@@ -45,11 +47,12 @@ def test_release_listing_reads_the_app_seq_index_not_the_whole_table(sqlite_url:
 
 
 def test_migrations_create_the_tables_once_and_are_safe_to_rerun(db_url: str) -> None:
-    uow = open_store(db_url)
+    box = new_box()
+    uow = open_store(db_url, box)
     uow.engine.dispose()
-    again = open_store(db_url)  # a restart applies nothing new
+    again = open_store(db_url, box)  # a restart applies nothing new
     names = set(inspect(again.engine).get_table_names())
-    assert {"apps", "builds", "releases", "release_alembic_version"} <= names
+    assert {"apps", "builds", "releases", "api_tokens", "release_alembic_version"} <= names
     assert not names & {"deployments", "deployment_events", "deploy_leases"}
     with again.engine.connect() as conn:
         versions = conn.execute(text("SELECT version_num FROM release_alembic_version")).all()

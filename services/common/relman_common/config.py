@@ -8,6 +8,8 @@ from pathlib import Path
 DEFAULT_RELEASE_ADDR = "127.0.0.1:50051"
 DEFAULT_DEPLOYER_ADDR = "127.0.0.1:50052"
 DEFAULT_DATA_DIR = ".relman"
+# Flipped to True once the CLI and the Deployer send tokens.
+DEFAULT_AUTH = False
 
 
 def env(name: str, default: str = "") -> str:
@@ -29,3 +31,37 @@ def data_dir() -> Path:
 
 def database_url() -> str:
     return env("RELMAN_DATABASE_URL")
+
+
+def on_off(name: str, default: bool) -> bool:
+    """A switch read from the environment: ``on``/``off`` (also true/false, yes/no, 1/0);
+    ``default`` when unset or empty, ValueError for anything else."""
+    value = env(name).strip().lower()
+    if not value:
+        return default
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise ValueError(f"{name} must be on or off, not {value!r}")
+
+
+def auth_enabled() -> bool:
+    """``RELMAN_AUTH``: whether services demand a token on every call (default off for now)."""
+    return on_off("RELMAN_AUTH", DEFAULT_AUTH)
+
+
+def tls_cert() -> str:
+    return env("RELMAN_TLS_CERT")
+
+
+def tls_key() -> str:
+    return env("RELMAN_TLS_KEY")
+
+
+def tls_client_ca() -> str:
+    return env("RELMAN_TLS_CLIENT_CA")
+
+
+def secret_key_file() -> str:
+    return env("RELMAN_SECRET_KEY_FILE")

@@ -30,5 +30,9 @@ class Unauthenticated(RelmanError):
     """No credentials, or credentials that are not valid."""
 
 
+class PermissionDenied(RelmanError):
+    """The caller is known but may not do this (e.g. only admin tokens manage tokens)."""
+
+
 class Unavailable(RelmanError):
     """A service this one depends on cannot be reached; retrying later may succeed."""

@@ -1,16 +1,37 @@
-"""The one place that turns project errors into gRPC status codes, and logs every request."""
+"""The one place that authenticates every request, turns project errors into gRPC status
+codes, and logs one line per request."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
 from relman_common import errors
 from relman_common.actor import set_actor
+from relman_common.auth import (
+    ACTOR_METADATA,
+    Authenticator,
+    Principal,
+    actor_for,
+    bearer_token,
+    metadata_value,
+    set_principal,
+)
+
+# ACTOR_METADATA is re-exported: clients of other services import it from here.
+__all__ = [
+    "ACTOR_METADATA",
+    "ERROR_FOR",
+    "STATUS_FOR",
+    "RpcInterceptor",
+    "error_from_rpc",
+    "status_for",
+]
 
 log = logging.getLogger("relman.rpc")
 
@@ -20,6 +41,7 @@ STATUS_FOR: dict[type[errors.RelmanError], grpc.StatusCode] = {
     errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -43,21 +65,58 @@ def error_from_rpc(err: grpc.RpcError) -> errors.RelmanError:
     return ERROR_FOR.get(code, errors.RelmanError)(details)
 
 
-ACTOR_METADATA = "x-relman-actor"
+ANONYMOUS = "anonymous"
+
+# Served to anyone: load balancers and orchestrators probe health without credentials, and
+# reflection only describes the API.
+OPEN_METHOD_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+Handler = Callable[..., Any]
 
 
-def _actor(context: grpc.aio.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == ACTOR_METADATA and value:
-            return str(value)[:64]
-    return "anonymous"
+class _Request:
+    """What the log line of one request says.
 
-
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Maps :class:`RelmanError` to status codes and logs one line per request.
-
-    Unexpected exceptions become INTERNAL with the traceback logged (never sent).
+    Everything is read from the context when the call begins: touching the context of a
+    cancelled stream afterwards crashes grpc 1.85 (a segmentation fault in ``peer()``).
     """
+
+    def __init__(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        self.method = method
+        self.start = time.perf_counter()
+        self.code = grpc.StatusCode.OK
+        self.actor = ANONYMOUS
+        self.principal: Principal | None = None
+        self.peer = str(context.peer())
+
+    def log(self) -> None:
+        elapsed_ms = (time.perf_counter() - self.start) * 1000
+        via = ""
+        if self.principal is not None and self.principal.name != self.actor:
+            via = f" via={self.principal.name}"
+        log.info(
+            "rpc %s %s %.1fms actor=%s%s peer=%s",
+            self.method,
+            self.code.name,
+            elapsed_ms,
+            self.actor,
+            via,
+            self.peer,
+        )
+
+
+class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Authenticates, maps :class:`RelmanError` to status codes and logs one line per request.
+
+    ``authenticate`` verifies the bearer token of every call (health and reflection stay
+    open); None turns authentication off and takes the actor from ``x-relman-actor``. The
+    verified principal is available as :func:`relman_common.auth.current_principal` and the
+    actor as :func:`relman_common.actor.current_actor`. Unexpected exceptions become INTERNAL
+    with the traceback logged (never sent). Log lines hold no token and no request body.
+    """
+
+    def __init__(self, authenticate: Authenticator | None = None) -> None:
+        self._authenticate = authenticate
 
     async def intercept_service(
         self,
@@ -68,79 +127,94 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return handler
         method: str = handler_call_details.method
-        if method.startswith(("/grpc.health.", "/grpc.reflection.")):
+        if method.startswith(OPEN_METHOD_PREFIXES):
             return handler
+        return self._wrap(handler, method)
 
+    async def _begin(self, request: _Request, context: grpc.aio.ServicerContext) -> None:
+        """Sets who is calling, or raises Unauthenticated."""
+        set_principal(None)
+        set_actor(ANONYMOUS)
+        metadata = tuple(context.invocation_metadata() or ())
+        if self._authenticate is None:
+            request.actor = metadata_value(metadata, ACTOR_METADATA) or ANONYMOUS
+        else:
+            principal = await self._authenticate(bearer_token(metadata))
+            set_principal(principal)
+            request.principal = principal
+            request.actor = actor_for(principal, metadata)
+        set_actor(request.actor)
+
+    async def _fail(
+        self, request: _Request, err: Exception, context: grpc.aio.ServicerContext
+    ) -> NoReturn:
+        if isinstance(err, grpc.aio.AbortError):
+            request.code = context.code() or grpc.StatusCode.UNKNOWN
+            raise err
+        if isinstance(err, errors.RelmanError):
+            request.code = status_for(err)
+            await context.abort(request.code, str(err))
+        request.code = grpc.StatusCode.INTERNAL
+        log.error("%s failed", request.method, exc_info=err)
+        await context.abort(request.code, "internal error (see the server log)")
+        raise AssertionError("context.abort returned")  # pragma: no cover
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
         if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
-
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                start = time.perf_counter()
-                code = grpc.StatusCode.OK
-                set_actor(_actor(context))
-                try:
-                    return await inner_uu(request, context)
-                except errors.RelmanError as err:
-                    code = status_for(err)
-                    await context.abort(code, str(err))
-                except grpc.aio.AbortError:
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    raise
-                except Exception:
-                    code = grpc.StatusCode.INTERNAL
-                    log.exception("%s failed", method)
-                    await context.abort(code, "internal error (see the server log)")
-                finally:
-                    _log_request(method, code, start, context)
-
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                self._wrap_single(handler.unary_unary, method), **kwargs
             )
-
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_single(handler.stream_unary, method), **kwargs
+            )
         if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
-
-            async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext
-            ) -> AsyncIterator[Any]:
-                start = time.perf_counter()
-                code = grpc.StatusCode.OK
-                set_actor(_actor(context))
-                try:
-                    async for item in inner_us(request, context):
-                        yield item
-                except errors.RelmanError as err:
-                    code = status_for(err)
-                    await context.abort(code, str(err))
-                except grpc.aio.AbortError:
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    raise
-                except Exception:
-                    code = grpc.StatusCode.INTERNAL
-                    log.exception("%s failed", method)
-                    await context.abort(code, "internal error (see the server log)")
-                finally:
-                    _log_request(method, code, start, context)
-
             return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                self._wrap_streaming(handler.unary_stream, method), **kwargs
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_streaming(handler.stream_stream, method), **kwargs
             )
         return handler
 
+    def _wrap_single(self, inner: Handler, method: str) -> Handler:
+        """A handler with one response (its request may be one message or a stream)."""
 
-def _log_request(
-    method: str, code: grpc.StatusCode, start: float, context: grpc.aio.ServicerContext
-) -> None:
-    elapsed_ms = (time.perf_counter() - start) * 1000
-    log.info(
-        "rpc %s %s %.1fms actor=%s peer=%s",
-        method,
-        code.name,
-        elapsed_ms,
-        _actor(context),
-        context.peer(),
-    )
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            state = _Request(method, context)
+            try:
+                await self._begin(state, context)
+                return await inner(request, context)
+            except Exception as err:
+                await self._fail(state, err, context)
+            except BaseException:
+                state.code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                state.log()
+
+        return call
+
+    def _wrap_streaming(self, inner: Handler, method: str) -> Handler:
+        """A handler that streams its responses (written as an async generator)."""
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            state = _Request(method, context)
+            try:
+                await self._begin(state, context)
+                async for item in inner(request, context):
+                    yield item
+            except Exception as err:
+                await self._fail(state, err, context)
+            except (asyncio.CancelledError, GeneratorExit):
+                state.code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                state.log()
+
+        return call

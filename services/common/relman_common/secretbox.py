@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from relman_common.tokens import write_secret_file
+from relman_common.tokens import create_secret_file_once
 
 KEY_FILE = "secret.key"
 _VERSION = "v1:"
@@ -37,18 +37,26 @@ class SecretBox:
         return AESGCM.generate_key(bit_length=256)
 
     @classmethod
-    def from_env_or_file(cls, data_dir: Path) -> SecretBox:
-        """``RELMAN_SECRET_KEY`` if set, else ``data_dir/secret.key`` (made on first use)."""
-        encoded = os.environ.get("RELMAN_SECRET_KEY", "")
-        if not encoded:
+    def from_env_or_file(cls, data_dir: Path, key_file: Path | None = None) -> SecretBox:
+        """The key of ``key_file`` when given (it must exist: ``--secret-key-file``); else
+        ``RELMAN_SECRET_KEY``; else ``data_dir/secret.key``, created with a new random key
+        (mode 0600) on first use."""
+        if key_file is not None:
+            if not key_file.is_file():
+                raise SecretBoxError(f"secret key file not found: {key_file}")
+            encoded, source = key_file.read_text().strip(), str(key_file)
+        elif os.environ.get("RELMAN_SECRET_KEY", "").strip():
+            encoded, source = os.environ["RELMAN_SECRET_KEY"].strip(), "RELMAN_SECRET_KEY"
+        else:
             path = data_dir / KEY_FILE
-            if not path.exists():
-                write_secret_file(path, base64.b64encode(cls.generate_key()).decode())
-            encoded = path.read_text().strip()
+            create_secret_file_once(path, base64.b64encode(cls.generate_key()).decode())
+            encoded, source = path.read_text().strip(), str(path)
         try:
             key = base64.b64decode(encoded, validate=True)
         except binascii.Error as err:
-            raise SecretBoxError("RELMAN_SECRET_KEY is not valid base64") from err
+            raise SecretBoxError(f"{source} does not hold valid base64") from err
+        if len(key) != 32:
+            raise SecretBoxError(f"{source} must hold base64 of 32 bytes, not {len(key)} bytes")
         return cls(key)
 
     def seal(self, plaintext: bytes, associated: bytes) -> str:
@@ -59,7 +67,10 @@ class SecretBox:
     def open(self, sealed: str, associated: bytes) -> bytes:
         if not sealed.startswith(_VERSION):
             raise SecretBoxError("unknown sealed-value format")
-        raw = base64.b64decode(sealed[len(_VERSION) :])
+        try:
+            raw = base64.b64decode(sealed[len(_VERSION) :], validate=True)
+        except binascii.Error as err:
+            raise SecretBoxError("damaged sealed value (not base64)") from err
         try:
             return self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], associated)
         except Exception as err:

@@ -12,7 +12,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from relman_common.grpc_errors import ErrorMappingInterceptor
+from relman_common.auth import Authenticator
+from relman_common.grpc_errors import RpcInterceptor
 from relman_common.tls import ServerTls
 
 log = logging.getLogger("relman.server")
@@ -46,6 +47,8 @@ class Service:
 
     ``register`` adds the service's servicers; ``service_names`` are their full names (for
     health and reflection). ``on_stop`` runs after the server stopped taking calls.
+    ``authenticate`` verifies the bearer token of every call but health and reflection (None:
+    authentication off); ``tls`` serves TLS (mutual TLS when it names a client CA).
     """
 
     def __init__(
@@ -56,16 +59,18 @@ class Service:
         on_stop: Callable[[], Awaitable[None]] | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         tls: ServerTls | None = None,
+        authenticate: Authenticator | None = None,
     ) -> None:
         self.addr = addr
         self._register = register
         self._names = list(service_names)
         self._on_stop = on_stop
-        self._interceptors = [*interceptors, ErrorMappingInterceptor()]
+        self._interceptors = [*interceptors, RpcInterceptor(authenticate)]
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._tls = tls
+        self.authenticated = authenticate is not None
 
     async def start(self) -> None:
         server = grpc.aio.server(interceptors=self._interceptors, options=server_options())
@@ -90,7 +95,14 @@ class Service:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.server = server
         host = self.addr.rsplit(":", 1)[0]
-        log.info("listening on %s:%d%s", host, self.port, " (TLS)" if self._tls else "")
+        mode = "mutual TLS" if self._tls and self._tls.client_ca else "TLS" if self._tls else ""
+        log.info(
+            "listening on %s:%d%s%s",
+            host,
+            self.port,
+            f" ({mode})" if mode else "",
+            ", authentication on" if self.authenticated else "",
+        )
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         if self.server is None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -60,3 +62,21 @@ def client_tls_from_env() -> ClientTls | None:
     return ClientTls(
         Path(ca) if ca else None, Path(cert) if cert else None, Path(key) if key else None
     )
+
+
+def aio_channel(
+    addr: str, tls: ClientTls | None = None, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.aio.Channel:
+    """An asyncio channel to ``addr``: TLS when ``tls`` is given, plaintext otherwise."""
+    if tls is None:
+        return grpc.aio.insecure_channel(addr, options=list(options))
+    return grpc.aio.secure_channel(addr, tls.credentials(), options=list(options))
+
+
+def channel(
+    addr: str, tls: ClientTls | None = None, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.Channel:
+    """A blocking channel to ``addr`` (for the CLI): TLS when ``tls`` is given."""
+    if tls is None:
+        return grpc.insecure_channel(addr, options=list(options))
+    return grpc.secure_channel(addr, tls.credentials(), options=list(options))

@@ -40,5 +40,33 @@ def write_secret_file(path: Path, content: str) -> None:
         f.write(content + "\n")
 
 
+def replace_secret_file(path: Path, content: str) -> None:
+    """Write ``path`` with mode 0600, replacing any previous file atomically (readers see the
+    old content or the new one, never a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    write_secret_file(tmp, content)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def create_secret_file_once(path: Path, content: str) -> bool:
+    """Create ``path`` (mode 0600) holding ``content`` unless it exists; True if this call
+    created it. Safe when several processes race: the file appears complete or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    write_secret_file(tmp, content)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def read_token_file(path: Path) -> str:
     return path.read_text().strip()

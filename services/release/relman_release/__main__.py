@@ -11,7 +11,9 @@ from pathlib import Path
 
 from relman_common import config
 from relman_common.db import sqlite_url
+from relman_common.secretbox import SecretBoxError
 from relman_common.server import setup_logging
+from relman_common.tls import ServerTls, server_tls
 
 from relman_release.api.server import create_service
 
@@ -40,7 +42,57 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="database URL, e.g. postgresql://user@host/db; overrides SQLite "
         "(env RELMAN_DATABASE_URL)",
     )
-    return parser.parse_args(argv)
+    try:
+        auth_default = config.auth_enabled()
+    except ValueError as err:
+        parser.error(str(err))
+    parser.add_argument(
+        "--auth",
+        action=argparse.BooleanOptionalAction,
+        default=auth_default,
+        help="demand a token (authorization: Bearer rmt_...) on every call but health checks; "
+        "the first start creates <data-dir>/admin.token and <data-dir>/deployer.token "
+        "(env RELMAN_AUTH=on|off, default %(default)s)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=config.tls_cert(),
+        help="serve TLS with this PEM certificate (env RELMAN_TLS_CERT; needs --tls-key)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=config.tls_key(),
+        help="PEM private key of --tls-cert (env RELMAN_TLS_KEY)",
+    )
+    parser.add_argument(
+        "--tls-client-ca",
+        default=config.tls_client_ca(),
+        help="require client certificates "
+        "signed by this PEM CA: mutual TLS (env RELMAN_TLS_CLIENT_CA)",
+    )
+    parser.add_argument(
+        "--secret-key-file",
+        type=Path,
+        default=Path(config.secret_key_file()) if config.secret_key_file() else None,
+        help="file holding the base64 key that encrypts env at rest (env "
+        "RELMAN_SECRET_KEY_FILE); without it the key is RELMAN_SECRET_KEY, else "
+        "<data-dir>/secret.key, created on first start",
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.tls = tls_settings(args)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
+
+
+def tls_settings(args: argparse.Namespace) -> ServerTls | None:
+    tls = server_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
+    if tls is not None:
+        for path in (tls.cert, tls.key, tls.client_ca):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file not found: {path}")
+    return tls
 
 
 def database_url(args: argparse.Namespace) -> str:
@@ -57,9 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = database_url(args)
     log.info("database %s", url.split("@")[-1] if "@" in url else url)
     try:
-        service = create_service(args.addr, url)
+        service = create_service(
+            args.addr,
+            url,
+            data_dir=args.data_dir,
+            auth=args.auth,
+            tls=args.tls,
+            secret_key_file=args.secret_key_file,
+        )
         asyncio.run(service.run_until_signal())
-    except OSError as err:
+    except (OSError, SecretBoxError) as err:
         log.error("%s", err)
         return 1
     return 0

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from relman_release.domain.model import App, Build, Page, Release
+from relman_release.domain.tokens import ApiToken
 
 
 class Repository(Protocol):
@@ -45,6 +46,28 @@ class Repository(Protocol):
         ...
 
     def record_outcome(self, release_id: str, deployment_id: str, outcome: str) -> None: ...
+
+    # --- API tokens (stored as SHA-256 hashes only) ---
+
+    def count_tokens(self) -> int: ...
+
+    def add_token(self, token: ApiToken, token_hash: str) -> None:
+        """Stores a new token; AlreadyExists if its name is taken."""
+        ...
+
+    def get_token(self, name: str) -> ApiToken | None: ...
+
+    def find_token_by_hash(self, token_hash: str) -> ApiToken | None: ...
+
+    def list_tokens(self) -> list[ApiToken]:
+        """Oldest first, revoked ones included."""
+        ...
+
+    def lock_live_admins(self) -> list[str]:
+        """Names of the live admin tokens, locked against other writers until the end."""
+        ...
+
+    def revoke_token(self, name: str, when: datetime) -> None: ...
 
 
 class UnitOfWork(Protocol):

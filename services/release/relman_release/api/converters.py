@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from relman.v1 import release_pb2  # type: ignore[import-not-found]
+from relman.v1 import auth_pb2, release_pb2  # type: ignore[import-not-found]
 
 from relman_release.domain.env import EnvDiff
 from relman_release.domain.model import App, Build, Deployable, Release
+from relman_release.domain.tokens import ApiToken
 from relman_release.services import EnvChanged, ImportedBuild, ReleaseDiff
 
 
@@ -105,4 +106,13 @@ def deployable_pb(deployable: Deployable) -> release_pb2.Deployable:
         pb.build.CopyFrom(build_pb(deployable.build))
     if deployable.active_release is not None:
         pb.active_release.CopyFrom(release_pb(deployable.active_release))
+    return pb
+
+
+def token_pb(token: ApiToken) -> auth_pb2.Token:
+    pb = auth_pb2.Token(
+        name=token.name, kind=token.kind, created=timestamp(token.created), actor=token.actor
+    )
+    if token.revoked is not None:
+        pb.revoked.CopyFrom(timestamp(token.revoked))
     return pb

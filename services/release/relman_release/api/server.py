@@ -1,35 +1,112 @@
-"""Wiring: a unit of work, a DB thread pool and the servicer in a relman_common Service."""
+"""Wiring: a unit of work, a DB thread pool and the servicers in a relman_common Service."""
 
 from __future__ import annotations
 
-import grpc
-from relman.v1 import release_pb2, release_pb2_grpc  # type: ignore[import-not-found]
-from relman_common.db import DbExecutor
-from relman_common.server import Service
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
+import grpc
+from relman.v1 import (  # type: ignore[import-not-found]
+    auth_pb2,
+    auth_pb2_grpc,
+    release_pb2,
+    release_pb2_grpc,
+)
+from relman_common import config, tokens
+from relman_common.db import DbExecutor
+from relman_common.secretbox import SecretBox
+from relman_common.server import Service
+from relman_common.tls import ServerTls
+
+from relman_release import token_services
+from relman_release.api.auth import store_authenticator
 from relman_release.api.servicer import ReleaseServicer
+from relman_release.api.token_servicer import TokenServicer
 from relman_release.store.uow import SqlUnitOfWork, open_store
 
 SERVICE_NAME = release_pb2.DESCRIPTOR.services_by_name["ReleaseService"].full_name
+TOKEN_SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name
 DB_WORKERS = 8
 
 
-def build_service(addr: str, uow: SqlUnitOfWork, workers: int = DB_WORKERS) -> Service:
-    """The Release service on ``addr`` over ``uow``; stopping it releases the pool and engine."""
+def build_service(
+    addr: str,
+    uow: SqlUnitOfWork,
+    workers: int = DB_WORKERS,
+    *,
+    auth: bool = False,
+    tls: ServerTls | None = None,
+) -> Service:
+    """The Release and Token services on ``addr`` over ``uow``; stopping them releases the
+    pool and the engine. With ``auth`` every call but health and reflection needs a token."""
     executor = DbExecutor(workers=workers, name="release-db")
+    authenticate = store_authenticator(uow, executor) if auth else None
     servicer = ReleaseServicer(uow, executor)
+    token_servicer = TokenServicer(uow, executor, authenticate)
 
     def register(server: grpc.aio.Server) -> None:
         release_pb2_grpc.add_ReleaseServiceServicer_to_server(servicer, server)
+        auth_pb2_grpc.add_TokenServiceServicer_to_server(token_servicer, server)
 
     async def on_stop() -> None:
         executor.shutdown()
         uow.engine.dispose()
 
-    return Service(addr, register, [SERVICE_NAME], on_stop=on_stop)
+    return Service(
+        addr,
+        register,
+        [SERVICE_NAME, TOKEN_SERVICE_NAME],
+        on_stop=on_stop,
+        tls=tls,
+        authenticate=authenticate,
+    )
 
 
-def create_service(addr: str, database_url: str) -> Service:
-    """Opens (and migrates) the database at ``database_url`` and wires the service."""
-    uow = open_store(database_url, pool_size=DB_WORKERS)
-    return build_service(addr, uow)
+def bootstrap_token_files(uow: SqlUnitOfWork, data_dir: Path) -> str | None:
+    """On the first start (no token stored) creates the ``admin`` and ``deployer`` tokens and
+    saves them to ``<data-dir>/admin.token`` and ``<data-dir>/deployer.token`` (mode 0600,
+    replacing stale files left by another database). Returns the new admin secret, or None
+    when tokens existed already."""
+
+    def save(secrets: token_services.BootstrapSecrets) -> None:
+        tokens.replace_secret_file(data_dir / tokens.ADMIN_TOKEN_FILE, secrets.admin)
+        tokens.replace_secret_file(data_dir / tokens.DEPLOYER_TOKEN_FILE, secrets.deployer)
+
+    created = token_services.bootstrap_tokens(uow, save)
+    return created.admin if created is not None else None
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def create_service(
+    addr: str,
+    database_url: str,
+    *,
+    data_dir: Path | None = None,
+    auth: bool = False,
+    tls: ServerTls | None = None,
+    secret_key_file: Path | None = None,
+    announce: Callable[[str], None] = _to_stderr,
+) -> Service:
+    """Opens (and migrates) the database at ``database_url`` and wires the service.
+
+    Envs are sealed with the key of ``secret_key_file``, else ``RELMAN_SECRET_KEY``, else
+    ``<data-dir>/secret.key`` (made on first start). With ``auth``, the first start also
+    creates the admin and deployer tokens and announces the admin token once.
+    """
+    directory = data_dir if data_dir is not None else config.data_dir()
+    box = SecretBox.from_env_or_file(directory, secret_key_file)
+    uow = open_store(database_url, box, pool_size=DB_WORKERS)
+    try:
+        if auth:
+            admin = bootstrap_token_files(uow, directory)
+            if admin is not None:
+                path = directory / tokens.ADMIN_TOKEN_FILE
+                announce(f"relman: created admin token (saved to {path}): {admin}")
+    except BaseException:
+        uow.engine.dispose()
+        raise
+    return build_service(addr, uow, auth=auth, tls=tls)

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from relman_common.clock import as_utc
 from relman_common.errors import AlreadyExists
-from sqlalchemy import delete, select, update
+from relman_common.secretbox import SecretBox
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relman_release.domain.model import App, Build, Page, Release
+from relman_release.domain.tokens import ADMIN, ApiToken
 from relman_release.store.codec import decode_env, decode_images, encode_env, encode_images
-from relman_release.store.tables import AppRow, BuildRow, ReleaseRow
+from relman_release.store.tables import ApiTokenRow, AppRow, BuildRow, ReleaseRow
 
 
 class SqlRepository:
-    def __init__(self, session: Session) -> None:
+    """``box`` seals every env written and opens every env read (see store.codec)."""
+
+    def __init__(self, session: Session, box: SecretBox) -> None:
         self.session = session
+        self._box = box
         self._app_ids: dict[str, int] = {}
 
     # --- apps ---
@@ -122,7 +129,7 @@ class SqlRepository:
                 id=release.id,
                 app_id=app_id,
                 build_id=release.build_id,
-                env=encode_env(release.env),
+                env=encode_env(release.env, self._box, release.id),
                 description=release.description,
                 created=release.created,
                 actor=release.actor,
@@ -139,7 +146,10 @@ class SqlRepository:
         found = self.session.execute(
             select(ReleaseRow, AppRow.name).join(AppRow).where(ReleaseRow.id == release_id)
         ).one_or_none()
-        return _release(found[0], found[1], with_env=True) if found is not None else None
+        if found is None:
+            return None
+        row: ReleaseRow = found[0]
+        return _release(row, found[1], env=decode_env(row.env, self._box, row.id))
 
     def list_releases(self, app: str, limit: int, before: int | None) -> Page[Release]:
         columns = (
@@ -181,6 +191,59 @@ class SqlRepository:
             .values(last_deployment_id=deployment_id, last_deployment_outcome=outcome)
         )
 
+    # --- API tokens ---
+
+    def count_tokens(self) -> int:
+        return int(self.session.scalar(select(func.count()).select_from(ApiTokenRow)) or 0)
+
+    def add_token(self, token: ApiToken, token_hash: str) -> None:
+        self.session.add(
+            ApiTokenRow(
+                name=token.name,
+                kind=token.kind,
+                token_hash=token_hash,
+                created=token.created,
+                revoked=token.revoked,
+                actor=token.actor,
+            )
+        )
+        try:
+            self.session.flush()
+        except IntegrityError:
+            raise AlreadyExists(f"token already exists: {token.name}") from None
+
+    def get_token(self, name: str) -> ApiToken | None:
+        row = self.session.scalars(
+            select(ApiTokenRow).where(ApiTokenRow.name == name)
+        ).one_or_none()
+        return _token(row) if row is not None else None
+
+    def find_token_by_hash(self, token_hash: str) -> ApiToken | None:
+        row = self.session.scalars(
+            select(ApiTokenRow).where(ApiTokenRow.token_hash == token_hash)
+        ).one_or_none()
+        return _token(row) if row is not None else None
+
+    def list_tokens(self) -> list[ApiToken]:
+        rows = self.session.scalars(select(ApiTokenRow).order_by(ApiTokenRow.seq))
+        return [_token(row) for row in rows]
+
+    def lock_live_admins(self) -> list[str]:
+        query = (
+            select(ApiTokenRow.name)
+            .where(ApiTokenRow.kind == ADMIN, ApiTokenRow.revoked.is_(None))
+            .order_by(ApiTokenRow.seq)
+            .with_for_update()
+        )
+        return list(self.session.scalars(query))
+
+    def revoke_token(self, name: str, when: datetime) -> None:
+        self.session.execute(
+            update(ApiTokenRow)
+            .where(ApiTokenRow.name == name, ApiTokenRow.revoked.is_(None))
+            .values(revoked=when)
+        )
+
 
 def _app(row: AppRow) -> App:
     return App(
@@ -208,15 +271,25 @@ def _build(row: BuildRow, app: str) -> Build:
     )
 
 
-def _release(row: ReleaseRow, app: str, with_env: bool) -> Release:
+def _release(row: ReleaseRow, app: str, env: dict[str, str]) -> Release:
     return Release(
         id=row.id,
         app=app,
         build_id=row.build_id,
-        env=decode_env(row.env) if with_env else {},
+        env=env,
         description=row.description,
         created=as_utc(row.created),
         actor=row.actor,
         last_deployment_id=row.last_deployment_id,
         last_deployment_outcome=row.last_deployment_outcome,
+    )
+
+
+def _token(row: ApiTokenRow) -> ApiToken:
+    return ApiToken(
+        name=row.name,
+        kind=row.kind,
+        created=as_utc(row.created),
+        actor=row.actor,
+        revoked=as_utc(row.revoked) if row.revoked is not None else None,
     )

@@ -76,3 +76,18 @@ class ReleaseRow(Base):
     actor: Mapped[str] = mapped_column(String(64))
     last_deployment_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
     last_deployment_outcome: Mapped[str] = mapped_column(String(16), default="")
+
+
+class ApiTokenRow(Base):
+    """An API token. Only the SHA-256 hash of its secret is stored (see relman_common.tokens)."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))

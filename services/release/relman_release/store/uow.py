@@ -8,6 +8,7 @@ from datetime import datetime
 
 from relman_common.clock import Clock, utcnow
 from relman_common.db import make_engine, upgrade, writer
+from relman_common.secretbox import SecretBox
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
@@ -19,10 +20,12 @@ VERSION_TABLE = "release_alembic_version"
 
 class SqlUnitOfWork:
     """Reads run in plain transactions; writes take SQLite's write lock up front
-    (``BEGIN IMMEDIATE``) and lock the app row on PostgreSQL (``SELECT ... FOR UPDATE``)."""
+    (``BEGIN IMMEDIATE``) and lock the app row on PostgreSQL (``SELECT ... FOR UPDATE``).
+    Envs are sealed with ``box`` on the way in and opened on the way out."""
 
-    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
+    def __init__(self, engine: Engine, box: SecretBox, clock: Clock = utcnow) -> None:
         self.engine = engine
+        self._box = box
         self._clock = clock
         self._reader = sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self._writer = sessionmaker(writer(engine), expire_on_commit=False, autoflush=False)
@@ -30,19 +33,22 @@ class SqlUnitOfWork:
     @contextmanager
     def read(self) -> Iterator[SqlRepository]:
         with self._reader() as session, session.begin():
-            yield SqlRepository(session)
+            yield SqlRepository(session, self._box)
 
     @contextmanager
     def write(self) -> Iterator[SqlRepository]:
         with self._writer() as session, session.begin():
-            yield SqlRepository(session)
+            yield SqlRepository(session, self._box)
 
     def now(self) -> datetime:
         return self._clock()
 
 
-def open_store(url: str, clock: Clock = utcnow, pool_size: int = 8) -> SqlUnitOfWork:
-    """An engine for ``url`` with every migration applied, wrapped in a unit of work."""
+def open_store(
+    url: str, box: SecretBox, clock: Clock = utcnow, pool_size: int = 8
+) -> SqlUnitOfWork:
+    """An engine for ``url`` with every migration applied, wrapped in a unit of work that
+    seals envs with ``box``."""
     engine = make_engine(url, pool_size=pool_size)
     upgrade(engine, MIGRATIONS, VERSION_TABLE)
-    return SqlUnitOfWork(engine, clock)
+    return SqlUnitOfWork(engine, box, clock)
