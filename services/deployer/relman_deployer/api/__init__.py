@@ -1,0 +1,1 @@
+"""The Deployer's gRPC edge: the servicer translates, the server wires."""

@@ -1,0 +1,88 @@
+"""Wiring: database, backend, Release service client, orchestrator and servicer in one Service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from relman.v1 import deployer_pb2, deployer_pb2_grpc  # type: ignore[import-not-found]
+from relman_common.db import DbExecutor, make_engine
+from relman_common.server import Service
+from sqlalchemy import Engine
+
+from relman_deployer.api.servicer import DeployerServicer
+from relman_deployer.backends import get_backend
+from relman_deployer.backends.base import Backend
+from relman_deployer.orchestrator import DeployerConfig, Orchestrator, instance_id
+from relman_deployer.release_client import ReleaseClient
+from relman_deployer.store.repository import DeploymentStore, migrate
+
+SERVICE_NAME = deployer_pb2.DESCRIPTOR.services_by_name["DeployerService"].full_name
+DB_WORKERS = 8
+
+
+@dataclass
+class Settings:
+    database_url: str
+    release_addr: str
+    backend: str = "sim"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    lease_ttl: float = 15.0
+    crashloop_threshold: int = 3
+    default_timeout: int = 600
+    owner: str = field(default_factory=instance_id)
+
+
+class DeployerService(Service):
+    """The Deployer on ``addr``. ``backend``, when given, is used instead of ``settings.backend``
+    (tests drive the orchestrator with a backend they hold)."""
+
+    def __init__(self, addr: str, settings: Settings, backend: Backend | None = None) -> None:
+        super().__init__(addr, self._register, [SERVICE_NAME], on_stop=self._close)
+        self.settings = settings
+        self._backend = backend
+        self.orchestrator: Orchestrator | None = None
+        self._engine: Engine | None = None
+        self._executor: DbExecutor | None = None
+        self._releases: ReleaseClient | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self._executor = DbExecutor(workers=DB_WORKERS, name="deployer-db")
+        self._engine = make_engine(s.database_url, pool_size=DB_WORKERS)
+        await self._executor.run(migrate, self._engine)
+        if self._backend is None:
+            self._backend = get_backend(s.backend, **s.backend_options)
+        self._releases = ReleaseClient(s.release_addr)
+        self.orchestrator = Orchestrator(
+            DeploymentStore(self._engine, self._executor),
+            self._backend,
+            self._releases,
+            DeployerConfig(
+                owner=s.owner,
+                lease_ttl=s.lease_ttl,
+                crashloop_threshold=s.crashloop_threshold,
+                default_timeout=s.default_timeout,
+            ),
+        )
+        await self.orchestrator.start()
+        await super().start()
+
+    def _register(self, server: grpc.aio.Server) -> None:
+        assert self.orchestrator is not None
+        deployer_pb2_grpc.add_DeployerServiceServicer_to_server(
+            DeployerServicer(self.orchestrator), server
+        )
+
+    async def _close(self) -> None:
+        if self.orchestrator is not None:
+            await self.orchestrator.stop()
+        if self._backend is not None:
+            await self._backend.close()
+        if self._releases is not None:
+            await self._releases.close()
+        if self._executor is not None:
+            self._executor.shutdown()
+        if self._engine is not None:
+            self._engine.dispose()

@@ -1,0 +1,87 @@
+"""DeployerService: requests to orchestrator calls, results to messages. Nothing else.
+
+Errors are project errors raised below; the shared interceptor maps them to status codes.
+Closing a Promote, Rollback or Watch stream only detaches the watcher: the deployment goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from relman.v1 import deployer_pb2, deployer_pb2_grpc  # type: ignore[import-not-found]
+from relman_common.actor import current_actor
+
+from relman_deployer.api.convert import deployment_to_pb, update_to_pb
+from relman_deployer.domain.guards import (
+    check_app_name,
+    check_deployment_id,
+    check_release_id,
+    page_size,
+)
+from relman_deployer.orchestrator import Orchestrator
+
+
+class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: ignore[misc]
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self._orchestrator = orchestrator
+
+    async def Promote(
+        self, request: deployer_pb2.PromoteRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
+        check_release_id(request.release_id, required=False)
+        deployment = await self._orchestrator.promote(
+            request.app,
+            request.release_id,
+            force=request.force,
+            timeout_seconds=request.timeout_seconds,
+            actor=current_actor(),
+        )
+        async for item in self._orchestrator.watch(deployment.id, 0):
+            yield update_to_pb(item)
+
+    async def Rollback(
+        self, request: deployer_pb2.RollbackRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
+        check_release_id(request.release_id, required=True)
+        deployment = await self._orchestrator.rollback(
+            request.app,
+            request.release_id,
+            timeout_seconds=request.timeout_seconds,
+            actor=current_actor(),
+        )
+        async for item in self._orchestrator.watch(deployment.id, 0):
+            yield update_to_pb(item)
+
+    async def Watch(
+        self, request: deployer_pb2.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
+        check_deployment_id(request.deployment_id)
+        async for item in self._orchestrator.watch(
+            request.deployment_id, max(request.after_seq, 0)
+        ):
+            yield update_to_pb(item)
+
+    async def Cancel(
+        self, request: deployer_pb2.CancelRequest, context: grpc.aio.ServicerContext
+    ) -> deployer_pb2.Deployment:
+        deployment = await self._orchestrator.cancel(request.app, current_actor())
+        return deployment_to_pb(deployment)
+
+    async def GetDeployment(
+        self, request: deployer_pb2.GetDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> deployer_pb2.Deployment:
+        check_deployment_id(request.id)
+        return deployment_to_pb(await self._orchestrator.store.get(request.id))
+
+    async def ListDeployments(
+        self, request: deployer_pb2.ListDeploymentsRequest, context: grpc.aio.ServicerContext
+    ) -> deployer_pb2.ListDeploymentsResponse:
+        if request.app:
+            check_app_name(request.app)
+        deployments, token = await self._orchestrator.store.list_deployments(
+            request.app, page_size(request.limit), request.page_token
+        )
+        return deployer_pb2.ListDeploymentsResponse(
+            deployments=[deployment_to_pb(d) for d in deployments], next_page_token=token
+        )

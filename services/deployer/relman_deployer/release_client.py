@@ -1,0 +1,140 @@
+"""The Deployer's client of the Release service: domain values in and out, project errors.
+
+Callers never see gRPC: every failed call becomes a :mod:`relman_common.errors` error. The
+writes that must land once a rollout is decided (MarkReleaseActive, RecordDeploymentOutcome)
+are retried while the Release service is unavailable, up to a long deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+from relman.v1 import release_pb2, release_pb2_grpc  # type: ignore[import-not-found]
+from relman_common.clock import as_utc
+from relman_common.errors import Unavailable
+from relman_common.grpc_errors import ACTOR_METADATA, error_from_rpc
+
+from relman_deployer.domain.model import Build, Deployable, Outcome, Release
+
+log = logging.getLogger("relman.deployer.releases")
+
+T = TypeVar("T")
+
+CALL_TIMEOUT_SECONDS = 10.0
+# How long a decided outcome keeps being offered to an unavailable Release service.
+RETRY_DEADLINE_SECONDS = 6 * 3600.0
+MAX_BACKOFF_SECONDS = 5.0
+# Reconnect soon after the Release service comes back (gRPC's default backoff grows to 120 s).
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", int(MAX_BACKOFF_SECONDS * 1000)),
+]
+
+
+class ReleaseClient:
+    def __init__(
+        self,
+        addr: str,
+        *,
+        call_timeout: float = CALL_TIMEOUT_SECONDS,
+        retry_deadline: float = RETRY_DEADLINE_SECONDS,
+    ) -> None:
+        self.addr = addr
+        self._channel = grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
+        self._stub = release_pb2_grpc.ReleaseServiceStub(self._channel)
+        self._timeout = call_timeout
+        self._retry_deadline = retry_deadline
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def get_deployable(
+        self, app: str, release_id: str, actor: str, *, retry: bool = False
+    ) -> Deployable:
+        """The release (latest when ``release_id`` is empty), its build and the active release."""
+        request = release_pb2.GetDeployableRequest(app=app, release_id=release_id)
+
+        async def call() -> Deployable:
+            resp = await self._call(self._stub.GetDeployable, request, actor)
+            return Deployable(
+                release=release_from_pb(resp.release),
+                build=build_from_pb(resp.build) if resp.HasField("build") else None,
+                active=(
+                    release_from_pb(resp.active_release)
+                    if resp.HasField("active_release") and resp.active_release.id
+                    else None
+                ),
+            )
+
+        if retry:
+            return await self._retrying(f"GetDeployable {app} {release_id}", call)
+        return await call()
+
+    async def create_rollback_release(self, app: str, release_id: str, actor: str) -> Release:
+        request = release_pb2.CreateRollbackReleaseRequest(app=app, release_id=release_id)
+        resp = await self._call(self._stub.CreateRollbackRelease, request, actor)
+        return release_from_pb(resp)
+
+    async def mark_release_active(
+        self, app: str, release_id: str, deployment_id: str, actor: str
+    ) -> None:
+        request = release_pb2.MarkReleaseActiveRequest(
+            app=app, release_id=release_id, deployment_id=deployment_id
+        )
+
+        async def call() -> None:
+            await self._call(self._stub.MarkReleaseActive, request, actor)
+
+        await self._retrying(f"MarkReleaseActive {app} {release_id}", call)
+
+    async def record_outcome(
+        self, app: str, release_id: str, deployment_id: str, outcome: Outcome, actor: str
+    ) -> None:
+        request = release_pb2.RecordDeploymentOutcomeRequest(
+            app=app, release_id=release_id, deployment_id=deployment_id, outcome=outcome.value
+        )
+
+        async def call() -> None:
+            await self._call(self._stub.RecordDeploymentOutcome, request, actor)
+
+        await self._retrying(f"RecordDeploymentOutcome {release_id} {outcome.value}", call)
+
+    async def _call(self, method: Callable[..., Awaitable[T]], request: object, actor: str) -> T:
+        try:
+            return await method(request, timeout=self._timeout, metadata=((ACTOR_METADATA, actor),))
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from None
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + self._retry_deadline
+        delay = 0.1
+        while True:
+            try:
+                return await call()
+            except Unavailable as err:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("%s: release service unavailable (%s); retrying", what, err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+
+def release_from_pb(msg: release_pb2.Release) -> Release:
+    return Release(
+        id=msg.id,
+        app=msg.app,
+        build_id=msg.build_id,
+        created=as_utc(msg.created.ToDatetime()),
+        env=dict(msg.env),
+        description=msg.description,
+    )
+
+
+def build_from_pb(msg: release_pb2.Build) -> Build:
+    return Build(id=msg.id, manifest=msg.manifest, images=dict(msg.images))
