@@ -1,0 +1,267 @@
+"""From Kubernetes objects (as JSON dicts) to the backend's observations; pure, no API calls.
+
+:func:`rollout_status` reads the app's namespace (which release is desired, with which
+services), its Deployments and its pods. :class:`EventTracker` turns core/v1 Events into
+:class:`BackendEvent` occurrences: a new Event, or a repeat of one (``count`` or
+``series.count`` going up, which is how Kubernetes records ``BackOff`` every few seconds).
+
+>>> ns = {"metadata": {"annotations": {RELEASE_ANNOTATION: "R2", SERVICES_ANNOTATION: '{"web":2}'}}}
+>>> dep = {"metadata": {"generation": 2, "annotations": {RELEASE_ANNOTATION: "R2"}},
+...        "spec": {"replicas": 2},
+...        "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1,
+...                   "availableReplicas": 2}}
+>>> rollout_status(ns, {"web": dep}, [])
+RolloutStatus(release_id='R2', services=(ServiceStatus(name='web', desired=2, updated=1, \
+total=3, available=2, restarts=0),), failure='')
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from relman_deployer.backends.base import BackendEvent, RolloutStatus, ServiceStatus
+from relman_deployer.backends.kubernetes_manifests import (
+    NAME_LABEL,
+    RELEASE_ANNOTATION,
+    SERVICES_ANNOTATION,
+)
+
+Json = dict[str, Any]
+
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+
+
+def _meta(obj: Mapping[str, Any] | None) -> Json:
+    return dict((obj or {}).get("metadata") or {})
+
+
+def desired_services(namespace: Mapping[str, Any] | None) -> tuple[str, dict[str, int]]:
+    """The release the namespace is annotated with and its services (name -> replicas).
+
+    >>> desired_services(None)
+    ('', {})
+    >>> desired_services({"metadata": {"annotations": {RELEASE_ANNOTATION: "R1",
+    ...                                                SERVICES_ANNOTATION: "not json"}}})
+    ('R1', {})
+    """
+    annotations = _meta(namespace).get("annotations") or {}
+    release = str(annotations.get(RELEASE_ANNOTATION, ""))
+    try:
+        raw = json.loads(annotations.get(SERVICES_ANNOTATION) or "{}")
+    except ValueError:
+        raw = {}
+    services: dict[str, int] = {}
+    if isinstance(raw, dict):
+        for name, replicas in raw.items():
+            if isinstance(replicas, int):
+                services[str(name)] = replicas
+    return release, services
+
+
+def pod_restarts(pods: Iterable[Mapping[str, Any]], service: str, release: str) -> int:
+    """Highest container restart count among ``service``'s pods of ``release``'s template."""
+    highest = 0
+    for pod in pods:
+        meta = _meta(pod)
+        if (meta.get("labels") or {}).get(NAME_LABEL) != service:
+            continue
+        if (meta.get("annotations") or {}).get(RELEASE_ANNOTATION) != release:
+            continue
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            highest = max(highest, int(status.get("restartCount") or 0))
+    return highest
+
+
+def service_status(
+    name: str, desired: int, release: str, deployment: Mapping[str, Any] | None, restarts: int
+) -> tuple[ServiceStatus, str]:
+    """One service's progress towards ``release`` and its failure message ('' if none).
+
+    Until the Deployment controller has observed the Deployment's latest generation for this
+    release, its counts describe an older template: nothing is counted as updated then, so a
+    snapshot is never complete too early (``DeploymentComplete`` checks the same).
+    """
+    if deployment is None or _meta(deployment).get("deletionTimestamp"):
+        return ServiceStatus(name, desired, 0, 0, 0, restarts), ""
+    meta = _meta(deployment)
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    is_release = (meta.get("annotations") or {}).get(RELEASE_ANNOTATION) == release
+    observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    current = is_release and observed
+    if is_release:
+        replicas = spec.get("replicas")
+        desired = int(replicas) if replicas is not None else 1
+    result = ServiceStatus(
+        name=name,
+        desired=desired,
+        updated=int(status.get("updatedReplicas") or 0) if current else 0,
+        total=int(status.get("replicas") or 0),
+        available=int(status.get("availableReplicas") or 0),
+        restarts=restarts,
+    )
+    failure = ""
+    if current:
+        for condition in status.get("conditions") or []:
+            if (
+                condition.get("type") == "Progressing"
+                and condition.get("reason") == PROGRESS_DEADLINE_EXCEEDED
+            ):
+                message = condition.get("message") or PROGRESS_DEADLINE_EXCEEDED
+                failure = f"{name}: {message}"
+    return result, failure
+
+
+def rollout_status(
+    namespace: Mapping[str, Any] | None,
+    deployments: Mapping[str, Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+) -> RolloutStatus:
+    """The app's progress towards the release its namespace is annotated with."""
+    release, services = desired_services(namespace)
+    pod_list = list(pods)
+    statuses: list[ServiceStatus] = []
+    failures: list[str] = []
+    for name, desired in services.items():
+        restarts = pod_restarts(pod_list, name, release)
+        status, failure = service_status(name, desired, release, deployments.get(name), restarts)
+        statuses.append(status)
+        if failure:
+            failures.append(failure)
+    return RolloutStatus(release_id=release, services=tuple(statuses), failure="; ".join(failures))
+
+
+def parse_time(value: object) -> datetime | None:
+    """An RFC 3339 time of the API (``...Z``, with or without fractions) as aware UTC.
+
+    >>> parse_time("2019-01-01T00:00:51Z")
+    datetime.datetime(2019, 1, 1, 0, 0, 51, tzinfo=datetime.timezone.utc)
+    >>> parse_time("2019-01-01T00:00:51.123456Z").microsecond, parse_time(None)
+    (123456, None)
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def event_time(event: Mapping[str, Any]) -> datetime | None:
+    """When an Event (last) happened: the later of lastTimestamp and series.lastObservedTime,
+    else eventTime, firstTimestamp, creation (the scheduler's events.k8s.io events only set
+    eventTime, and series for repeats)."""
+    series = event.get("series") or {}
+    last = [
+        t
+        for t in (
+            parse_time(event.get("lastTimestamp")),
+            parse_time(series.get("lastObservedTime")),
+        )
+        if t is not None
+    ]
+    if last:
+        return max(last)
+    for value in (
+        event.get("eventTime"),
+        event.get("firstTimestamp"),
+        _meta(event).get("creationTimestamp"),
+    ):
+        parsed = parse_time(value)
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def occurrences(event: Mapping[str, Any]) -> int:
+    """How many times an Event has happened (``count`` or ``series.count``; at least 1)."""
+    series = event.get("series") or {}
+    return max(int(event.get("count") or 0), int(series.get("count") or 0), 1)
+
+
+def backend_event(event: Mapping[str, Any], now: datetime) -> BackendEvent | None:
+    """An Event as the Deployer streams it: ``system/k8s/<involvedObject.name>``.
+
+    >>> e = backend_event({"involvedObject": {"kind": "Deployment", "name": "web"},
+    ...                    "reason": "ScalingReplicaSet",
+    ...                    "message": "Scaled up replica set web-5d4f8b7c9 to 1",
+    ...                    "lastTimestamp": "2019-01-01T00:00:51Z"}, datetime.now(UTC))
+    >>> e.source, e.reason, e.message
+    ('system/k8s/web', 'ScalingReplicaSet', 'Scaled up replica set web-5d4f8b7c9 to 1')
+    >>> e.time.isoformat()
+    '2019-01-01T00:00:51+00:00'
+    """
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    name = involved.get("name")
+    reason = event.get("reason")
+    if not name or not reason:
+        return None
+    return BackendEvent(
+        time=event_time(event) or now,
+        source=f"system/k8s/{name}",
+        reason=str(reason),
+        message=str(event.get("message") or "").strip(),
+    )
+
+
+class EventTracker:
+    """Which Event updates are new occurrences, for one observer that started at ``since``.
+
+    Feed it the initial list (:meth:`baseline`: nothing in it is new), then every watch
+    change (:meth:`changed`) and, after a watch had to start over, the full re-list
+    (:meth:`relisted`), in which Events unseen so far count when they happened since ``since``.
+    """
+
+    def __init__(self, since: datetime) -> None:
+        self.since = since
+        self._counts: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def baseline(self, events: Iterable[Mapping[str, Any]]) -> None:
+        self._counts = {_uid(e): occurrences(e) for e in events}
+
+    def changed(self, kind: str, event: Mapping[str, Any], now: datetime) -> BackendEvent | None:
+        uid = _uid(event)
+        if kind == "DELETED":
+            self._counts.pop(uid, None)
+            return None
+        if kind not in ("ADDED", "MODIFIED"):
+            return None
+        count = occurrences(event)
+        known = self._counts.get(uid)
+        self._counts[uid] = max(count, known or 0)
+        if known is not None and count <= known:
+            return None
+        return backend_event(event, now)
+
+    def relisted(self, events: Iterable[Mapping[str, Any]], now: datetime) -> list[BackendEvent]:
+        fresh: list[BackendEvent] = []
+        counts: dict[str, int] = {}
+        for event in sorted(events, key=lambda e: event_time(e) or now):
+            uid = _uid(event)
+            count = counts[uid] = occurrences(event)
+            known = self._counts.get(uid)
+            if known is None:
+                happened = event_time(event)
+                if happened is not None and happened < self.since:
+                    continue
+            elif count <= known:
+                continue
+            converted = backend_event(event, now)
+            if converted is not None:
+                fresh.append(converted)
+        self._counts = counts
+        return fresh
+
+
+def _uid(event: Mapping[str, Any]) -> str:
+    meta = _meta(event)
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")

@@ -1,0 +1,114 @@
+"""The Deployer service driving the ``kubernetes`` backend on the real control plane: a promote
+streams the cluster's own events and a crash-looping release is rolled back by itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from helpers import aio_token_interceptors, free_port
+from kubernetes import client as k8s
+from relman.v1 import deployer_pb2, deployer_pb2_grpc, release_pb2, release_pb2_grpc
+from relman_common import tokens
+from relman_deployer.api.server import DeployerService, Settings
+from relman_deployer.release_client import CHANNEL_OPTIONS
+
+from deployer.conftest import Stack
+from deployer.support import ACTOR, read_stream
+from tests.k8s_cluster import KubeCluster
+
+pytestmark = pytest.mark.xdist_group("kube")
+
+DEADLINE = 120.0
+
+
+@dataclass
+class Services:
+    release: release_pb2_grpc.ReleaseServiceStub
+    deployer: deployer_pb2_grpc.DeployerServiceStub
+
+
+@pytest.fixture
+async def services(
+    kube_cluster: KubeCluster, sqlite_url: str, tmp_path: Path
+) -> AsyncIterator[Services]:
+    """The Deployer's test stack (Release service, tokens, authentication), with a Deployer
+    whose backend is ``kubernetes`` on the local control plane."""
+    stack = Stack(sqlite_url, tmp_path / "release")
+    await stack.start_release()
+    try:
+        addr = f"127.0.0.1:{free_port()}"
+        deployer = DeployerService(
+            addr,
+            Settings(
+                database_url=sqlite_url,
+                release_addr=stack.release_addr,
+                backend="kubernetes",
+                backend_options={"kubeconfig": str(kube_cluster.kubeconfig)},
+                lease_ttl=5.0,
+                auth=True,
+                token_file=stack.data_dir / tokens.DEPLOYER_TOKEN_FILE,
+            ),
+        )
+        await deployer.start()
+        stack.deployers.append(deployer)  # stopped by stack.close()
+        channel = grpc.aio.insecure_channel(
+            addr, options=CHANNEL_OPTIONS, interceptors=aio_token_interceptors(stack.token_for)
+        )
+        try:
+            yield Services(stack.release, deployer_pb2_grpc.DeployerServiceStub(channel))
+        finally:
+            await channel.close()
+    finally:
+        await stack.close()
+
+
+async def import_build(services: Services, app: str, tag: str) -> str:
+    resp = await services.release.ImportBuild(
+        release_pb2.ImportBuildRequest(
+            app=app,
+            manifest="services:\n  web:\n    build: .\n    port: 5000\n    scale: {count: 2}\n",
+            images={"web": f"registry.example/{app}:web.{tag}"},
+            description=f"build {tag}",
+        ),
+        metadata=ACTOR,
+    )
+    return str(resp.release.id)
+
+
+async def test_promote_streams_cluster_events_and_a_crashing_release_rolls_back(
+    services: Services, kube_cluster: KubeCluster, app_name: str
+) -> None:
+    await services.release.CreateApp(release_pb2.CreateAppRequest(name=app_name), metadata=ACTOR)
+    good = await import_build(services, app_name, "BGOOD")
+    promote = services.deployer.Promote(deployer_pb2.PromoteRequest(app=app_name), metadata=ACTOR)
+    got = await asyncio.wait_for(read_stream(promote), DEADLINE)
+    assert got.last is not None and got.last.outcome == "succeeded", got.messages
+    messages = got.messages
+    assert any(m.startswith("Scaled up replica set web-") for m in messages)
+    assert any(m.startswith(f"Successfully assigned relman-{app_name}/web-") for m in messages)
+    assert f'Pulling image "registry.example/{app_name}:web.BGOOD"' in messages
+
+    bad = await import_build(services, app_name, "crash")
+    promote = services.deployer.Promote(deployer_pb2.PromoteRequest(app=app_name), metadata=ACTOR)
+    got = await asyncio.wait_for(read_stream(promote), DEADLINE)
+    assert got.last is not None
+    assert got.last.outcome == "rolled-back", (got.last.reason, got.messages)
+    assert "Back-off restarting failed container" in got.messages
+    assert got.first.release_id == bad and got.first.previous_release_id == good
+    app = await services.release.GetApp(release_pb2.GetAppRequest(name=app_name))
+    assert app.active_release_id == good
+
+    api = kube_cluster.new_api_client()
+    try:
+        web = await asyncio.to_thread(
+            k8s.AppsV1Api(api).read_namespaced_deployment, "web", f"relman-{app_name}"
+        )
+    finally:
+        api.close()
+    assert web.metadata.annotations["relman.io/release"] == good
+    assert web.status.available_replicas == 2
