@@ -34,7 +34,7 @@ protos-check: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services/common services/release services/deployer services/cli
+	$(VENV)/bin/mypy services/common services/release services/deployer services/cli bench
 
 bench: install
 	$(PY) -m bench

@@ -1,0 +1,479 @@
+"""From raw results to ratios, target verdicts, JSON and Markdown."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Ratio:
+    name: str
+    value: float
+    floor: float
+    unit: str
+    floor_name: str
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.floor if self.floor else float("inf")
+
+
+@dataclass(frozen=True)
+class Target:
+    """``actual <= limit`` (``at_most``) or ``actual >= limit``."""
+
+    name: str
+    actual: float
+    limit: float
+    unit: str
+    at_most: bool
+    limit_says: str
+
+    @property
+    def met(self) -> bool:
+        return self.actual <= self.limit if self.at_most else self.actual >= self.limit
+
+    def verdict(self) -> str:
+        if self.met:
+            return "met"
+        if self.limit == 0:
+            return f"MISSED by {self.actual:g} {self.unit}".rstrip()
+        if self.at_most:
+            return f"MISSED by {self.actual / self.limit:.2f}x (+{self.actual - self.limit:.3g})"
+        return f"MISSED: {self.actual / self.limit:.0%} of the limit"
+
+
+def dig(data: dict[str, Any], path: str) -> Any:
+    """``dig(d, "a.b.c")`` is ``d["a"]["b"]["c"]``; KeyError names the missing path."""
+    cur: Any = data
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            raise KeyError(path)
+        cur = cur[part]
+    return cur
+
+
+def _try(out: list[Any], missing: list[str], make: Callable[[], Any], what: str) -> None:
+    try:
+        out.append(make())
+    except (KeyError, TypeError) as err:
+        missing.append(f"{what}: no data ({err})")
+
+
+def ratios(r: dict[str, Any]) -> tuple[list[Ratio], list[str]]:
+    out: list[Ratio] = []
+    missing: list[str] = []
+
+    def add(name: str, value: str, floor: str, unit: str, floor_name: str) -> None:
+        _try(
+            out,
+            missing,
+            lambda: Ratio(name, float(dig(r, value)), float(dig(r, floor)), unit, floor_name),
+            name,
+        )
+
+    def add_sum(name: str, value: str, floors: list[str], unit: str, floor_name: str) -> None:
+        _try(
+            out,
+            missing,
+            lambda: Ratio(
+                name, float(dig(r, value)), sum(float(dig(r, f)) for f in floors), unit, floor_name
+            ),
+            name,
+        )
+
+    for op in ("env_change", "release_create"):
+        for db in ("sqlite", "postgres"):
+            for c in ("c1", "c8"):
+                base = f"release.{db}.{op}.{c}"
+                for q in ("p50_ms", "p99_ms"):
+                    add_sum(
+                        f"{op} {q[:3]} {db} {c[1:]} client(s)",
+                        f"{base}.{q}",
+                        [f"{base}.floor_echo.{q}", f"{base}.floor_insert.{q}"],
+                        "ms",
+                        f"echo + {db} durable insert, in turns",
+                    )
+                add(
+                    f"{op} throughput {db} {c[1:]} client(s)",
+                    f"{base}.per_s",
+                    f"{base}.floor_echo.per_s",
+                    "ops/s",
+                    "echo, in turns",
+                )
+                add(
+                    f"{op} throughput {db} {c[1:]} client(s) vs inserts",
+                    f"{base}.per_s",
+                    f"{base}.floor_insert.per_s",
+                    "ops/s",
+                    "durable inserts, in turns",
+                )
+    for db in ("sqlite", "postgres"):
+        scale = r.get("scale", {}).get(db, {})
+        for size in scale:
+            if size in ("100", "skipped"):
+                continue
+            for page in ("first_page", "deep_page"):
+                for q in ("p50_ms", "p99_ms"):
+                    add(
+                        f"list {page.replace('_', ' ')} {q[:3]} {db} {size} vs 100",
+                        f"scale.{db}.{size}.{page}.{q}",
+                        f"scale.{db}.100.{page}.{q}",
+                        "ms",
+                        "same at 100 releases",
+                    )
+    add(
+        "list first page p50 sqlite 100 vs echo",
+        "scale.sqlite.100.first_page.p50_ms",
+        "floors.echo.release_create.c1.p50_ms",
+        "ms",
+        "echo unary",
+    )
+    dep = "deployer.concurrent"
+    add(
+        "200 promotes events/s",
+        f"{dep}.events_per_s",
+        f"{dep}.stream_floor_matched.events_per_s",
+        "events/s",
+        "echo streams (same shape)",
+    )
+    add(
+        "1000 watchers fan-out lag p50",
+        "deployer.watchers.fanout_lag_ms.p50_ms",
+        "deployer.watchers.floor.fanout_lag_ms.p50_ms",
+        "ms",
+        "echo fan-out, same timeline",
+    )
+    add(
+        "1000 watchers fan-out lag p99",
+        "deployer.watchers.fanout_lag_ms.p99_ms",
+        "deployer.watchers.floor.fanout_lag_ms.p99_ms",
+        "ms",
+        "echo fan-out, same timeline",
+    )
+    add(
+        "CLI `relman releases` wall p50",
+        "cli.wall.p50_ms",
+        "cli.import_floor.p50_ms",
+        "ms",
+        "import grpc + stubs, in turns",
+    )
+    for svc in ("release", "deployer"):
+        add(
+            f"{svc} RSS under 200 promotes vs idle",
+            f"{dep}.memory_kib.peak_rss_sampled.{svc}",
+            f"deployer.memory_idle_kib.{svc}.VmRSS",
+            "KiB",
+            "idle",
+        )
+    return out, missing
+
+
+def targets(r: dict[str, Any]) -> tuple[list[Target], list[str]]:
+    out: list[Target] = []
+    missing: list[str] = []
+
+    def add(make: Callable[[], Target], what: str) -> None:
+        _try(out, missing, make, what)
+
+    add(
+        lambda: Target(
+            "release create p50 on SQLite (1 client)",
+            dig(r, "release.sqlite.release_create.c1.p50_ms"),
+            1.5
+            * (
+                dig(r, "release.sqlite.release_create.c1.floor_echo.p50_ms")
+                + dig(r, "release.sqlite.release_create.c1.floor_insert.p50_ms")
+            ),
+            "ms",
+            True,
+            "1.5x (echo + durable insert)",
+        ),
+        "release create target",
+    )
+    for page in ("first_page", "deep_page"):
+        add(
+            lambda page=page: Target(  # type: ignore[misc]
+                f"list {page.replace('_', ' ')} p50 at 100k releases (SQLite)",
+                dig(r, f"scale.sqlite.100k.{page}.p50_ms"),
+                1.2 * dig(r, f"scale.sqlite.100.{page}.p50_ms"),
+                "ms",
+                True,
+                "1.2x the same at 100",
+            ),
+            f"list {page} target",
+        )
+    dep = "deployer.concurrent"
+    add(
+        lambda: Target(
+            "200 concurrent promotes: events lost",
+            dig(r, f"{dep}.events_lost") + dig(r, f"{dep}.events_duplicated"),
+            0,
+            "events",
+            True,
+            "0",
+        ),
+        "lost events target",
+    )
+    add(
+        lambda: Target(
+            "200 concurrent promotes: events/s",
+            dig(r, f"{dep}.events_per_s"),
+            0.5 * dig(r, f"{dep}.stream_floor_matched.events_per_s"),
+            "events/s",
+            False,
+            "50% of the stream floor",
+        ),
+        "events/s target",
+    )
+    add(
+        lambda: Target(
+            "1000 watchers: streams that got every event",
+            dig(r, "deployer.watchers.complete"),
+            dig(r, "deployer.watchers.watchers"),
+            "streams",
+            False,
+            "all",
+        ),
+        "watchers delivery target",
+    )
+    add(
+        lambda: Target(
+            "1000 watchers: fan-out lag p99",
+            dig(r, "deployer.watchers.fanout_lag_ms.p99_ms"),
+            50.0,
+            "ms",
+            True,
+            "50 ms",
+        ),
+        "fan-out lag target",
+    )
+    add(
+        lambda: Target(
+            "CLI `relman releases -a app` wall p50",
+            dig(r, "cli.wall.p50_ms"),
+            1.5 * dig(r, "cli.import_floor.p50_ms"),
+            "ms",
+            True,
+            "1.5x the import floor",
+        ),
+        "CLI target",
+    )
+    return out, missing
+
+
+def _fmt(x: float) -> str:
+    if x >= 1000:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def floor_rows(r: dict[str, Any]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    f = r.get("floors", {})
+    for op in ("env_change", "release_create"):
+        for d in f.get("echo", {}).get(op, {}).values():
+            rows.append(
+                [
+                    f"echo unary ({op} shape), {d['clients']} client(s)",
+                    f"p50 {_fmt(d['p50_ms'])} ms, p99 {_fmt(d['p99_ms'])} ms, "
+                    f"{_fmt(d['per_s'])} calls/s",
+                ]
+            )
+    for key in ("stream_single", "stream_200x25"):
+        d = f.get("echo", {}).get(key)
+        if d:
+            rows.append(
+                [
+                    f"echo server stream, {d['streams']} x {d['events_per_stream']} events",
+                    f"{_fmt(d['messages_per_s'])} messages/s",
+                ]
+            )
+    for key, label in (("sqlite_insert", "SQLite WAL+FULL"), ("pg_insert", "PostgreSQL")):
+        for d in f.get(key, {}).values():
+            rows.append(
+                [
+                    f"durable insert {label}, {d['clients']} writer(s)",
+                    f"p50 {_fmt(d['p50_ms'])} ms, p99 {_fmt(d['p99_ms'])} ms, "
+                    f"{_fmt(d['per_s'])} inserts/s",
+                ]
+            )
+    for key, label in (("python_bare", "python -c pass"), ("grpc_and_stubs", "import floor")):
+        d = f.get("import", {}).get(key)
+        if d:
+            rows.append([f"{label} (whole process)", f"p50 {_fmt(d['p50_ms'])} ms"])
+    return rows
+
+
+def markdown(r: dict[str, Any], rs: list[Ratio], ts: list[Target], missing: list[str]) -> str:
+    m = r["machine"]
+    lines = [
+        "# relman benchmark results",
+        "",
+        f"- date: {m['date']}; cores: {m['cores']}; CPU: {m['cpu']}",
+        f"- Python {m['python']}; commit {m['commit']}; load average at start: {m['loadavg']}",
+        f"- whole run: {r.get('elapsed_s', 0):.0f} s",
+        "",
+        "## Targets",
+        "",
+    ]
+    lines += _table(
+        ["target", "actual", "limit", "verdict"],
+        [
+            [t.name, f"{_fmt(t.actual)} {t.unit}", f"{_fmt(t.limit)} ({t.limit_says})", t.verdict()]
+            for t in ts
+        ],
+    )
+    lines += ["", "## Ratios (relman / floor)", ""]
+    lines += _table(
+        ["measurement", "relman", "floor", "ratio"],
+        [
+            [
+                x.name,
+                f"{_fmt(x.value)} {x.unit}",
+                f"{_fmt(x.floor)} ({x.floor_name})",
+                f"{x.ratio:.2f}x",
+            ]
+            for x in rs
+        ],
+    )
+    lines += ["", "## Floors", ""]
+    lines += _table(["floor", "value"], floor_rows(r))
+    lines += ["", "## Other figures", ""]
+    lines += _table(["figure", "value"], other_rows(r))
+    offenders = r.get("cli", {}).get("imports", {}).get("by_cumulative", [])
+    if offenders:
+        lines += ["", "## CLI import-time offenders (top-level, cumulative)", ""]
+        lines += _table(
+            ["module", "cumulative ms", "self ms"],
+            [
+                [o["module"], _fmt(o["cumulative_us"] / 1000), _fmt(o["self_us"] / 1000)]
+                for o in offenders
+            ],
+        )
+    if missing or r.get("errors"):
+        lines += ["", "## Not measured", ""]
+        lines += [f"- {section}: {err}" for section, err in r.get("errors", {}).items()]
+        lines += [f"- {x}" for x in missing]
+    lines += ["", "## Method", ""] + [f"- {note}" for note in METHOD_NOTES]
+    return "\n".join(lines) + "\n"
+
+
+def other_rows(r: dict[str, Any]) -> list[list[str]]:
+    rows: list[list[str]] = []
+
+    def row(label: str, path: str, fmt: Callable[[Any], str]) -> None:
+        with contextlib.suppress(KeyError):
+            rows.append([label, fmt(dig(r, path))])
+
+    dep = "deployer.concurrent"
+    row("200 promotes: succeeded", f"{dep}.succeeded", str)
+    row("200 promotes: events received", f"{dep}.events", str)
+    row("200 promotes: wall", f"{dep}.elapsed_s", lambda x: f"{x:.2f} s")
+    row(
+        "200 promotes: events lost / duplicated / streams differing from the stored log",
+        dep,
+        lambda d: f"{d['events_lost']} / {d['events_duplicated']} / "
+        f"{d['streams_differing_from_stored_log']}",
+    )
+    row(
+        "200 promotes: completion latency (backend done -> client)",
+        f"{dep}.completion_latency",
+        lambda d: f"p50 {_fmt(d['p50_ms'])} ms, p99 {_fmt(d['p99_ms'])} ms",
+    )
+    row(
+        "sequential promotes: completion latency (backend done -> client)",
+        "deployer.sequential.completion_latency",
+        lambda d: f"p50 {_fmt(d['p50_ms'])} ms, p99 {_fmt(d['p99_ms'])} ms",
+    )
+    row(
+        "sequential promotes: whole promote stream",
+        "deployer.sequential.promote_wall",
+        lambda d: f"p50 {_fmt(d['p50_ms'])} ms, p99 {_fmt(d['p99_ms'])} ms",
+    )
+    w = "deployer.watchers"
+    row(
+        "1000 watchers: streams with every event / events per deployment",
+        w,
+        lambda d: f"{d['complete']} / {d['last_seq']}",
+    )
+    row(
+        "1000 watchers: live / replayed events received",
+        w,
+        lambda d: f"{d['live_events_received']} / {d['replayed_events_received']}",
+    )
+    row("1000 watchers: deployment duration", f"{w}.deployment_s", lambda x: f"{x:.2f} s")
+    row(
+        "1000 watchers: completion latency (backend done -> promoting client)",
+        f"{w}.completion_latency_ms",
+        lambda x: f"{_fmt(x)} ms",
+    )
+    for svc in ("release", "deployer"):
+        row(
+            f"{svc} RSS idle",
+            f"deployer.memory_idle_kib.{svc}.VmRSS",
+            lambda x: f"{x / 1024:.1f} MiB",
+        )
+        row(
+            f"{svc} RSS peak under 200 promotes",
+            f"{dep}.memory_kib.peak_rss_sampled.{svc}",
+            lambda x: f"{x / 1024:.1f} MiB",
+        )
+    for db in ("sqlite", "postgres"):
+        for size, d in r.get("scale", {}).get(db, {}).items():
+            if size == "skipped":
+                rows += [
+                    [f"list at {s} releases ({db})", f"skipped: {why}"] for s, why in d.items()
+                ]
+            elif "seed_s" in d:
+                rows.append([f"seed {size} releases ({db})", f"{d['seed_s']:.1f} s"])
+    return rows
+
+
+METHOD_NOTES = [
+    "Percentiles from sorted samples (statistics.quantiles, inclusive); warm-up calls excluded.",
+    "Unary: closed-loop clients, one channel each, in one asyncio process; throughput = "
+    "measured calls / wall time of the measured phase.",
+    "Floors and services run as separate processes on loopback; the echo server speaks "
+    "relman's own protos and is driven by the same client code.",
+    "Release writes: each client works on its own app; on SQLite all writers share one lock. "
+    "Their floors (echo with the same calls, durable inserts with as many writers) are "
+    "measured in 3 rounds in turns with the service; the Floors table is a separate run.",
+    "Scale: releases bulk-inserted with the Release service's own table, then ListReleases "
+    "(limit 20) through gRPC, sizes interleaved call by call; deep page = cursor halfway down.",
+    "Fan-out lag = watcher receive time - event time (stamped by the Deployer's backend when "
+    "it observed the event; same host clock). Events stamped before a stream opened are "
+    "replays, counted apart. The floor replays the same event timeline from the echo server to "
+    "the same 1,000 watchers (4 processes) through in-memory queues.",
+    "Completion latency = receive time of the stream's final Deployment message - time of the "
+    "last backend event before `Status: Updating => Running`.",
+    "Memory: VmRSS from /proc/PID/status; under load = peak of 20 ms samples.",
+    "The machine is shared with other work while the bench runs: see the load average.",
+]
+
+
+def write(results: dict[str, Any], out_dir: Path) -> tuple[str, list[Ratio], list[Target]]:
+    rs, missing_r = ratios(results)
+    ts, missing_t = targets(results)
+    missing = missing_r + missing_t
+    results["ratios"] = [{**asdict(x), "ratio": x.ratio} for x in rs]
+    results["targets"] = [{**asdict(t), "met": t.met, "verdict": t.verdict()} for t in ts]
+    results["not_measured"] = missing
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "latest.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    md = markdown(results, rs, ts, missing)
+    (out_dir / "latest.md").write_text(md)
+    return md, rs, ts
