@@ -219,9 +219,10 @@ def test_create_from_accepts_every_valid_combination() -> None:
 # --- racks -----------------------------------------------------------------------------------
 
 
-def test_without_a_rack_the_environment_or_defaults_name_the_services() -> None:
-    assert config.resolve(None, {}) == config.Endpoints("127.0.0.1:50051", "127.0.0.1:50052")
-    env = {"RELMAN_RELEASE_ADDR": "a:1", "RELMAN_DEPLOYER_ADDR": "b:2"}
+def test_without_a_rack_the_environment_or_defaults_name_the_services(tmp_path: Path) -> None:
+    no_token = {"RELMAN_DATA_DIR": str(tmp_path)}
+    assert config.resolve(None, no_token) == config.Endpoints("127.0.0.1:50051", "127.0.0.1:50052")
+    env = {**no_token, "RELMAN_RELEASE_ADDR": "a:1", "RELMAN_DEPLOYER_ADDR": "b:2"}
     assert config.resolve(None, env) == config.Endpoints("a:1", "b:2")
 
 
@@ -233,19 +234,61 @@ def test_a_rack_comes_from_the_xdg_config_file(tmp_path: Path) -> None:
     assert config.resolve("prod", env) == config.Endpoints("r.prod:50051", "d.prod:50052", "prod")
 
 
-def test_a_token_comes_from_the_rack_else_the_environment(tmp_path: Path) -> None:
+def test_a_token_comes_from_the_environment_then_the_rack_then_the_local_admin_file(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "relman" / "racks.yml"
     path.parent.mkdir(parents=True)
     path.write_text(
         "racks:\n  a: {release: r:1, deployer: d:2, token: rmt_rack}\n"
         "  b: {release: r:3, deployer: d:4}\n"
     )
-    env = {"XDG_CONFIG_HOME": str(tmp_path), "RELMAN_TOKEN": "rmt_env"}
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "admin.token").write_text("rmt_local\n")
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "RELMAN_DATA_DIR": str(data)}
+    with_env = {**env, "RELMAN_TOKEN": "rmt_env"}
+    assert config.resolve("a", with_env).token == "rmt_env"
     assert config.resolve("a", env).token == "rmt_rack"
-    assert config.resolve("b", env).token == "rmt_env"
-    assert config.resolve(None, env).token == "rmt_env"
-    assert config.resolve(None, {}).token == ""
+    assert config.resolve(None, with_env).token == "rmt_env"
+    assert config.resolve(None, env).token == "rmt_local"  # next to `make run`: no setup
+    assert config.resolve("b", env).token == ""  # the local admin token never leaves the host
+    assert config.resolve(None, {"RELMAN_DATA_DIR": str(tmp_path / "none")}).token == ""
     assert "rmt_" not in repr(config.resolve("a", env))
+
+
+def test_the_local_admin_token_defaults_to_the_relman_dir_of_the_working_directory() -> None:
+    assert config.local_admin_token_file({}) == Path(".relman/admin.token")
+
+
+def test_tls_comes_from_the_rack_else_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "relman" / "racks.yml"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "racks:\n  a: {release: r:1, deployer: d:2, tls_ca: /rack/ca.pem,"
+        " tls_client_cert: /rack/c.pem, tls_client_key: /rack/c.key}\n"
+        "  b: {release: r:3, deployer: d:4}\n"
+    )
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "RELMAN_TLS_CA": "/env/ca.pem"}
+    a = config.resolve("a", env)
+    assert (a.tls_ca, a.tls_cert, a.tls_key, a.tls) == (
+        "/rack/ca.pem",
+        "/rack/c.pem",
+        "/rack/c.key",
+        True,
+    )
+    assert config.resolve("b", env).tls_ca == "/env/ca.pem"
+    assert config.resolve(None, env).tls_ca == "/env/ca.pem"
+    assert not config.resolve(None, {"RELMAN_DATA_DIR": str(tmp_path)}).tls
+
+
+def test_tls_files_that_cannot_be_read_are_a_clear_error(tmp_path: Path) -> None:
+    from relman_cli.client import channel_credentials
+
+    with pytest.raises(CliError, match=r"cannot read TLS file .*missing\.pem"):
+        channel_credentials(str(tmp_path / "missing.pem"), "", "")
+    with pytest.raises(CliError, match="needs its key"):
+        channel_credentials("", str(tmp_path / "c.pem"), "")
 
 
 def test_calls_carry_the_actor_and_a_bearer_token_only_when_there_is_one() -> None:

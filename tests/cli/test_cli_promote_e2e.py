@@ -12,61 +12,21 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_run import RELMAN, cli_env, run
-from helpers import ServiceProcess, free_port, wait_for
+from cli_run import RELMAN
+from cli_stack import Stack, start_stack
+from helpers import wait_for
 
 RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 EVENT = re.compile(rf"{RFC3339} system/k8s/\S+ \S.*")
-MANIFEST = "services:\n  web:\n    build: .\n    command: bin/web\n    port: 5000\n"
 
 pytestmark = pytest.mark.xdist_group("cli-real-deployer")
 
 
-@dataclass
-class Stack:
-    release: ServiceProcess
-    deployer: ServiceProcess
-    env: dict[str, str]
-    cwd: Path
-
-    def relman(self, *args: str) -> tuple[int, list[str], str]:
-        done = run(list(args), self.env, cwd=self.cwd, timeout=120)
-        return done.code, done.lines, done.err
-
-
-def _deployer(tmp: Path, addr: str, release_addr: str, pod_delay: str) -> ServiceProcess:
-    return ServiceProcess(
-        "relman_deployer",
-        [
-            "--addr",
-            addr,
-            "--release-addr",
-            release_addr,
-            "--data-dir",
-            str(tmp / "deployer"),
-            "--sim-pod-delay",
-            pod_delay,
-        ],
-        log_path=tmp / "deployer.log",
-    )
-
-
 def _stack(tmp: Path, pod_delay: str) -> Stack:
-    release_addr = f"127.0.0.1:{free_port()}"
-    deployer_addr = f"127.0.0.1:{free_port()}"
-    release = ServiceProcess(
-        "relman_release",
-        ["--addr", release_addr, "--data-dir", str(tmp / "release")],
-        log_path=tmp / "release.log",
-    ).start(release_addr)
-    deployer = _deployer(tmp, deployer_addr, release_addr, pod_delay).start(deployer_addr)
-    (tmp / "convox.yml").write_text(MANIFEST)
-    env = cli_env({"RELMAN_RELEASE_ADDR": release_addr, "RELMAN_DEPLOYER_ADDR": deployer_addr}, tmp)
-    return Stack(release, deployer, env, tmp)
+    return start_stack(tmp, pod_delay)
 
 
 @pytest.fixture
@@ -75,8 +35,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     try:
         yield s
     finally:
-        s.deployer.stop()
-        s.release.stop()
+        s.stop()
 
 
 def _events(lines: list[str]) -> list[str]:
@@ -140,12 +99,15 @@ def test_promote_crash_rollback_and_the_deployment_log(stack: Stack) -> None:
     _events(lines[3:-1])
 
     code, lines, _ = stack.relman("deployments", "-a", "myapp")
-    assert [line.split()[1:3] for line in lines[1:]] == [
-        [composed, "succeeded"],
-        [copy.group(1), "succeeded"],
-        [bad, "rolled-back"],
-        [good, "succeeded"],
+    # The actor is the name of the token the CLI used: the local admin token.
+    assert [line.split()[1:4] for line in lines[1:]] == [
+        [composed, "succeeded", "admin"],
+        [copy.group(1), "succeeded", "admin"],
+        [bad, "rolled-back", "admin"],
+        [good, "succeeded", "admin"],
     ]
+    code, lines, _ = stack.relman("releases", "info", copy.group(1), "-a", "myapp")
+    assert "Actor        admin" in lines  # the rollback copy, made by the Deployer for admin
     code, lines, _ = stack.relman("deployments", "logs", failed_deployment, "-a", "myapp")
     assert (code, lines) == (0, crashed)  # the log holds exactly what was streamed
     code, lines, err = stack.relman(
@@ -189,5 +151,4 @@ def test_a_deployer_restart_mid_promotion_costs_the_user_nothing(tmp_path: Path)
         # ...and the stream really broke and was resumed with Watch.
         assert "DeployerService/Watch" in stack.deployer.logs()
     finally:
-        stack.deployer.stop()
-        stack.release.stop()
+        stack.stop()

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cli_run import ACTOR, RELMAN, Done, cli_env, run
-from helpers import ServiceProcess, free_port
+from cli_run import RELMAN, Done, cli_env, run
+from helpers import ServiceProcess, free_port, read_token
 from relman.v1 import release_pb2, release_pb2_grpc
+from relman_common.auth import call_metadata
 
 BUILD_ID = r"B[A-Z]{10}"
 RELEASE_ID = r"R[A-Z]{10}"
@@ -49,12 +50,21 @@ class Cli:
 
 
 def start_release_service(tmp: Path, database_url: str = "") -> tuple[ServiceProcess, str]:
+    """The Release service as ``make run`` starts it: authentication on, state in
+    ``tmp/data``, where it writes the admin token the CLI finds through RELMAN_DATA_DIR."""
     addr = f"127.0.0.1:{free_port()}"
     args = ["--addr", addr, "--data-dir", str(tmp / "data")]
     if database_url:
         args += ["--database-url", database_url]
-    service = ServiceProcess("relman_release", args, log_path=tmp / "release.log")
+    service = ServiceProcess(
+        "relman_release", args, env={"RELMAN_AUTH": "on"}, log_path=tmp / "release.log"
+    )
     return service.start(addr), addr
+
+
+def user_env(addr: str, tmp: Path, data_dir: Path) -> dict[str, str]:
+    """The CLI's environment: no token configured, the local admin token in RELMAN_DATA_DIR."""
+    return cli_env({"RELMAN_RELEASE_ADDR": addr, "RELMAN_DATA_DIR": str(data_dir)}, tmp)
 
 
 def git_repo(path: Path, subject: str) -> str:
@@ -77,13 +87,14 @@ def git_repo(path: Path, subject: str) -> str:
     return git("rev-parse", "HEAD")
 
 
-def mark_active(addr: str, app: str, release_id: str) -> None:
+def mark_active(addr: str, token: str, app: str, release_id: str) -> None:
     """What the Deployer does after a successful deployment: a real RPC of the contract."""
     with grpc.insecure_channel(addr) as channel:
         release_pb2_grpc.ReleaseServiceStub(channel).MarkReleaseActive(
             release_pb2.MarkReleaseActiveRequest(
                 app=app, release_id=release_id, deployment_id="DTESTTESTTE"
             ),
+            metadata=call_metadata(token),
             timeout=30,
         )
 
@@ -124,7 +135,7 @@ def seed_cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[C
     service, addr = start_release_service(tmp_path, url)
     repo = tmp_path / "repo"
     try:
-        yield Cli(cli_env({"RELMAN_RELEASE_ADDR": addr}, tmp_path), repo), addr, repo
+        yield Cli(user_env(addr, tmp_path, tmp_path / "data"), repo), addr, repo
     finally:
         service.stop()
 
@@ -165,7 +176,7 @@ def test_seed_page_walkthrough(seed_cli: tuple[Cli, str, Path]) -> None:
     assert info[0] == f"Id           {second}"
     assert info[1] == f"Build        {build}"
     assert re.fullmatch(rf"Created      {RFC3339}", info[2]), info
-    assert info[3:] == ["Description  env add:FOO", "Env          FOO=bar"]
+    assert info[3:] == ["Actor        admin", "Description  env add:FOO", "Env          FOO=bar"]
 
     # Getting the Manifest for a Release
     assert cli.ok("releases", "manifest", second, "-a", "myapp").out == MANIFEST
@@ -179,7 +190,7 @@ def test_seed_page_walkthrough(seed_cli: tuple[Cli, str, Path]) -> None:
     assert len(made.lines) == 2
     shown = cli.ok("releases", "info", custom, "-a", "myapp").lines
     assert shown[1] == f"Build        {build}"
-    assert shown[3:] == ["Description  created-from", "Env          FOO=bar"]
+    assert shown[3:] == ["Actor        admin", "Description  created-from", "Env          FOO=bar"]
 
     # Neither or both sources: the seed's errors, and nothing is created
     assert cli.fails("releases", "create-from", f"--env-from={second}", "-a", "myapp") == (
@@ -192,7 +203,7 @@ def test_seed_page_walkthrough(seed_cli: tuple[Cli, str, Path]) -> None:
 
     # Using Active Release Components (the first release is made active through the RPC
     # the Deployer calls after a successful deployment)
-    mark_active(addr, "myapp", first)
+    mark_active(addr, admin_token(cli), "myapp", first)
     active_build = released(
         cli.ok(
             "releases",
@@ -253,19 +264,29 @@ def test_seed_page_walkthrough(seed_cli: tuple[Cli, str, Path]) -> None:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     tmp = tmp_path_factory.mktemp("release")
     process, addr = start_release_service(tmp)
     try:
-        yield addr
+        yield addr, tmp / "data"
     finally:
         process.stop()
 
 
 @pytest.fixture
-def cli(service: str, tmp_path: Path) -> Cli:
+def service(service_data: tuple[str, Path]) -> str:
+    return service_data[0]
+
+
+@pytest.fixture
+def cli(service_data: tuple[str, Path], tmp_path: Path) -> Cli:
     (tmp_path / "convox.yml").write_text(MANIFEST)  # tmp_path is not a git tree
-    return Cli(cli_env({"RELMAN_RELEASE_ADDR": service}, tmp_path), tmp_path)
+    addr, data_dir = service_data
+    return Cli(user_env(addr, tmp_path, data_dir), tmp_path)
+
+
+def admin_token(cli: Cli) -> str:
+    return read_token(Path(cli.env["RELMAN_DATA_DIR"]))
 
 
 _apps = iter(range(1_000_000))
@@ -297,7 +318,12 @@ def test_several_keys_are_set_in_one_release_described_by_the_server(cli: Cli, a
     assert done.lines[0] == "Setting A, B... OK"
     release = released(done)
     info = cli.ok("releases", "info", release, "-a", app).lines
-    assert info[3:] == ["Description  env add:A add:B", "Env          A=1", "             B=2"]
+    assert info[3:] == [
+        "Actor        admin",
+        "Description  env add:A add:B",
+        "Env          A=1",
+        "             B=2",
+    ]
 
 
 def test_a_change_that_changes_nothing_creates_no_release(cli: Cli, app: str) -> None:
@@ -331,7 +357,7 @@ def test_id_flag_prints_only_the_new_id_on_stdout(cli: Cli, app: str) -> None:
 
 def test_env_change_on_top_of_an_unpromoted_build_warns(cli: Cli, app: str, service: str) -> None:
     first = released(cli.ok("builds", "import", "--image", "web=r/web:1", "-a", app))
-    mark_active(service, app, first)
+    mark_active(service, admin_token(cli), app, first)
     cli.ok("builds", "import", "--image", "web=r/web:2", "-a", app)
     done = cli("env", "set", "A=1", "-a", app)
     assert done.code == 0
@@ -381,7 +407,7 @@ def test_apps_list_info_delete(cli: Cli, app: str, service: str) -> None:
     release = released(cli.ok("env", "set", "A=1", "-a", app))
     row = [line for line in cli.ok("apps").lines if line.startswith(app + " ")]
     assert row and row[0].split() == [app, "created"]
-    mark_active(service, app, release)
+    mark_active(service, admin_token(cli), app, release)
     row = [line for line in cli.ok("apps", "list").lines if line.startswith(app + " ")]
     assert row[0].split() == [app, "running", release]
     info = cli.ok("apps", "info", app).lines
@@ -392,7 +418,7 @@ def test_apps_list_info_delete(cli: Cli, app: str, service: str) -> None:
         f"Latest   {release}",
     ]
     apps = json.loads(cli.ok("apps", "-o", "json").out)
-    assert any(a["name"] == app and a["actor"] == ACTOR for a in apps)
+    assert any(a["name"] == app and a["actor"] == "admin" for a in apps)  # the token's name
     assert cli.ok("apps", "delete", app).lines == [f"Deleting {app}... OK"]
     assert cli.fails("apps", "info", app) == f"ERROR: app not found: {app}\n"
 
@@ -416,13 +442,29 @@ def test_app_comes_from_relman_app_and_is_required(cli: Cli, app: str) -> None:
     assert cli.fails("env") == "ERROR: no app given: use -a/--app NAME or set RELMAN_APP\n"
 
 
-def test_a_rack_names_the_service(cli: Cli, app: str, service: str, tmp_path: Path) -> None:
+def test_a_rack_names_the_service_and_its_token(
+    cli: Cli, app: str, service: str, tmp_path: Path
+) -> None:
     racks = tmp_path / ".config" / "relman" / "racks.yml"
     racks.parent.mkdir(parents=True)
-    racks.write_text(f"racks:\n  local:\n    release: {service}\n    deployer: 127.0.0.1:1\n")
-    elsewhere = Cli({**cli.env, "RELMAN_RELEASE_ADDR": "127.0.0.1:1"}, cli.cwd)
+    token = admin_token(cli)
+    racks.write_text(
+        f"racks:\n  local:\n    release: {service}\n    deployer: 127.0.0.1:1\n"
+        f"    token: {token}\n"
+        f"  tokenless:\n    release: {service}\n    deployer: 127.0.0.1:1\n"
+    )
+    elsewhere = Cli(
+        {**cli.env, "RELMAN_RELEASE_ADDR": "127.0.0.1:1", "RELMAN_DATA_DIR": str(tmp_path)},
+        cli.cwd,
+    )
     assert elsewhere.ok("apps", "info", app, "-r", "local").lines[0] == f"Name     {app}"
     assert Cli({**elsewhere.env, "RELMAN_RACK": "local"}, cli.cwd).ok("apps", "info", app)
+    # The local admin token is never sent to a named rack; RELMAN_TOKEN is.
+    local_admin = Cli({**cli.env, "RELMAN_RACK": "tokenless"}, cli.cwd)
+    assert local_admin.fails("apps", "info", app) == (
+        "ERROR: missing or invalid token (set RELMAN_TOKEN or use the local admin token)\n"
+    )
+    assert Cli({**local_admin.env, "RELMAN_TOKEN": token}, cli.cwd).ok("apps", "info", app)
 
 
 def test_unreachable_release_service_is_named(cli: Cli) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from helpers import ServiceProcess, free_port
+from helpers import ServiceProcess, authorized, free_port, read_token
 from relman.v1 import deployer_pb2, deployer_pb2_grpc, release_pb2, release_pb2_grpc
 from relman_common.db import make_engine
 from sqlalchemy import text
@@ -23,7 +23,11 @@ RELMAN = Path(sys.executable).parent / "relman"
 
 
 class Processes:
-    """A Release service and a Deployer; the Deployer can be killed and started again."""
+    """A Release service and a Deployer; the Deployer can be killed and started again.
+
+    As under ``make run``: authentication on (the default), one data dir for both, where the
+    Release service writes the tokens; the test's channels carry the admin token from there.
+    """
 
     def __init__(self, tmp_path: Path, database_url: str) -> None:
         self.tmp = tmp_path
@@ -42,10 +46,13 @@ class Processes:
         self.release = release_pb2_grpc.ReleaseServiceStub(self._channel(self.release_addr))
         self.deployer = deployer_pb2_grpc.DeployerServiceStub(self._channel(self.deployer_addr))
 
+    def admin_token(self) -> str:
+        return read_token(self.tmp / "data")
+
     def _channel(self, addr: str) -> grpc.Channel:
         channel = grpc.insecure_channel(addr, options=[("grpc.max_reconnect_backoff_ms", 500)])
         self._channels.append(channel)
-        return channel
+        return authorized(channel, self.admin_token)
 
     def start_deployer(self, pod_delay: float = 0.05) -> ServiceProcess:
         self.deployer_proc = ServiceProcess(
@@ -161,6 +168,24 @@ def test_promote_succeeds_and_a_crashing_release_rolls_back(procs: Processes) ->
     assert "rolled-back (pods of web crash-looping (restarted 3 times))" in log
 
 
+def test_a_deployer_started_before_the_release_service_made_its_token_works(
+    tmp_path: Path,
+) -> None:
+    """``make run`` starts both at once: the Deployer may be up before its token file."""
+    p = Processes(tmp_path, "")
+    try:
+        p.start_deployer()
+        assert not (tmp_path / "data" / "deployer.token").exists()
+        p.release_proc.start(p.release_addr)
+        new_app(p, "myapp")
+        updates = list(p.deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
+        assert (outcome_of(updates).outcome, outcome_of(updates).actor) == ("succeeded", "admin")
+        apps = p.release.ListApps(release_pb2.ListAppsRequest()).apps
+        assert [(a.name, a.active_release_id != "") for a in apps] == [("myapp", True)]
+    finally:
+        p.close()
+
+
 def test_kill_9_mid_rollout_then_restart_ends_the_deployment(procs_on: Processes) -> None:
     p = procs_on
     deployer = p.start_deployer(pod_delay=0.5)
@@ -214,6 +239,7 @@ def run_cli(p: Processes, *args: str) -> subprocess.CompletedProcess[str]:
         {
             "RELMAN_RELEASE_ADDR": p.release_addr,
             "RELMAN_DEPLOYER_ADDR": p.deployer_addr,
+            "RELMAN_DATA_DIR": str(p.tmp / "data"),  # the local admin token, as by make run
             "HOME": str(p.tmp),
             "XDG_CONFIG_HOME": str(p.tmp / ".config"),
         }

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from helpers import ServiceProcess, free_port, grpc_serving
+from helpers import ServiceProcess, authorized, free_port, grpc_serving, read_token
 from relman.v1 import release_pb2 as pb
 from relman.v1 import release_pb2_grpc
 
@@ -27,6 +27,19 @@ def test_the_service_process_serves_health_and_reflection(
     assert (tmp_path / "data" / "release.db").exists()
 
 
+def test_authentication_is_on_by_default(release_process: ServiceProcess, tmp_path: Path) -> None:
+    with grpc.insecure_channel(release_process.addr) as channel:
+        stub = release_pb2_grpc.ReleaseServiceStub(channel)
+        try:
+            stub.ListApps(pb.ListAppsRequest(), timeout=10)
+            raise AssertionError("a call without a token was served")
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        admin = read_token(tmp_path / "data")
+        authorized_stub = release_pb2_grpc.ReleaseServiceStub(authorized(channel, admin))
+        assert list(authorized_stub.ListApps(pb.ListAppsRequest(), timeout=10).apps) == []
+
+
 def test_state_survives_a_restart_and_every_request_is_logged(tmp_path: Path) -> None:
     addr = f"127.0.0.1:{free_port()}"
     proc = ServiceProcess(
@@ -40,8 +53,9 @@ def test_state_survives_a_restart_and_every_request_is_logged(tmp_path: Path) ->
         log_path=tmp_path / "release.log",
     )
     proc.start(addr)
+    admin = read_token(tmp_path / "state")
     try:
-        with grpc.insecure_channel(addr) as channel:
+        with authorized(grpc.insecure_channel(addr), admin) as channel:
             stub = release_pb2_grpc.ReleaseServiceStub(channel)
             stub.CreateApp(pb.CreateAppRequest(name="myapp"), timeout=10)
             changed = stub.ChangeEnv(pb.ChangeEnvRequest(app="myapp", set={"A": "1"}), timeout=10)
@@ -50,8 +64,9 @@ def test_state_survives_a_restart_and_every_request_is_logged(tmp_path: Path) ->
     assert "/relman.v1.ReleaseService/CreateApp OK" in proc.logs()
 
     proc.start(addr)
+    assert read_token(tmp_path / "state") == admin  # tokens survive a restart too
     try:
-        with grpc.insecure_channel(addr) as channel:
+        with authorized(grpc.insecure_channel(addr), admin) as channel:
             stub = release_pb2_grpc.ReleaseServiceStub(channel)
             env = stub.GetEnv(pb.GetEnvRequest(app="myapp"), timeout=10)
     finally:
@@ -68,12 +83,13 @@ def test_database_url_flag_selects_postgresql(pg_url: str, tmp_path: Path) -> No
     )
     proc.start(addr)
     try:
-        with grpc.insecure_channel(addr) as channel:
+        admin = read_token(tmp_path / "unused")
+        with authorized(grpc.insecure_channel(addr), admin) as channel:
             stub = release_pb2_grpc.ReleaseServiceStub(channel)
             stub.CreateApp(pb.CreateAppRequest(name="pgapp"), timeout=10)
     finally:
         proc.stop()
-    assert not (tmp_path / "unused" / "release.db").exists()
+    assert not (tmp_path / "unused" / "release.db").exists()  # only its token files
 
     import psycopg
 

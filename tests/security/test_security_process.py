@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import grpc
-import helpers
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers import ServiceProcess, free_port
@@ -87,7 +86,7 @@ def test_first_start_with_auth_makes_private_token_files_and_announces_the_admin
 
 
 def test_without_auth_no_tokens_are_made_and_calls_need_none(tmp_path: Path) -> None:
-    proc = release_process(tmp_path)
+    proc = release_process(tmp_path, "--no-auth")
     proc.start(proc.addr)
     try:
         with grpc.insecure_channel(proc.addr) as ch:
@@ -212,12 +211,8 @@ def tls_serving(addr: str, tls: ClientTls) -> bool:
     return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def test_tls_settings_serve_mutual_tls_with_auth(
-    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_tls_settings_serve_mutual_tls_with_auth(tmp_path: Path, pki: Pki) -> None:
     client = ClientTls(ca=pki.ca, cert=pki.client_cert, key=pki.client_key)
-    # ServiceProcess waits for health over plaintext; this service speaks only mutual TLS.
-    monkeypatch.setattr(helpers, "grpc_serving", lambda addr: tls_serving(addr, client))
     proc = release_process(
         tmp_path,
         "--auth",
@@ -226,6 +221,7 @@ def test_tls_settings_serve_mutual_tls_with_auth(
         RELMAN_TLS_CERT=str(pki.server_cert),
         RELMAN_TLS_KEY=str(pki.server_key),
     )
+    proc.tls = client  # health is checked over mutual TLS: the service speaks nothing else
     proc.start(proc.addr)
     admin = tokens.read_token_file(tmp_path / "data" / "admin.token")
     try:

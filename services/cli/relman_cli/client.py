@@ -2,7 +2,8 @@
 
 Every failed call becomes a :class:`CliError` carrying the server's message, so commands never
 see ``grpc`` errors and the user never sees a traceback. Each call carries the caller's name
-as ``x-relman-actor`` metadata. The Deployer's stubs are imported only by commands that use them.
+as ``x-relman-actor`` metadata and the API token as ``authorization: Bearer``. The Deployer's
+stubs are imported only by commands that use them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import grpc
 
 from relman_cli.config import Endpoints
 from relman_cli.errors import CliError
+
+UNAUTHENTICATED_MESSAGE = "missing or invalid token (set RELMAN_TOKEN or use the local admin token)"
 
 T = TypeVar("T")
 
@@ -58,10 +61,17 @@ def cli_error(err: grpc.RpcError, service: str, addr: str) -> CliError:
     """The message a person should read for a failed call to ``service`` at ``addr``."""
     code = err.code()
     details = err.details() or ""
+    if lost_connection(err) and "handshake" in details.lower():
+        return CliError(
+            f"TLS handshake with the {service} at {addr} failed (is RELMAN_TLS_CA, or the "
+            "rack's tls_ca, the CA that signed its certificate?)"
+        )
     if lost_connection(err):
         return CliError(f"cannot reach the {service} at {addr} (is it running? try: make run)")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return CliError(f"the {service} at {addr} did not answer in time")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return CliError(details or UNAUTHENTICATED_MESSAGE)
     if details:
         return CliError(details)
     name = code.name.lower().replace("_", " ") if code is not None else "unknown error"
@@ -77,10 +87,13 @@ class ServiceClient:
         addr: str,
         make_stub: Callable[[grpc.Channel], Any],
         token: str = "",
+        tls: tuple[str, str, str] | None = None,
     ) -> None:
         self.name = name
         self.addr = addr
         self._token = token
+        # (CA, client certificate, client key) PEM paths, any may be empty; None: plaintext.
+        self._tls = tls
         self._make_stub = make_stub
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
@@ -88,14 +101,16 @@ class ServiceClient:
     @property
     def stub(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.insecure_channel(
-                self.addr,
-                options=[
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.enable_retries", 0),
-                ],
-            )
+            options = [
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.enable_retries", 0),
+            ]
+            if self._tls is None:
+                self._channel = grpc.insecure_channel(self.addr, options=options)
+            else:
+                credentials = channel_credentials(*self._tls)
+                self._channel = grpc.secure_channel(self.addr, credentials, options=options)
             self._stub = self._make_stub(self._channel)
         return self._stub
 
@@ -133,6 +148,29 @@ class ServiceClient:
             self._stub = None
 
 
+def channel_credentials(ca: str, cert: str, key: str) -> grpc.ChannelCredentials:
+    """TLS credentials from PEM files: the CA to trust (the system's when empty) and, for
+    mutual TLS, a client certificate with its key."""
+    if bool(cert) != bool(key):
+        raise CliError(
+            "a TLS client certificate needs its key: set both RELMAN_TLS_CLIENT_CERT and "
+            "RELMAN_TLS_CLIENT_KEY (or the rack's tls_client_cert and tls_client_key)"
+        )
+
+    def read(path: str) -> bytes | None:
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as err:
+            raise CliError(f"cannot read TLS file {path}: {err.strerror or err}") from err
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca), private_key=read(key), certificate_chain=read(cert)
+    )
+
+
 def _release_stub(channel: grpc.Channel) -> Any:
     from relman.v1 import release_pb2_grpc
 
@@ -145,15 +183,26 @@ def _deployer_stub(channel: grpc.Channel) -> Any:
     return deployer_pb2_grpc.DeployerServiceStub(channel)
 
 
+def _token_stub(channel: grpc.Channel) -> Any:
+    from relman.v1 import auth_pb2_grpc
+
+    return auth_pb2_grpc.TokenServiceStub(channel)
+
+
 class Client:
     """Both services at the endpoints of one rack (or of the environment)."""
 
     def __init__(self, endpoints: Endpoints) -> None:
         self.endpoints = endpoints
         token = endpoints.token
-        self.release = ServiceClient(RELEASE_SERVICE, endpoints.release, _release_stub, token)
-        self.deployer = ServiceClient(DEPLOYER_SERVICE, endpoints.deployer, _deployer_stub, token)
+        tls = (endpoints.tls_ca, endpoints.tls_cert, endpoints.tls_key) if endpoints.tls else None
+        release, deployer = endpoints.release, endpoints.deployer
+        self.release = ServiceClient(RELEASE_SERVICE, release, _release_stub, token, tls)
+        self.deployer = ServiceClient(DEPLOYER_SERVICE, deployer, _deployer_stub, token, tls)
+        # Tokens are kept by the Release service (its TokenService, on the same address).
+        self.tokens = ServiceClient(RELEASE_SERVICE, release, _token_stub, token, tls)
 
     def close(self) -> None:
         self.release.close()
         self.deployer.close()
+        self.tokens.close()

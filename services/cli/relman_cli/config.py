@@ -6,9 +6,17 @@
       prod:
         release: release.prod.example:50051
         deployer: deployer.prod.example:50052
-        token: rmt_...        # optional; else $RELMAN_TOKEN
+        token: rmt_...        # optional; $RELMAN_TOKEN wins over it
+        tls_ca: /path/ca.pem  # optional: TLS, trusting this CA (else $RELMAN_TLS_CA)
+        tls_client_cert: ...  # optional: mutual TLS (else $RELMAN_TLS_CLIENT_CERT / _KEY)
+        tls_client_key: ...
 
 Without a rack, ``RELMAN_RELEASE_ADDR`` / ``RELMAN_DEPLOYER_ADDR`` or the local defaults apply.
+
+The token sent is ``$RELMAN_TOKEN``, else the rack's ``token``, else — without a rack, for the
+services on this machine — the local admin token ``$RELMAN_DATA_DIR/admin.token`` (default
+``./.relman/admin.token``), which ``make run`` creates: so the CLI needs no setup next to it.
+The local admin token is never sent to a named rack.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from relman_cli.errors import CliError
 
 DEFAULT_RELEASE_ADDR = "127.0.0.1:50051"
 DEFAULT_DEPLOYER_ADDR = "127.0.0.1:50052"
+DEFAULT_DATA_DIR = ".relman"
+ADMIN_TOKEN_FILE = "admin.token"
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,15 @@ class Endpoints:
     # API token sent as ``authorization: Bearer ...`` (the rack's ``token``, else
     # ``$RELMAN_TOKEN``); empty sends none, which services without authentication accept.
     token: str = field(default="", repr=False)
+    # TLS: the CA to trust and, for mutual TLS, a client certificate and key (PEM paths);
+    # all empty means plaintext.
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_ca or self.tls_cert or self.tls_key)
 
 
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -45,17 +64,40 @@ def racks_file(environ: Mapping[str, str] | None = None) -> Path:
     return config_dir(environ) / "racks.yml"
 
 
+def local_admin_token_file(environ: Mapping[str, str] | None = None) -> Path:
+    """``$RELMAN_DATA_DIR/admin.token`` (default ``./.relman/admin.token``)."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("RELMAN_DATA_DIR") or DEFAULT_DATA_DIR) / ADMIN_TOKEN_FILE
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as err:
+        raise CliError(f"cannot read the token file {path}: {err}") from err
+
+
 def resolve(rack: str | None, environ: Mapping[str, str] | None = None) -> Endpoints:
     """The endpoints to use: the rack's when one is named, else the environment's."""
     environ = os.environ if environ is None else environ
-    token = environ.get("RELMAN_TOKEN", "")
+    token = environ.get("RELMAN_TOKEN", "").strip()
+    tls = {
+        "tls_ca": environ.get("RELMAN_TLS_CA", ""),
+        "tls_cert": environ.get("RELMAN_TLS_CLIENT_CERT", ""),
+        "tls_key": environ.get("RELMAN_TLS_CLIENT_KEY", ""),
+    }
     if rack:
         found = _rack_endpoints(rack, racks_file(environ))
-        return found if found.token else replace(found, token=token)
+        if not found.tls:
+            found = replace(found, **tls)
+        return replace(found, token=token) if token else found
     return Endpoints(
         release=environ.get("RELMAN_RELEASE_ADDR") or DEFAULT_RELEASE_ADDR,
         deployer=environ.get("RELMAN_DEPLOYER_ADDR") or DEFAULT_DEPLOYER_ADDR,
-        token=token,
+        token=token or _read_token(local_admin_token_file(environ)),
+        **tls,
     )
 
 
@@ -85,7 +127,15 @@ def load_racks(path: Path) -> dict[str, Endpoints]:
         if not release or not deployer:
             raise CliError(f"{path}: rack {name} must have 'release' and 'deployer' addresses")
         token = str(entry.get("token") or "")
-        result[str(name)] = Endpoints(release, deployer, rack=str(name), token=token)
+        result[str(name)] = Endpoints(
+            release,
+            deployer,
+            rack=str(name),
+            token=token,
+            tls_ca=str(entry.get("tls_ca") or ""),
+            tls_cert=str(entry.get("tls_client_cert") or ""),
+            tls_key=str(entry.get("tls_client_key") or ""),
+        )
     return result
 
 

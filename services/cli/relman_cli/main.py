@@ -7,12 +7,17 @@ Command groups are imported only when used, so ``relman --help`` and completion 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 import click
 
 from relman_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CliError, Detached
+
+# gRPC's C core logs to stderr (e.g. every failed TLS handshake); a person reads only our
+# ERROR line. Set before grpc is first imported; GRPC_VERBOSITY=... still overrides.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 # name -> (module, attribute, one-line help shown by `relman --help` without importing it)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -29,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "deployments",
         "List an app's deployments and follow their events.",
     ),
+    "tokens": ("relman_cli.commands.tokens", "tokens", "List, create and revoke API tokens."),
 }
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 DEFAULT_RELEASE_ADDR = "127.0.0.1:50051"
 DEFAULT_DEPLOYER_ADDR = "127.0.0.1:50052"
 DEFAULT_DATA_DIR = ".relman"
-# Flipped to True once the CLI and the Deployer send tokens.
-DEFAULT_AUTH = False
+# Services demand a token unless started with --no-auth (RELMAN_AUTH=off).
+DEFAULT_AUTH = True
 
 
 def env(name: str, default: str = "") -> str:
@@ -47,7 +47,7 @@ def on_off(name: str, default: bool) -> bool:
 
 
 def auth_enabled() -> bool:
-    """``RELMAN_AUTH``: whether services demand a token on every call (default off for now)."""
+    """``RELMAN_AUTH``: whether services demand a token on every call (default on)."""
     return on_off("RELMAN_AUTH", DEFAULT_AUTH)
 
 
@@ -65,3 +65,21 @@ def tls_client_ca() -> str:
 
 def secret_key_file() -> str:
     return env("RELMAN_SECRET_KEY_FILE")
+
+
+def deployer_token_file() -> str:
+    """``RELMAN_DEPLOYER_TOKEN_FILE``: where the Deployer reads its service token."""
+    return env("RELMAN_DEPLOYER_TOKEN_FILE")
+
+
+def tls_ca() -> str:
+    """``RELMAN_TLS_CA``: the CA a client trusts for a TLS service."""
+    return env("RELMAN_TLS_CA")
+
+
+def tls_client_cert() -> str:
+    return env("RELMAN_TLS_CLIENT_CERT")
+
+
+def tls_client_key() -> str:
+    return env("RELMAN_TLS_CLIENT_KEY")

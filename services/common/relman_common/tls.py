@@ -52,16 +52,33 @@ class ClientTls:
         )
 
 
-def client_tls_from_env() -> ClientTls | None:
-    """``RELMAN_TLS_CA`` (and for mutual TLS ``RELMAN_TLS_CLIENT_CERT``/``_KEY``), or None."""
-    ca = config.env("RELMAN_TLS_CA")
-    cert = config.env("RELMAN_TLS_CLIENT_CERT")
-    key = config.env("RELMAN_TLS_CLIENT_KEY")
+def client_tls(ca: str = "", cert: str = "", key: str = "") -> ClientTls | None:
+    """A ClientTls when any setting is given, None for plaintext. A client certificate needs
+    its key (and the reverse); every named file must exist.
+
+    >>> client_tls() is None
+    True
+    >>> client_tls(cert="client.pem")
+    Traceback (most recent call last):
+    ...
+    ValueError: a TLS client certificate needs its key (and the key its certificate)
+    """
     if not (ca or cert or key):
         return None
-    return ClientTls(
+    if bool(cert) != bool(key):
+        raise ValueError("a TLS client certificate needs its key (and the key its certificate)")
+    tls = ClientTls(
         Path(ca) if ca else None, Path(cert) if cert else None, Path(key) if key else None
     )
+    for path in (tls.ca, tls.cert, tls.key):
+        if path is not None and not path.is_file():
+            raise ValueError(f"TLS file not found: {path}")
+    return tls
+
+
+def client_tls_from_env() -> ClientTls | None:
+    """``RELMAN_TLS_CA`` (and for mutual TLS ``RELMAN_TLS_CLIENT_CERT``/``_KEY``), or None."""
+    return client_tls(config.tls_ca(), config.tls_client_cert(), config.tls_client_key())
 
 
 def aio_channel(

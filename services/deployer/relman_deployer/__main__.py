@@ -14,10 +14,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from relman_common import config
+from relman_common import config, tokens
 from relman_common.db import sqlite_url
 from relman_common.errors import RelmanError
 from relman_common.server import setup_logging
+from relman_common.tls import client_tls, server_tls
 
 from relman_deployer.api.server import DeployerService, Settings
 from relman_deployer.backends import BACKENDS
@@ -88,7 +89,69 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=600,
         help="progress deadline in seconds when a request gives none (default %(default)s)",
     )
+    try:
+        auth_default = config.auth_enabled()
+    except ValueError as err:
+        parser.error(str(err))
+    parser.add_argument(
+        "--auth",
+        action=argparse.BooleanOptionalAction,
+        default=auth_default,
+        help="demand a user's token (authorization: Bearer rmt_...) on every call but health "
+        "checks, verified by the Release service (env RELMAN_AUTH=on|off, default %(default)s)",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=Path(config.deployer_token_file()) if config.deployer_token_file() else None,
+        help="the Deployer's service token for the Release service, read when first needed "
+        "(env RELMAN_DEPLOYER_TOKEN_FILE, default <data-dir>/deployer.token); "
+        "RELMAN_DEPLOYER_TOKEN gives the token itself",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=config.tls_cert(),
+        help="serve TLS with this PEM certificate (env RELMAN_TLS_CERT; needs --tls-key)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=config.tls_key(),
+        help="PEM private key of --tls-cert (env RELMAN_TLS_KEY)",
+    )
+    parser.add_argument(
+        "--tls-client-ca",
+        default=config.tls_client_ca(),
+        help="require client certificates signed by this PEM CA: mutual TLS "
+        "(env RELMAN_TLS_CLIENT_CA)",
+    )
+    parser.add_argument(
+        "--release-tls-ca",
+        default=config.tls_ca(),
+        help="reach the Release service over TLS, trusting this PEM CA (env RELMAN_TLS_CA)",
+    )
+    parser.add_argument(
+        "--release-tls-client-cert",
+        default=config.tls_client_cert(),
+        help="client certificate for a Release service with mutual TLS "
+        "(env RELMAN_TLS_CLIENT_CERT; needs --release-tls-client-key)",
+    )
+    parser.add_argument(
+        "--release-tls-client-key",
+        default=config.tls_client_key(),
+        help="PEM key of --release-tls-client-cert (env RELMAN_TLS_CLIENT_KEY)",
+    )
     args = parser.parse_args(argv)
+    try:
+        args.tls = server_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
+        if args.tls is not None:
+            for path in (args.tls.cert, args.tls.key, args.tls.client_ca):
+                if path is not None and not path.is_file():
+                    raise ValueError(f"TLS file not found: {path}")
+        args.release_tls = client_tls(
+            args.release_tls_ca, args.release_tls_client_cert, args.release_tls_client_key
+        )
+    except ValueError as err:
+        parser.error(str(err))
     if args.lease_ttl <= 0:
         parser.error("--lease-ttl must be positive")
     if args.default_timeout <= 0:
@@ -113,6 +176,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         lease_ttl=args.lease_ttl,
         crashloop_threshold=args.crashloop_threshold,
         default_timeout=args.default_timeout,
+        auth=args.auth,
+        token_file=args.token_file or args.data_dir / tokens.DEPLOYER_TOKEN_FILE,
+        token=config.env("RELMAN_DEPLOYER_TOKEN"),
+        tls=args.tls,
+        release_tls=args.release_tls,
     )
 
 
@@ -122,12 +190,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_from(args)
     url = settings.database_url
     log.info(
-        "database %s, backend %s, release service %s, instance %s",
+        "database %s, backend %s, release service %s%s, instance %s",
         url.split("@")[-1] if "@" in url else url,
         settings.backend,
         settings.release_addr,
+        " (TLS)" if settings.release_tls else "",
         settings.owner,
     )
+    if settings.auth and not settings.token:
+        log.info("service token from %s", settings.token_file)
     try:
         asyncio.run(DeployerService(args.addr, settings).run_until_signal())
     except (OSError, RelmanError) as err:

@@ -15,10 +15,13 @@ from typing import TypeVar
 
 import grpc
 from relman.v1 import release_pb2, release_pb2_grpc  # type: ignore[import-not-found]
+from relman_common.auth import call_metadata
 from relman_common.clock import as_utc
-from relman_common.errors import Unavailable
-from relman_common.grpc_errors import ACTOR_METADATA, error_from_rpc
+from relman_common.errors import Unauthenticated, Unavailable
+from relman_common.grpc_errors import error_from_rpc
+from relman_common.tls import ClientTls, aio_channel
 
+from relman_deployer.credentials import DeployerToken
 from relman_deployer.domain.model import Build, Deployable, Outcome, Release
 
 log = logging.getLogger("relman.deployer.releases")
@@ -38,21 +41,28 @@ CHANNEL_OPTIONS = [
 
 
 class ReleaseClient:
+    """Calls the Release service at ``addr`` (over TLS when ``tls`` is given) with the
+    Deployer's service ``token`` and the user each call acts for (``x-relman-on-behalf-of``),
+    so what the Release service writes records that user as its actor."""
+
     def __init__(
         self,
         addr: str,
         *,
+        tls: ClientTls | None = None,
+        token: DeployerToken | None = None,
         call_timeout: float = CALL_TIMEOUT_SECONDS,
         retry_deadline: float = RETRY_DEADLINE_SECONDS,
     ) -> None:
         self.addr = addr
-        self._channel = grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
-        self._stub = release_pb2_grpc.ReleaseServiceStub(self._channel)
+        self.channel = aio_channel(addr, tls, CHANNEL_OPTIONS)
+        self._token = token or DeployerToken(None, required=False)
+        self._stub = release_pb2_grpc.ReleaseServiceStub(self.channel)
         self._timeout = call_timeout
         self._retry_deadline = retry_deadline
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self.channel.close()
 
     async def get_deployable(
         self, app: str, release_id: str, actor: str, *, retry: bool = False
@@ -106,10 +116,21 @@ class ReleaseClient:
         await self._retrying(f"RecordDeploymentOutcome {release_id} {outcome.value}", call)
 
     async def _call(self, method: Callable[..., Awaitable[T]], request: object, actor: str) -> T:
+        metadata = call_metadata(await self._token.get(), actor)
         try:
-            return await method(request, timeout=self._timeout, metadata=((ACTOR_METADATA, actor),))
+            return await method(request, timeout=self._timeout, metadata=metadata)
         except grpc.RpcError as err:
-            raise error_from_rpc(err) from None
+            error = error_from_rpc(err)
+            if isinstance(error, Unauthenticated):
+                # The Deployer's own credentials are wrong, not the user's: a Release service
+                # on a new database made new tokens. Read the file again, and report it as
+                # unavailable (retried where a write must land), never as the user's fault.
+                self._token.forget()
+                log.error("the Release service refused the Deployer's service token: %s", error)
+                raise Unavailable(
+                    f"the Release service refused the Deployer's service token ({error})"
+                ) from None
+            raise error from None
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         deadline = time.monotonic() + self._retry_deadline

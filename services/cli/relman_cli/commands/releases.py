@@ -46,6 +46,7 @@ def info_result(release: Any, *, mask: bool) -> output.Info:
         ("Id", release.id),
         ("Build", release.build_id),
         ("Created", output.rfc3339(when(release, "created"))),
+        ("Actor", release.actor),
         ("Description", release.description),
         ("Env", "\n".join(output.env_lines(dict(release.env), mask=mask))),
     ]

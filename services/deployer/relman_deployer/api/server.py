@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
 from relman.v1 import deployer_pb2, deployer_pb2_grpc  # type: ignore[import-not-found]
+from relman_common import config
+from relman_common.auth import CachedAuthenticator, Principal
 from relman_common.db import DbExecutor, make_engine
+from relman_common.errors import Unavailable
 from relman_common.server import Service
+from relman_common.tls import ClientTls, ServerTls
+from relman_common.token_client import remote_authenticator
 from sqlalchemy import Engine
 
 from relman_deployer.api.servicer import DeployerServicer
 from relman_deployer.backends import get_backend
 from relman_deployer.backends.base import Backend
+from relman_deployer.credentials import TOKEN_WAIT_SECONDS, DeployerToken
 from relman_deployer.orchestrator import DeployerConfig, Orchestrator, instance_id
 from relman_deployer.release_client import ReleaseClient
 from relman_deployer.store.repository import DeploymentStore, migrate
@@ -32,6 +39,15 @@ class Settings:
     crashloop_threshold: int = 3
     default_timeout: int = 600
     owner: str = field(default_factory=instance_id)
+    # Authentication: every call needs a user's token, verified by the Release service; the
+    # Deployer calls it with its own service token (``token``, else read from ``token_file``).
+    auth: bool = config.DEFAULT_AUTH
+    token_file: Path | None = None
+    token: str = field(default="", repr=False)
+    token_wait: float = TOKEN_WAIT_SECONDS
+    # TLS served to clients, and TLS to reach the Release service.
+    tls: ServerTls | None = None
+    release_tls: ClientTls | None = None
 
 
 class DeployerService(Service):
@@ -39,8 +55,16 @@ class DeployerService(Service):
     (tests drive the orchestrator with a backend they hold)."""
 
     def __init__(self, addr: str, settings: Settings, backend: Backend | None = None) -> None:
-        super().__init__(addr, self._register, [SERVICE_NAME], on_stop=self._close)
+        super().__init__(
+            addr,
+            self._register,
+            [SERVICE_NAME],
+            on_stop=self._close,
+            tls=settings.tls,
+            authenticate=self._authenticate if settings.auth else None,
+        )
         self.settings = settings
+        self._authenticator: CachedAuthenticator | None = None
         self._backend = backend
         self.orchestrator: Orchestrator | None = None
         self._engine: Engine | None = None
@@ -54,7 +78,9 @@ class DeployerService(Service):
         await self._executor.run(migrate, self._engine)
         if self._backend is None:
             self._backend = get_backend(s.backend, **s.backend_options)
-        self._releases = ReleaseClient(s.release_addr)
+        token = DeployerToken(s.token_file, s.token, required=s.auth, wait=s.token_wait)
+        self._releases = ReleaseClient(s.release_addr, tls=s.release_tls, token=token)
+        self._authenticator = remote_authenticator(self._releases.channel)
         self.orchestrator = Orchestrator(
             DeploymentStore(self._engine, self._executor),
             self._backend,
@@ -68,6 +94,12 @@ class DeployerService(Service):
         )
         await self.orchestrator.start()
         await super().start()
+
+    async def _authenticate(self, token: str | None) -> Principal:
+        """A user's token, verified by the Release service (cached briefly)."""
+        if self._authenticator is None:
+            raise Unavailable("the Deployer is starting")
+        return await self._authenticator(token)
 
     def _register(self, server: grpc.aio.Server) -> None:
         assert self.orchestrator is not None
