@@ -372,3 +372,21 @@ async def test_an_orphan_in_its_rollback_phase_continues_the_rollback(stack: Sta
     assert (got.last.outcome, got.last.reason) == ("rolled-back", "no progress for 30s")
     statuses = await release_status(stack.release, "myapp")
     assert (statuses[good], statuses[bad]) == ("active", "failed")
+
+
+async def test_back_to_back_promotes_leave_no_release_shown_promoting(stack: Stack) -> None:
+    deployer = await stack.start_deployer()
+    first = await new_app(stack.release, "myapp")
+    one = await read_stream(deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
+    second = await set_env(stack.release, "myapp", COLOR="blue")
+    two = await read_stream(deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
+    assert one.last is not None and two.last is not None
+    assert (one.last.outcome, two.last.outcome) == ("succeeded", "succeeded")
+    statuses = await release_status(stack.release, "myapp")
+    assert (statuses[first], statuses[second]) == ("", "active")
+    # The outcomes were written before each stream ended: no release shows `promoting` once it
+    # is no longer active.
+    third = await set_env(stack.release, "myapp", COLOR="green")
+    await read_stream(deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
+    statuses = await release_status(stack.release, "myapp")
+    assert (statuses[second], statuses[third]) == ("", "active")

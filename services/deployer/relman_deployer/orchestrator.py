@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -56,6 +56,8 @@ log = logging.getLogger("relman.deployer")
 
 # How long to wait for a backend's first snapshot before applying anyway.
 FIRST_OBSERVATION_SECONDS = 5.0
+# How long stop() waits for outcome writes to the Release service still in flight.
+RECORD_GRACE_SECONDS = 5.0
 
 
 def instance_id() -> str:
@@ -99,6 +101,8 @@ class Run:
         self.seen_release: str | None = None
         self.queue: asyncio.Queue[Observation | _Cancelled | BaseException] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        # The deployment as stored when it ended (None while it runs).
+        self.ended: Deployment | None = None
         self._log = log_
         self._clock = clock
 
@@ -154,6 +158,8 @@ class Orchestrator:
         self.events = EventLog(store, self.hub)
         self._clock = clock
         self._runs: dict[str, Run] = {}
+        # app -> the task writing its latest outcome to the Release service
+        self._recording: dict[str, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -178,6 +184,7 @@ class Orchestrator:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._settle_recordings(RECORD_GRACE_SECONDS)
         await self.events.stop()
         try:
             handed = await self.store.hand_off(self.config.owner, self._clock())
@@ -186,6 +193,18 @@ class Orchestrator:
         else:
             if handed:
                 log.info("handed off %d running deployment(s)", handed)
+
+    async def _settle_recordings(self, grace: float) -> None:
+        """Give outcome writes still in flight ``grace`` seconds to land, then drop them."""
+        pending = list(self._recording.values())
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            log.error("stopped with %d deployment outcome(s) not recorded", len(late))
+        await asyncio.gather(*pending, return_exceptions=True)
 
     # Requests.
 
@@ -276,34 +295,45 @@ class Orchestrator:
     def _launch(self, deployment: Deployment, targets: Targets | None) -> None:
         run = Run(deployment, self.events, self._clock)
         self._runs[deployment.id] = run
-        self.hub.open(deployment.id)
+        self.hub.open(deployment.id, deployment.last_seq)
         run.task = asyncio.create_task(self._execute(run, targets), name=f"deploy-{deployment.id}")
 
     async def _execute(self, run: Run, targets: Targets | None) -> None:
         d = run.deployment
+        running: asyncio.Task[None] | None = None
         try:
             if targets is None:  # resumed: ask the Release service again
                 targets = await self._targets_of(d)
-            await self._record(d, Outcome.RUNNING)
+            # The rollout need not wait for the ``running`` outcome to be written.
+            sent: list[bool] = []
+            running = self._record_soon(d, Outcome.RUNNING, on_send=lambda: sent.append(True))
             outcome, reason = await self._drive(run, targets)
-            await self._record(d, outcome)
+            if not running.done() and not sent:
+                # Still waiting for its turn (the Release service is busy): the final outcome
+                # replaces it, so it need not be sent at all.
+                running.cancel()
+            # Before the deployment ends (and its stream with it): a client that saw the end
+            # finds every write of it done, and a crash before this point resumes it.
+            await self._record_soon(d, outcome)
             await self._finish(run, outcome, reason)
         except asyncio.CancelledError:
             # Shutting down, or the lease was lost: the deployment stays running for whoever
             # holds (or takes) the lease next.
+            if running is not None:
+                running.cancel()
             log.info("deployment %s app %s: stopped running here", d.id, d.app)
             raise
         except Exception as err:
             reason = str(err) if isinstance(err, RelmanError) else f"internal error: {err!r}"
             log.exception("deployment %s app %s failed: %s", d.id, d.app, reason)
             try:
-                await self._record(d, Outcome.FAILED)
+                await self._record_soon(d, Outcome.FAILED)
                 await self._finish(run, Outcome.FAILED, reason)
             except Exception:
                 log.exception("deployment %s: could not record its failure", d.id)
         finally:
             self._runs.pop(d.id, None)
-            self.hub.close(d.id)
+            self.hub.close(d.id, run.ended)
 
     async def _targets_of(self, d: Deployment) -> Targets:
         deployable = await self.releases.get_deployable(d.app, d.release_id, d.actor, retry=True)
@@ -318,10 +348,40 @@ class Orchestrator:
             release=app_spec(deployable.release, deployable.build), previous=previous_spec
         )
 
-    async def _record(self, d: Deployment, outcome: Outcome) -> None:
+    def _record_soon(
+        self, d: Deployment, outcome: Outcome, on_send: Callable[[], None] | None = None
+    ) -> asyncio.Task[None]:
+        """Record ``outcome`` in a task of its own, after the outcomes recorded before for the
+        same app (so a late ``running`` never overwrites the final outcome)."""
+        before = self._recording.get(d.app)
+
+        async def record() -> None:
+            if before is not None and not before.done():
+                await asyncio.wait([before])
+            await self._record(d, outcome, on_send)
+
+        task = asyncio.create_task(record(), name=f"record-{d.id}-{outcome.value}")
+        self._recording[d.app] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._recording.get(d.app) is done:
+                del self._recording[d.app]
+            if not done.cancelled() and done.exception() is not None:
+                log.error(
+                    "deployment %s: recording %s failed: %r", d.id, outcome.value, done.exception()
+                )
+
+        task.add_done_callback(forget)
+        return task
+
+    async def _record(
+        self, d: Deployment, outcome: Outcome, on_send: Callable[[], None] | None = None
+    ) -> None:
         """Tell the Release service (retrying while it is down); other errors are logged."""
         try:
-            await self.releases.record_outcome(d.app, d.release_id, d.id, outcome, d.actor)
+            await self.releases.record_outcome(
+                d.app, d.release_id, d.id, outcome, d.actor, on_send=on_send
+            )
         except RelmanError as err:
             log.error("deployment %s: recording %s failed: %s", d.id, outcome.value, err)
 
@@ -468,6 +528,7 @@ class Orchestrator:
     async def _finish(self, run: Run, outcome: Outcome, reason: str) -> None:
         await self.events.flush()  # every event is durable before the outcome is
         d = await self.store.finish(run.id, outcome, reason, self._clock())
+        run.ended = d
         log.info(
             "deployment %s app %s: %s%s",
             d.id,

@@ -3,14 +3,22 @@
 Callers never see gRPC: every failed call becomes a :mod:`relman_common.errors` error. The
 writes that must land once a rollout is decided (MarkReleaseActive, RecordDeploymentOutcome)
 are retried while the Release service is unavailable, up to a long deadline.
+
+Writes are sent at most ``MAX_WRITES_IN_FLIGHT`` at a time: the Release service serializes its
+writes anyway (one database write lock), and 200 deployments firing 600 writes at once only
+made its threads queue on that lock while its reads (GetDeployable of new promotes) waited
+behind them. Writes that decide when a client's stream ends (MarkReleaseActive, the final
+outcome) go before the ``running`` outcome, which the rollout does not wait for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -29,6 +37,9 @@ log = logging.getLogger("relman.deployer.releases")
 T = TypeVar("T")
 
 CALL_TIMEOUT_SECONDS = 10.0
+MAX_WRITES_IN_FLIGHT = 2
+# The outcome written while the rollout goes on, awaited by no client's stream yet.
+_BOOKKEEPING = (Outcome.RUNNING,)
 # How long a decided outcome keeps being offered to an unavailable Release service.
 RETRY_DEADLINE_SECONDS = 6 * 3600.0
 MAX_BACKOFF_SECONDS = 5.0
@@ -38,6 +49,47 @@ CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", int(MAX_BACKOFF_SECONDS * 1000)),
 ]
+
+
+class WriteLimiter:
+    """At most ``limit`` holders at once; waiting urgent callers are let in before the others.
+
+    Fair within each class (first come, first served).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._other: deque[asyncio.Future[None]] = deque()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, urgent: bool) -> AsyncIterator[None]:
+        if self._free > 0 and not self._urgent and not self._other:
+            self._free -= 1
+        else:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            (self._urgent if urgent else self._other).append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # granted just as the caller was cancelled: pass it on
+                else:
+                    (self._urgent if urgent else self._other).remove(waiter)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for waiters in (self._urgent, self._other):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the slot passes straight to the waiter
+                    return
+        self._free += 1
 
 
 class ReleaseClient:
@@ -53,6 +105,7 @@ class ReleaseClient:
         token: DeployerToken | None = None,
         call_timeout: float = CALL_TIMEOUT_SECONDS,
         retry_deadline: float = RETRY_DEADLINE_SECONDS,
+        max_writes_in_flight: int = MAX_WRITES_IN_FLIGHT,
     ) -> None:
         self.addr = addr
         self.channel = aio_channel(addr, tls, CHANNEL_OPTIONS)
@@ -60,6 +113,7 @@ class ReleaseClient:
         self._stub = release_pb2_grpc.ReleaseServiceStub(self.channel)
         self._timeout = call_timeout
         self._retry_deadline = retry_deadline
+        self._writes = WriteLimiter(max_writes_in_flight)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -88,7 +142,8 @@ class ReleaseClient:
 
     async def create_rollback_release(self, app: str, release_id: str, actor: str) -> Release:
         request = release_pb2.CreateRollbackReleaseRequest(app=app, release_id=release_id)
-        resp = await self._call(self._stub.CreateRollbackRelease, request, actor)
+        async with self._writes.slot(urgent=True):
+            resp = await self._call(self._stub.CreateRollbackRelease, request, actor)
         return release_from_pb(resp)
 
     async def mark_release_active(
@@ -99,19 +154,31 @@ class ReleaseClient:
         )
 
         async def call() -> None:
-            await self._call(self._stub.MarkReleaseActive, request, actor)
+            async with self._writes.slot(urgent=True):
+                await self._call(self._stub.MarkReleaseActive, request, actor)
 
         await self._retrying(f"MarkReleaseActive {app} {release_id}", call)
 
     async def record_outcome(
-        self, app: str, release_id: str, deployment_id: str, outcome: Outcome, actor: str
+        self,
+        app: str,
+        release_id: str,
+        deployment_id: str,
+        outcome: Outcome,
+        actor: str,
+        *,
+        on_send: Callable[[], None] | None = None,
     ) -> None:
+        """``on_send`` is called when the request is about to be sent (it waited its turn)."""
         request = release_pb2.RecordDeploymentOutcomeRequest(
             app=app, release_id=release_id, deployment_id=deployment_id, outcome=outcome.value
         )
 
         async def call() -> None:
-            await self._call(self._stub.RecordDeploymentOutcome, request, actor)
+            async with self._writes.slot(urgent=outcome not in _BOOKKEEPING):
+                if on_send is not None:
+                    on_send()
+                await self._call(self._stub.RecordDeploymentOutcome, request, actor)
 
         await self._retrying(f"RecordDeploymentOutcome {release_id} {outcome.value}", call)
 

@@ -10,7 +10,6 @@ import click
 from relman.v1 import release_pb2
 
 from relman_cli import output
-from relman_cli.commands import _deploy
 from relman_cli.commands._common import (
     app_option,
     client,
@@ -244,6 +243,8 @@ def create_from(
     if id_only:
         click.echo(release.id)
     if promote:
+        from relman_cli.commands import _deploy  # only promoting needs the stream follower
+
         _deploy.promote(ctx, name, release.id, progress)
 
 
@@ -272,6 +273,8 @@ def promote(
 
     Exits 0 only when the release became active. Ctrl-C detaches; the deployment goes on.
     """
+    from relman_cli.commands import _deploy
+
     _deploy.promote(
         ctx, need_app(ctx), release_id, output.Progress(), force=force, timeout=timeout or 0
     )
@@ -298,6 +301,8 @@ def rollback(
 ) -> None:
     """Copy an old release and promote the copy."""
     from relman.v1 import deployer_pb2
+
+    from relman_cli.commands import _deploy
 
     name = need_app(ctx)
     progress = output.Progress()

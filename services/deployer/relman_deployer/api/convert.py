@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -50,3 +51,28 @@ def update_to_pb(item: Deployment | DeploymentEvent) -> deployer_pb2.DeploymentU
     if isinstance(item, Deployment):
         return deployer_pb2.DeploymentUpdate(deployment=deployment_to_pb(item))
     return deployer_pb2.DeploymentUpdate(event=event_to_pb(item))
+
+
+class UpdateMessages:
+    """``update_to_pb`` that builds each event's message once, however many watchers send it.
+
+    An event is identified by its deployment and sequence number: that is its primary key in
+    the event log, an event is only ever sent once written there, and a written event never
+    changes. So the watchers of a deployment, live or replaying, share one message per event;
+    the oldest entries go first. Messages are shared and must not be modified.
+    """
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._size = size
+        self._events: OrderedDict[tuple[str, int], deployer_pb2.DeploymentUpdate] = OrderedDict()
+
+    def __call__(self, item: Deployment | DeploymentEvent) -> deployer_pb2.DeploymentUpdate:
+        if isinstance(item, Deployment):
+            return update_to_pb(item)
+        key = (item.deployment_id, item.seq)
+        msg = self._events.get(key)
+        if msg is None:
+            msg = self._events[key] = update_to_pb(item)
+            if len(self._events) > self._size:
+                self._events.popitem(last=False)
+        return msg

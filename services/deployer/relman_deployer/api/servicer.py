@@ -12,7 +12,7 @@ import grpc
 from relman.v1 import deployer_pb2, deployer_pb2_grpc  # type: ignore[import-not-found]
 from relman_common.actor import current_actor
 
-from relman_deployer.api.convert import deployment_to_pb, update_to_pb
+from relman_deployer.api.convert import UpdateMessages, deployment_to_pb
 from relman_deployer.domain.guards import (
     check_app_name,
     check_deployment_id,
@@ -25,6 +25,7 @@ from relman_deployer.orchestrator import Orchestrator
 class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: ignore[misc]
     def __init__(self, orchestrator: Orchestrator) -> None:
         self._orchestrator = orchestrator
+        self._updates = UpdateMessages()
 
     async def Promote(
         self, request: deployer_pb2.PromoteRequest, context: grpc.aio.ServicerContext
@@ -38,7 +39,7 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
             actor=current_actor(),
         )
         async for item in self._orchestrator.watch(deployment.id, 0):
-            yield update_to_pb(item)
+            yield self._updates(item)
 
     async def Rollback(
         self, request: deployer_pb2.RollbackRequest, context: grpc.aio.ServicerContext
@@ -51,7 +52,7 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
             actor=current_actor(),
         )
         async for item in self._orchestrator.watch(deployment.id, 0):
-            yield update_to_pb(item)
+            yield self._updates(item)
 
     async def Watch(
         self, request: deployer_pb2.WatchRequest, context: grpc.aio.ServicerContext
@@ -60,7 +61,7 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
         async for item in self._orchestrator.watch(
             request.deployment_id, max(request.after_seq, 0)
         ):
-            yield update_to_pb(item)
+            yield self._updates(item)
 
     async def Cancel(
         self, request: deployer_pb2.CancelRequest, context: grpc.aio.ServicerContext

@@ -1,4 +1,5 @@
-"""The Deployer's repository: every method is one transaction, run off the event loop.
+"""The Deployer's repository: every method is one transaction (or, for writes on SQLite, one
+savepoint of a transaction shared with the writes queued meanwhile), run off the event loop.
 
 Leases: a row per app in ``deploy_leases`` says which Deployer instance (``owner``) runs which
 deployment until ``expires_at``. It is taken in the same write transaction that inserts the
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from relman_common.clock import as_utc
-from relman_common.db import DbExecutor, upgrade, writer
+from relman_common.db import DbExecutor, is_postgres, upgrade, writer
 from relman_common.errors import InvalidArgument, NotFound
 from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
@@ -31,6 +32,7 @@ from relman_deployer.domain.model import (
     Outcome,
     Phase,
 )
+from relman_deployer.store.group_commit import GroupCommit
 from relman_deployer.store.tables import deploy_leases, deployment_events, deployments
 
 T = TypeVar("T")
@@ -49,8 +51,8 @@ class DeploymentStore:
 
     def __init__(self, engine: Engine, executor: DbExecutor) -> None:
         self.engine = engine
-        self._writer = writer(engine)
         self._executor = executor
+        self._writes = GroupCommit(writer(engine), executor, grouped=not is_postgres(engine))
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         def run() -> T:
@@ -60,11 +62,9 @@ class DeploymentStore:
         return await self._executor.run(run)
 
     async def _write(self, fn: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._writer.begin() as conn:
-                return fn(conn)
-
-        return await self._executor.run(run)
+        """Run ``fn`` in a write transaction; on SQLite, one shared with the writes queued
+        meanwhile (see :mod:`~relman_deployer.store.group_commit`)."""
+        return await self._writes.run(fn)
 
     # Starting, running and ending deployments.
 
