@@ -117,6 +117,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, authenticate: Authenticator | None = None) -> None:
         self._authenticate = authenticate
+        # method -> (the service's handler, its wrapped handler): wrapping is done once per
+        # method, not once per call (the wrapper keeps no per-call state).
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -129,7 +132,12 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method: str = handler_call_details.method
         if method.startswith(OPEN_METHOD_PREFIXES):
             return handler
-        return self._wrap(handler, method)
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     async def _begin(self, request: _Request, context: grpc.aio.ServicerContext) -> None:
         """Sets who is calling, or raises Unauthenticated."""

@@ -105,8 +105,14 @@ def _latest(repo: Repository, app: App) -> Release | None:
     return _release(repo, app, app.latest_release_id) if app.latest_release_id else None
 
 
-def _active(repo: Repository, app: App) -> Release | None:
-    return _release(repo, app, app.active_release_id) if app.active_release_id else None
+def _active(repo: Repository, app: App, known: Release | None = None) -> Release | None:
+    """The app's active release; ``known`` (a release already read in this transaction, e.g.
+    the latest) is reused instead of being read again when it is the active one."""
+    if not app.active_release_id:
+        return None
+    if known is not None and known.id == app.active_release_id:
+        return known
+    return _release(repo, app, app.active_release_id)
 
 
 def _with_status(release: Release, app: App) -> Release:
@@ -191,7 +197,7 @@ def import_build(
     with uow.write() as repo:
         app = _app(repo, app_name, lock=True)
         latest = _latest(repo, app)
-        active = _active(repo, app)
+        active = _active(repo, app, latest)
         now = uow.now()
         build = Build(
             id=new_id(BUILD),
@@ -263,7 +269,7 @@ def change_env(
         change = apply_env_change(latest.env if latest else {}, set_, unset, replace_all)
         if not change.changed:
             return EnvChanged(changed=False, release=None, description=NO_CHANGE)
-        warning = composition.unpromoted_build_warning(latest, _active(repo, app))
+        warning = composition.unpromoted_build_warning(latest, _active(repo, app, latest))
         build_id = latest.build_id if latest is not None else ""
         release = _new_release(uow, repo, app, build_id, change.env, change.description, actor)
         return EnvChanged(
@@ -287,10 +293,20 @@ def create_release(
     validate_env(dict(env))
     validate_text("description", description)
     with uow.write() as repo:
-        app = _app(repo, app_name, lock=True)
         if build_id:
-            _build(repo, app, build_id)
-        elif app.latest_release_id:
+            # The app and its build in one statement; the checks keep _build's order and words.
+            found, holds_build = repo.lock_app_with_build(app_name, build_id)
+            if found is None:
+                raise NotFound(f"app not found: {app_name}")
+            app = found
+            require_id("build", build_id)
+            if holds_build is None:
+                raise NotFound(f"build not found: {build_id}")
+            if not holds_build:
+                raise NotFound(f"build {build_id} not found in app {app.name}")
+        else:
+            app = _app(repo, app_name, lock=True)
+        if not build_id and app.latest_release_id:
             raise InvalidArgument(
                 "build id is required: only an app's first release may have no build"
             )
@@ -404,7 +420,8 @@ def get_deployable(uow: UnitOfWork, app_name: str, release_id: str = "") -> Depl
                 raise FailedPrecondition(f"app {app.name} has no releases")
             release = latest
         build = _build(repo, app, release.build_id) if release.build_id else None
-        return Deployable(release=release, build=build, active_release=_active(repo, app))
+        active = _active(repo, app, release)
+        return Deployable(release=release, build=build, active_release=active)
 
 
 def create_rollback_release(uow: UnitOfWork, app_name: str, release_id: str, actor: str) -> Release:

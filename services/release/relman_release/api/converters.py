@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from relman.v1 import auth_pb2, release_pb2  # type: ignore[import-not-found]
@@ -12,11 +12,21 @@ from relman_release.domain.model import App, Build, Deployable, Release
 from relman_release.domain.tokens import ApiToken
 from relman_release.services import EnvChanged, ImportedBuild, ReleaseDiff
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    """``Timestamp.FromDatetime`` in exact integer arithmetic, a third of its cost (a listing
+    converts one per row). Naive datetimes are taken as UTC, as FromDatetime does.
+
+    >>> ts = timestamp(datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC))
+    >>> (ts.seconds, ts.nanos)
+    (-1, 500000000)
+    """
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH  # days may be negative; seconds and microseconds never are
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def app_pb(app: App) -> release_pb2.App:

@@ -10,7 +10,6 @@ from relman_common.clock import Clock, utcnow
 from relman_common.db import make_engine, upgrade, writer
 from relman_common.secretbox import SecretBox
 from sqlalchemy import Engine
-from sqlalchemy.orm import sessionmaker
 
 from relman_release.store.repository import SqlRepository
 
@@ -21,24 +20,26 @@ VERSION_TABLE = "release_alembic_version"
 class SqlUnitOfWork:
     """Reads run in plain transactions; writes take SQLite's write lock up front
     (``BEGIN IMMEDIATE``) and lock the app row on PostgreSQL (``SELECT ... FOR UPDATE``).
-    Envs are sealed with ``box`` on the way in and opened on the way out."""
+    Envs are sealed with ``box`` on the way in and opened on the way out.
+
+    Each transaction is a pooled Core connection, with no ORM session to set up and tear
+    down."""
 
     def __init__(self, engine: Engine, box: SecretBox, clock: Clock = utcnow) -> None:
         self.engine = engine
         self._box = box
         self._clock = clock
-        self._reader = sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        self._writer = sessionmaker(writer(engine), expire_on_commit=False, autoflush=False)
+        self._writer = writer(engine)
 
     @contextmanager
     def read(self) -> Iterator[SqlRepository]:
-        with self._reader() as session, session.begin():
-            yield SqlRepository(session, self._box)
+        with self.engine.connect() as conn, conn.begin():
+            yield SqlRepository(conn, self._box)
 
     @contextmanager
     def write(self) -> Iterator[SqlRepository]:
-        with self._writer() as session, session.begin():
-            yield SqlRepository(session, self._box)
+        with self._writer.connect() as conn, conn.begin():
+            yield SqlRepository(conn, self._box)
 
     def now(self) -> datetime:
         return self._clock()

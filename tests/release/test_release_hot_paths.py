@@ -1,0 +1,146 @@
+"""The hot paths stay lean: what each call asks of the database, and the conversions every
+listing row goes through. Each test pins down a behaviour the fast path must keep."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given
+from hypothesis import strategies as st
+from relman_common.errors import AlreadyExists, NotFound
+from relman_release import services
+from relman_release.api.converters import timestamp
+from relman_release.store.uow import SqlUnitOfWork, open_store
+from sqlalchemy import event
+
+from .conftest import new_box
+
+MANIFEST = "services:\n  web:\n    port: 3000\n"
+
+
+@contextmanager
+def statements(uow: SqlUnitOfWork) -> Iterator[list[str]]:
+    """The SQL statements sent to the database inside the block."""
+    seen: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(uow.engine, "before_cursor_execute", capture)
+    try:
+        yield seen
+    finally:
+        event.remove(uow.engine, "before_cursor_execute", capture)
+
+
+@pytest.fixture
+def uow(db_url: str) -> Iterator[SqlUnitOfWork]:
+    store = open_store(db_url, new_box())
+    yield store
+    store.engine.dispose()
+
+
+def test_release_create_writes_one_row_and_never_reads_the_build_manifest(
+    uow: SqlUnitOfWork,
+) -> None:
+    services.create_app(uow, "myapp", "t")
+    build = services.import_build(uow, "myapp", MANIFEST, {"web": "img:1"}, "", "", "t").build
+
+    with statements(uow) as seen:
+        release = services.create_release(uow, "myapp", build.id, {"A": "1"}, "d", "t")
+
+    sql = [s for s in seen if not s.startswith(("BEGIN", "SELECT 1"))]
+    # The app (locked) and its build's owner in one SELECT, then the row and the app's latest.
+    assert [s.split()[0] for s in sql] == ["SELECT", "INSERT", "UPDATE"], sql
+    assert not any("manifest" in s for s in sql), sql
+    assert services.get_release(uow, "myapp", release.id).env == {"A": "1"}
+    assert services.get_app(uow, "myapp").latest_release_id == release.id
+
+
+def test_release_create_refuses_a_build_of_another_app_and_writes_nothing(
+    uow: SqlUnitOfWork,
+) -> None:
+    services.create_app(uow, "myapp", "t")
+    services.create_app(uow, "other", "t")
+    theirs = services.import_build(uow, "other", MANIFEST, {"web": "img:1"}, "", "", "t").build
+    services.create_release(uow, "myapp", "", {}, "first", "t")
+    before = services.list_releases(uow, "myapp", 100, "").items
+
+    with pytest.raises(NotFound, match=f"build {theirs.id} not found in app myapp"):
+        services.create_release(uow, "myapp", theirs.id, {}, "d", "t")
+    with pytest.raises(NotFound, match="build not found: BZZZZZZZZZZ"):
+        services.create_release(uow, "myapp", "BZZZZZZZZZZ", {}, "d", "t")
+    with pytest.raises(NotFound, match="app not found: nosuchapp"):  # the app is checked first
+        services.create_release(uow, "nosuchapp", theirs.id, {}, "d", "t")
+
+    assert services.list_releases(uow, "myapp", 100, "").items == before
+
+
+def test_env_change_reads_the_latest_release_once_when_it_is_also_the_active_one(
+    uow: SqlUnitOfWork,
+) -> None:
+    services.create_app(uow, "myapp", "t")
+    first = services.change_env(uow, "myapp", {"A": "1"}, [], False, "t").release
+    assert first is not None
+    services.mark_release_active(uow, "myapp", first.id, "DAAAAAAAAAA")
+
+    with statements(uow) as seen:
+        changed = services.change_env(uow, "myapp", {"B": "2"}, [], False, "t")
+
+    release_reads = [s for s in seen if s.startswith("SELECT") and "FROM releases" in s]
+    assert len(release_reads) == 1, release_reads
+    assert changed.warning == ""  # same build as the active release: nothing to warn about
+    assert changed.release is not None and changed.release.env == {"A": "1", "B": "2"}
+
+
+def test_an_app_created_twice_is_refused_and_the_first_one_stays(uow: SqlUnitOfWork) -> None:
+    created = services.create_app(uow, "myapp", "alice")
+    with pytest.raises(AlreadyExists, match="app already exists: myapp"):
+        services.create_app(uow, "myapp", "bob")
+    assert services.get_app(uow, "myapp").actor == created.actor == "alice"
+    assert [a.name for a in services.list_apps(uow)] == ["myapp"]
+
+
+def test_listing_pages_carry_status_and_continue_where_the_last_page_ended(
+    uow: SqlUnitOfWork,
+) -> None:
+    services.create_app(uow, "myapp", "t")
+    ids = []
+    for i in range(5):
+        changed = services.change_env(uow, "myapp", {"N": str(i)}, [], False, "t")
+        assert changed.release is not None
+        ids.append(changed.release.id)
+    services.mark_release_active(uow, "myapp", ids[1], "DAAAAAAAAAA")
+
+    first = services.list_releases(uow, "myapp", 3, "")
+    rest = services.list_releases(uow, "myapp", 3, first.next_page_token)
+
+    listed = [*first.items, *rest.items]
+    assert [r.id for r in listed] == ids[::-1]
+    assert [r.status for r in listed] == ["", "", "", "active", ""]
+    assert all(r.env == {} for r in listed)
+    assert rest.next_page_token == ""
+
+
+# Every instant a Timestamp can hold, in any UTC offset, or naive (taken as UTC).
+instants = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.none()
+)
+offsets = st.one_of(
+    st.none(), st.integers(-23 * 60, 23 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+)
+
+
+@given(instants, offsets)
+def test_timestamps_are_exactly_what_protobuf_from_datetime_gives(
+    naive: datetime, offset: timezone | None
+) -> None:
+    value = naive if offset is None else naive.replace(tzinfo=UTC).astimezone(offset)
+    expected = Timestamp()
+    expected.FromDatetime(value)
+    assert timestamp(value) == expected
