@@ -80,6 +80,15 @@ class World:
                 for table in tables
             ]
 
+    def settled(self) -> bool:
+        """No deployment is running and no lease is held: nothing writes in the background."""
+        with self.engine.connect() as conn:
+            running = conn.execute(
+                text("SELECT count(*) FROM deployments WHERE outcome = 'running'")
+            ).scalar_one()
+            leases = conn.execute(text("SELECT count(*) FROM deploy_leases")).scalar_one()
+        return running == 0 and leases == 0
+
     def count(self, table: str) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())

@@ -20,6 +20,7 @@ import pytest
 from deployer.support import manifest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
+from helpers import wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relman.v1 import (
@@ -254,6 +255,9 @@ def fuzz_rpc(f: Fuzz, channel: grpc.Channel, service: ServiceDescriptor, name: s
             request.name = "victim"
         if name == "RevokeToken" and request.name in PROTECTED:
             request.name = "ci-bot"
+        # An earlier accepted Promote or Rollback goes on writing its deployment in the
+        # background; compare snapshots only once nothing is running.
+        wait_for(f.world.settled, timeout=120, what="background deployments to end")
         before = f.world.snapshot()
         code = invoke(channel, service, name, request, md)
         f.codes[service.name][code.name] += 1
