@@ -27,6 +27,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "RELMAN_TLS_CLIENT_CERT",
         "RELMAN_TLS_CLIENT_KEY",
         "RELMAN_DATABASE_URL",
+        "RELMAN_KUBECONFIG",
+        "RELMAN_KUBE_CONTEXT",
+        "RELMAN_NAMESPACE_PREFIX",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -95,3 +98,30 @@ def test_bad_tls_settings_are_usage_errors(
         parse_args(args)
     assert done.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_kubernetes_backend_options_come_from_flags(tmp_path: Path) -> None:
+    args = [
+        "--data-dir",
+        str(tmp_path),
+        "--backend",
+        "kubernetes",
+        "--kubeconfig",
+        "/etc/kube/config",
+        "--kube-context",
+        "prod",
+        "--namespace-prefix",
+        "acme",
+    ]
+    settings = settings_from(parse_args(args))
+    assert settings.backend_options == {
+        "kubeconfig": "/etc/kube/config",
+        "context": "prod",
+        "namespace_prefix": "acme",
+    }
+
+
+def test_sim_backend_takes_the_pod_delay_and_namespace_prefix(tmp_path: Path) -> None:
+    args = ["--data-dir", str(tmp_path), "--sim-pod-delay", "0.25"]
+    settings = settings_from(parse_args(args))
+    assert settings.backend_options == {"pod_delay": 0.25, "namespace_prefix": "relman"}

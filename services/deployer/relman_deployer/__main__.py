@@ -72,6 +72,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(env RELMAN_SIM_POD_DELAY, default %(default)s)",
     )
     parser.add_argument(
+        "--kubeconfig",
+        default=config.env("RELMAN_KUBECONFIG"),
+        help="kubernetes backend: kubeconfig file (env RELMAN_KUBECONFIG; default "
+        "$KUBECONFIG, then in-cluster config, then ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--kube-context",
+        default=config.env("RELMAN_KUBE_CONTEXT"),
+        help="kubernetes backend: kubeconfig context (env RELMAN_KUBE_CONTEXT)",
+    )
+    parser.add_argument(
+        "--namespace-prefix",
+        default=config.env("RELMAN_NAMESPACE_PREFIX", "relman"),
+        help="namespaces are <prefix>-<app> (env RELMAN_NAMESPACE_PREFIX, default %(default)s)",
+    )
+    parser.add_argument(
         "--lease-ttl",
         type=float,
         default=15.0,
@@ -167,7 +183,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         data_dir: Path = args.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         url = sqlite_url((data_dir / "deployer.db").resolve())
-    options = {"pod_delay": args.sim_pod_delay} if args.backend == "sim" else {}
+    options: dict[str, object]
+    if args.backend == "sim":
+        options = {"pod_delay": args.sim_pod_delay, "namespace_prefix": args.namespace_prefix}
+    else:
+        options = {
+            "kubeconfig": args.kubeconfig or None,
+            "context": args.kube_context or None,
+            "namespace_prefix": args.namespace_prefix,
+        }
     return Settings(
         database_url=url,
         release_addr=args.release_addr,
