@@ -17,6 +17,7 @@ from pathlib import Path
 from relman_common import config, tokens
 from relman_common.db import sqlite_url
 from relman_common.errors import RelmanError
+from relman_common.flags import add_server_tls_flags, add_storage_flags
 from relman_common.server import setup_logging
 from relman_common.tls import client_tls, server_tls
 
@@ -45,19 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=config.release_addr(),
         help="the Release service (env RELMAN_RELEASE_ADDR, default %(default)s)",
     )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=config.data_dir(),
-        help="state directory; the SQLite file deployer.db lives here "
-        "(env RELMAN_DATA_DIR, default %(default)s)",
-    )
-    parser.add_argument(
-        "--database-url",
-        default=config.database_url(),
-        help="database URL, e.g. postgresql://user@host/db; overrides SQLite "
-        "(env RELMAN_DATABASE_URL)",
-    )
+    add_storage_flags(parser, "deployer.db")
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -124,22 +113,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(env RELMAN_DEPLOYER_TOKEN_FILE, default <data-dir>/deployer.token); "
         "RELMAN_DEPLOYER_TOKEN gives the token itself",
     )
-    parser.add_argument(
-        "--tls-cert",
-        default=config.tls_cert(),
-        help="serve TLS with this PEM certificate (env RELMAN_TLS_CERT; needs --tls-key)",
-    )
-    parser.add_argument(
-        "--tls-key",
-        default=config.tls_key(),
-        help="PEM private key of --tls-cert (env RELMAN_TLS_KEY)",
-    )
-    parser.add_argument(
-        "--tls-client-ca",
-        default=config.tls_client_ca(),
-        help="require client certificates signed by this PEM CA: mutual TLS "
-        "(env RELMAN_TLS_CLIENT_CA)",
-    )
+    add_server_tls_flags(parser)
     parser.add_argument(
         "--release-tls-ca",
         default=config.tls_ca(),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from relman_common import config
 from relman_common.db import sqlite_url
+from relman_common.flags import add_server_tls_flags, add_storage_flags
 from relman_common.secretbox import SecretBoxError
 from relman_common.server import setup_logging
 from relman_common.tls import ServerTls, server_tls
@@ -29,19 +30,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=config.release_addr(),
         help="listen address (env RELMAN_RELEASE_ADDR, default %(default)s)",
     )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=config.data_dir(),
-        help="state directory; the SQLite file release.db lives here "
-        "(env RELMAN_DATA_DIR, default %(default)s)",
-    )
-    parser.add_argument(
-        "--database-url",
-        default=config.database_url(),
-        help="database URL, e.g. postgresql://user@host/db; overrides SQLite "
-        "(env RELMAN_DATABASE_URL)",
-    )
+    add_storage_flags(parser, "release.db")
     try:
         auth_default = config.auth_enabled()
     except ValueError as err:
@@ -54,22 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "the first start creates <data-dir>/admin.token and <data-dir>/deployer.token "
         "(env RELMAN_AUTH=on|off, default %(default)s)",
     )
-    parser.add_argument(
-        "--tls-cert",
-        default=config.tls_cert(),
-        help="serve TLS with this PEM certificate (env RELMAN_TLS_CERT; needs --tls-key)",
-    )
-    parser.add_argument(
-        "--tls-key",
-        default=config.tls_key(),
-        help="PEM private key of --tls-cert (env RELMAN_TLS_KEY)",
-    )
-    parser.add_argument(
-        "--tls-client-ca",
-        default=config.tls_client_ca(),
-        help="require client certificates "
-        "signed by this PEM CA: mutual TLS (env RELMAN_TLS_CLIENT_CA)",
-    )
+    add_server_tls_flags(parser)
     parser.add_argument(
         "--secret-key-file",
         type=Path,
