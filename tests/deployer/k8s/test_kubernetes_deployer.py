@@ -30,6 +30,36 @@ DEADLINE = 120.0
 class Services:
     release: release_pb2_grpc.ReleaseServiceStub
     deployer: deployer_pb2_grpc.DeployerServiceStub
+    stack: Stack
+    kubeconfig: str
+    sqlite_url: str
+    current: DeployerService | None = None
+
+    async def start_deployer(self) -> None:
+        """A (new) Deployer on the same database, backed by the local control plane."""
+        addr = f"127.0.0.1:{free_port()}"
+        deployer = DeployerService(
+            addr,
+            Settings(
+                database_url=self.sqlite_url,
+                release_addr=self.stack.release_addr,
+                backend="kubernetes",
+                backend_options={"kubeconfig": self.kubeconfig},
+                lease_ttl=5.0,
+                auth=True,
+                token_file=self.stack.data_dir / tokens.DEPLOYER_TOKEN_FILE,
+            ),
+        )
+        await deployer.start()
+        self.stack.deployers.append(deployer)  # stopped by stack.close()
+        self.current = deployer
+        channel = grpc.aio.insecure_channel(
+            addr,
+            options=CHANNEL_OPTIONS,
+            interceptors=aio_token_interceptors(self.stack.token_for),
+        )
+        self.stack._channels.append(channel)  # closed by stack.close()
+        self.deployer = deployer_pb2_grpc.DeployerServiceStub(channel)
 
 
 @pytest.fixture
@@ -41,28 +71,15 @@ async def services(
     stack = Stack(sqlite_url, tmp_path / "release")
     await stack.start_release()
     try:
-        addr = f"127.0.0.1:{free_port()}"
-        deployer = DeployerService(
-            addr,
-            Settings(
-                database_url=sqlite_url,
-                release_addr=stack.release_addr,
-                backend="kubernetes",
-                backend_options={"kubeconfig": str(kube_cluster.kubeconfig)},
-                lease_ttl=5.0,
-                auth=True,
-                token_file=stack.data_dir / tokens.DEPLOYER_TOKEN_FILE,
-            ),
+        services = Services(
+            stack.release,
+            None,  # type: ignore[arg-type]  # set by start_deployer
+            stack,
+            str(kube_cluster.kubeconfig),
+            sqlite_url,
         )
-        await deployer.start()
-        stack.deployers.append(deployer)  # stopped by stack.close()
-        channel = grpc.aio.insecure_channel(
-            addr, options=CHANNEL_OPTIONS, interceptors=aio_token_interceptors(stack.token_for)
-        )
-        try:
-            yield Services(stack.release, deployer_pb2_grpc.DeployerServiceStub(channel))
-        finally:
-            await channel.close()
+        await services.start_deployer()
+        yield services
     finally:
         await stack.close()
 
@@ -111,4 +128,73 @@ async def test_promote_streams_cluster_events_and_a_crashing_release_rolls_back(
     finally:
         api.close()
     assert web.metadata.annotations["relman.io/release"] == good
+    assert web.status.available_replicas == 2
+
+
+async def read_web(kube_cluster: KubeCluster, app: str) -> k8s.V1Deployment:
+    api = kube_cluster.new_api_client()
+    try:
+        return await asyncio.to_thread(
+            k8s.AppsV1Api(api).read_namespaced_deployment, "web", f"relman-{app}"
+        )
+    finally:
+        api.close()
+
+
+async def test_cancel_turns_a_stuck_rollout_into_a_rollback_on_the_cluster(
+    services: Services, kube_cluster: KubeCluster, app_name: str
+) -> None:
+    await services.release.CreateApp(release_pb2.CreateAppRequest(name=app_name), metadata=ACTOR)
+    good = await import_build(services, app_name, "BGOOD")
+    got = await asyncio.wait_for(
+        read_stream(
+            services.deployer.Promote(deployer_pb2.PromoteRequest(app=app_name), metadata=ACTOR)
+        ),
+        DEADLINE,
+    )
+    assert got.last is not None and got.last.outcome == "succeeded", got.messages
+
+    await import_build(services, app_name, "unready")
+    stream = services.deployer.Promote(
+        deployer_pb2.PromoteRequest(app=app_name, timeout_seconds=600), metadata=ACTOR
+    )
+    part = await asyncio.wait_for(read_stream(stream, max_events=3), DEADLINE)
+    cancelled = await services.deployer.Cancel(
+        deployer_pb2.CancelRequest(app=app_name), metadata=ACTOR
+    )
+    assert cancelled.id == part.first.id
+    watch = services.deployer.Watch(
+        deployer_pb2.WatchRequest(deployment_id=part.first.id), metadata=ACTOR
+    )
+    got = await asyncio.wait_for(read_stream(watch), DEADLINE)
+    assert got.last is not None and got.last.outcome == "cancelled", (got.last, got.messages)
+    app = await services.release.GetApp(release_pb2.GetAppRequest(name=app_name))
+    assert app.active_release_id == good
+    web = await read_web(kube_cluster, app_name)
+    assert web.metadata.annotations["relman.io/release"] == good
+    assert web.status.available_replicas == 2
+
+
+async def test_a_restarted_deployer_finishes_a_rollout_it_did_not_start(
+    services: Services, kube_cluster: KubeCluster, app_name: str
+) -> None:
+    await services.release.CreateApp(release_pb2.CreateAppRequest(name=app_name), metadata=ACTOR)
+    release = await import_build(services, app_name, "BFIRST")
+    stream = services.deployer.Promote(deployer_pb2.PromoteRequest(app=app_name), metadata=ACTOR)
+    part = await asyncio.wait_for(read_stream(stream, max_events=2), DEADLINE)
+    stream.cancel()
+    assert services.current is not None
+    await services.current.stop(grace=0)  # hands its deployments over
+
+    await services.start_deployer()
+    watch = services.deployer.Watch(
+        deployer_pb2.WatchRequest(deployment_id=part.first.id), metadata=ACTOR
+    )
+    got = await asyncio.wait_for(read_stream(watch), DEADLINE)
+    assert got.last is not None and got.last.outcome == "succeeded", (got.last, got.messages)
+    assert [e.seq for e in got.events] == list(range(1, len(got.events) + 1))
+    app = await services.release.GetApp(release_pb2.GetAppRequest(name=app_name))
+    assert app.active_release_id == release
+    web = await read_web(kube_cluster, app_name)
+    assert web.metadata.annotations["relman.io/release"] == release
     assert web.status.available_replicas == 2
