@@ -3,17 +3,39 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+LOCK   := requirements.lock
+# `make lock` runs uv from a throwaway venv outside the checkout; never part of .venv.
+LOCK_TOOLS ?= $(HOME)/.cache/relman/lock-tools
+UV_VERSION := 0.13.9
 
-.PHONY: install run test test-fast protos protos-check lint typecheck bench cluster clean
+.PHONY: install lock lock-check run test test-fast protos protos-check lint typecheck bench cluster clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Everything in .venv comes from requirements.lock, checked against its hashes; the project
+# itself is then installed editable (which cannot be hashed) with the locked setuptools.
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "relman needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
+
+# Re-resolve requirements.lock from pyproject.toml: the runtime and dev pins, plus pip and the
+# [build-system] requirements. Unpinned transitive versions already in the lock are kept;
+# `make lock LOCK_ARGS=--upgrade` moves them to the newest that fit.
+lock:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "relman needs Python 3.11 or newer")'
+	@test -x $(LOCK_TOOLS)/bin/pip || $(PYTHON) -m venv $(LOCK_TOOLS)
+	@$(LOCK_TOOLS)/bin/pip install -q uv==$(UV_VERSION)
+	$(PYTHON) -c 'import tomllib; print("\n".join(["pip", *tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]]))' \
+	  | UV_CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/uv pip compile --quiet --no-config \
+	      --universal --python-version 3.11 --generate-hashes --extra dev \
+	      --default-index https://pypi.org/simple $(LOCK_ARGS) pyproject.toml - -o $(LOCK)
+
+# Offline and quick: every pin in pyproject.toml is in requirements.lock at the same version.
+lock-check:
+	@$(PYTHON) scripts/check_lock.py
 
 run: install
 	@scripts/run-local.sh
