@@ -9,17 +9,16 @@ variable counts as unset.
 one variable where no parser is involved (the CLI, the secret key, the tokens). The README's
 Configuration table is checked against :data:`SETTINGS` by ``tests/test_settings_documented.py``.
 
-Only the standard library's cheapest modules are imported here: the CLI reads its settings
-through this module on every run.
+Only the standard library's cheapest modules are imported here (argparse only when a service
+builds its parser): the CLI reads its settings through this module on every command.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     import argparse
@@ -32,8 +31,7 @@ DEPLOYER = "deployer"
 CLI = "cli"
 
 
-@dataclass(frozen=True)
-class Kind(Generic[T]):
+class Kind(NamedTuple, Generic[T]):
     """How a setting's text becomes its value. ``convert`` is also the flag's argparse
     ``type`` (so a bad flag reads ``invalid float value: 'x'`` as argparse words it);
     ``expects`` completes "RELMAN_X must be ..." for a bad variable."""
@@ -66,8 +64,7 @@ OPTIONAL_PATH: Kind[Path | None] = Kind(_optional_path, "a path")
 SWITCH: Kind[bool] = Kind(_on_off, "on or off")
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """A check on a number given as a flag or variable; ``--flag {says}`` when it fails."""
 
     holds: Callable[[float], bool]
@@ -78,19 +75,22 @@ POSITIVE = Rule(lambda v: v > 0, "must be positive")
 NOT_NEGATIVE = Rule(lambda v: v >= 0, "must not be negative")
 
 
-@dataclass(frozen=True)
-class Setting(Generic[T]):
+class Setting(NamedTuple, Generic[T]):
     """One setting: the variable ``env`` (its name, lower-cased without ``RELMAN_``, is the
     setting's ``name``), its built-in ``default``, and who takes it: ``flags`` maps a program
     to its command-line flag, ``env_readers`` names programs that read the variable without
-    a flag. ``unset`` says what applies when the default is empty (``(SQLite)``,
-    ``plaintext``); ``fallback`` names a standard variable consulted when this one is unset."""
+    a flag. ``unset`` says what applies when the default is empty (``plaintext``);
+    ``fallback`` names a standard variable consulted when this one is unset; ``rule``
+    checks the value a flag ends up with.
+
+    Named tuples rather than dataclasses, as the cheapest classes to define: the CLI
+    imports this module on every command."""
 
     env: str
     kind: Kind[T]
     default: T
     help: str
-    flags: Mapping[str, str] = field(default_factory=dict)
+    flags: Mapping[str, str] = {}  # never changed
     env_readers: frozenset[str] = frozenset()
     unset: str = ""
     fallback: str = ""
