@@ -34,7 +34,7 @@ CLI = "cli"
 class Kind(NamedTuple, Generic[T]):
     """How a setting's text becomes its value. ``convert`` is also the flag's argparse
     ``type`` (so a bad flag reads ``invalid float value: 'x'`` as argparse words it);
-    ``expects`` completes "RELMAN_X must be ..." for a bad variable."""
+    ``expects`` completes "RELMAN_... must be ..." for a bad variable."""
 
     convert: Callable[[str], T]
     expects: str
@@ -124,7 +124,7 @@ class Setting(NamedTuple, Generic[T]):
 
     def value(self, environ: Mapping[str, str] | None = None) -> T:
         """The variable's value from ``environ`` (default ``os.environ``), else the default;
-        ValueError ``RELMAN_X must be ..., not '...'`` when it cannot be read."""
+        ValueError ``RELMAN_... must be ..., not '...'`` when it cannot be read."""
         text = (os.environ if environ is None else environ).get(self.env, "")
         if not text:
             return self.default
@@ -134,7 +134,7 @@ class Setting(NamedTuple, Generic[T]):
             raise ValueError(f"{self.env} must be {self.kind.expects}, not {text!r}") from None
 
     def flag_help(self, current: T) -> str:
-        """``help`` ending ``(env RELMAN_X, default Y)``: Y is ``current``, the value in
+        """``help`` ending ``(env RELMAN_..., default Y)``: Y is ``current``, the value in
         effect (so a variable that is set shows through), or what ``unset`` says."""
         env = f"{self.env}=on|off" if self.kind is SWITCH else self.env
         shown = self.unset if current is None or current == "" else "%(default)s"
