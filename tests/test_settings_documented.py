@@ -207,6 +207,21 @@ def test_a_bad_variable_names_itself() -> None:
         settings.AUTH.value({"RELMAN_AUTH": "maybe"})
 
 
+def test_a_variable_outside_its_choices_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = argparse.ArgumentParser()
+    with pytest.raises(SystemExit) as done:
+        settings.add_flags(
+            parser,
+            DEPLOYER,
+            choices={"backend": ("sim", "kubernetes")},
+            environ={"RELMAN_BACKEND": "k8s"},
+        )
+    assert done.value.code == 2
+    assert "RELMAN_BACKEND must be one of sim, kubernetes, not 'k8s'" in capsys.readouterr().err
+
+
 def test_the_settings_doctests() -> None:
     result = doctest.testmod(settings)
     assert result.attempted and not result.failed

@@ -396,7 +396,7 @@ def add_flags(
 ) -> None:
     """Adds every flag ``program`` takes, each defaulting from its variable in ``environ``
     (default ``os.environ``). ``choices`` maps a setting's name to the values it allows.
-    A variable that cannot be read is a usage error (exit 2)."""
+    A variable that cannot be read, or is not one of its choices, is a usage error (exit 2)."""
     import argparse  # only the services pay for it, not the CLI
 
     for setting in SETTINGS:
@@ -413,7 +413,9 @@ def add_flags(
         else:
             options["type"] = setting.kind.convert
         if choices and setting.name in choices:
-            options["choices"] = choices[setting.name]
+            allowed = options["choices"] = choices[setting.name]
+            if default not in allowed:  # argparse checks only what is given on the line
+                parser.error(f"{setting.env} must be one of {', '.join(allowed)}, not {default!r}")
         parser.add_argument(flag, **options)
 
 
