@@ -27,11 +27,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from relman_common.settings import (
+    DATA_DIR,
+    DEPLOYER_ADDR,
+    RELEASE_ADDR,
+    TLS_CA,
+    TLS_CLIENT_CERT,
+    TLS_CLIENT_KEY,
+    TOKEN,
+)
+
 from relman_cli.errors import CliError
 
-DEFAULT_RELEASE_ADDR = "127.0.0.1:50051"
-DEFAULT_DEPLOYER_ADDR = "127.0.0.1:50052"
-DEFAULT_DATA_DIR = ".relman"
 ADMIN_TOKEN_FILE = "admin.token"
 
 
@@ -66,8 +73,7 @@ def racks_file(environ: Mapping[str, str] | None = None) -> Path:
 
 def local_admin_token_file(environ: Mapping[str, str] | None = None) -> Path:
     """``$RELMAN_DATA_DIR/admin.token`` (default ``./.relman/admin.token``)."""
-    environ = os.environ if environ is None else environ
-    return Path(environ.get("RELMAN_DATA_DIR") or DEFAULT_DATA_DIR) / ADMIN_TOKEN_FILE
+    return DATA_DIR.value(environ) / ADMIN_TOKEN_FILE
 
 
 def _read_token(path: Path) -> str:
@@ -82,11 +88,11 @@ def _read_token(path: Path) -> str:
 def resolve(rack: str | None, environ: Mapping[str, str] | None = None) -> Endpoints:
     """The endpoints to use: the rack's when one is named, else the environment's."""
     environ = os.environ if environ is None else environ
-    token = environ.get("RELMAN_TOKEN", "").strip()
+    token = TOKEN.value(environ)
     tls = {
-        "tls_ca": environ.get("RELMAN_TLS_CA", ""),
-        "tls_cert": environ.get("RELMAN_TLS_CLIENT_CERT", ""),
-        "tls_key": environ.get("RELMAN_TLS_CLIENT_KEY", ""),
+        "tls_ca": TLS_CA.value(environ),
+        "tls_cert": TLS_CLIENT_CERT.value(environ),
+        "tls_key": TLS_CLIENT_KEY.value(environ),
     }
     if rack:
         found = _rack_endpoints(rack, racks_file(environ))
@@ -94,8 +100,8 @@ def resolve(rack: str | None, environ: Mapping[str, str] | None = None) -> Endpo
             found = replace(found, **tls)
         return replace(found, token=token) if token else found
     return Endpoints(
-        release=environ.get("RELMAN_RELEASE_ADDR") or DEFAULT_RELEASE_ADDR,
-        deployer=environ.get("RELMAN_DEPLOYER_ADDR") or DEFAULT_DEPLOYER_ADDR,
+        release=RELEASE_ADDR.value(environ),
+        deployer=DEPLOYER_ADDR.value(environ),
         token=token or _read_token(local_admin_token_file(environ)),
         **tls,
     )

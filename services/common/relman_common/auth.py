@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from relman_common import config, tokens
+from relman_common import tokens
 from relman_common.errors import Unauthenticated
+from relman_common.settings import DATA_DIR, DEPLOYER_TOKEN, TOKEN, Setting
 
 AUTHORIZATION_METADATA = "authorization"
 ON_BEHALF_OF_METADATA = "x-relman-on-behalf-of"
@@ -136,10 +137,10 @@ def call_metadata(token: str | None, actor: str = "") -> list[tuple[str, str]]:
     return metadata
 
 
-def _token_from(env_var: str, path: Path) -> str | None:
-    value = config.env(env_var)
+def _token_from(setting: Setting[str], path: Path) -> str | None:
+    value = setting.value()
     if value:
-        return value.strip()
+        return value
     if path.exists():
         return tokens.read_token_file(path) or None
     return None
@@ -148,14 +149,14 @@ def _token_from(env_var: str, path: Path) -> str | None:
 def user_token(data_dir: Path | None = None) -> str | None:
     """The CLI's token: ``RELMAN_TOKEN``, else the local admin token
     ``<data-dir>/admin.token`` when this machine runs the Release service, else None."""
-    directory = data_dir if data_dir is not None else config.data_dir()
-    return _token_from("RELMAN_TOKEN", directory / tokens.ADMIN_TOKEN_FILE)
+    directory = data_dir if data_dir is not None else DATA_DIR.value()
+    return _token_from(TOKEN, directory / tokens.ADMIN_TOKEN_FILE)
 
 
 def deployer_token(data_dir: Path | None = None) -> str | None:
     """The Deployer's own token: ``RELMAN_DEPLOYER_TOKEN``, else ``<data-dir>/deployer.token``."""
-    directory = data_dir if data_dir is not None else config.data_dir()
-    return _token_from("RELMAN_DEPLOYER_TOKEN", directory / tokens.DEPLOYER_TOKEN_FILE)
+    directory = data_dir if data_dir is not None else DATA_DIR.value()
+    return _token_from(DEPLOYER_TOKEN, directory / tokens.DEPLOYER_TOKEN_FILE)
 
 
 # --- servers ---------------------------------------------------------------------------------

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from relman_common.settings import SECRET_KEY
 from relman_common.tokens import create_secret_file_once
 
 KEY_FILE = "secret.key"
@@ -45,8 +45,8 @@ class SecretBox:
             if not key_file.is_file():
                 raise SecretBoxError(f"secret key file not found: {key_file}")
             encoded, source = key_file.read_text().strip(), str(key_file)
-        elif os.environ.get("RELMAN_SECRET_KEY", "").strip():
-            encoded, source = os.environ["RELMAN_SECRET_KEY"].strip(), "RELMAN_SECRET_KEY"
+        elif from_env := SECRET_KEY.value():
+            encoded, source = from_env, SECRET_KEY.env
         else:
             path = data_dir / KEY_FILE
             create_secret_file_once(path, base64.b64encode(cls.generate_key()).decode())

@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from relman_common import config
+from relman_common.settings import TLS_CA, TLS_CLIENT_CERT, TLS_CLIENT_KEY
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def client_tls(ca: str = "", cert: str = "", key: str = "") -> ClientTls | None:
 
 def client_tls_from_env() -> ClientTls | None:
     """``RELMAN_TLS_CA`` (and for mutual TLS ``RELMAN_TLS_CLIENT_CERT``/``_KEY``), or None."""
-    return client_tls(config.tls_ca(), config.tls_client_cert(), config.tls_client_key())
+    return client_tls(TLS_CA.value(), TLS_CLIENT_CERT.value(), TLS_CLIENT_KEY.value())
 
 
 def aio_channel(

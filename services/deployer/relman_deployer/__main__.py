@@ -14,11 +14,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from relman_common import config, tokens
+from relman_common import tokens
 from relman_common.db import sqlite_url
 from relman_common.errors import RelmanError
-from relman_common.flags import add_server_tls_flags, add_storage_flags
 from relman_common.server import setup_logging
+from relman_common.settings import BACKEND, DEPLOYER, DEPLOYER_TOKEN, add_flags, check_rules
 from relman_common.tls import client_tls, server_tls
 
 from relman_deployer.api.server import DeployerService, Settings
@@ -27,109 +27,12 @@ from relman_deployer.backends import BACKENDS
 log = logging.getLogger("relman.deployer")
 
 
-def _float_env(name: str, default: float) -> float:
-    return float(config.env(name, str(default)))
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="relman-deployer",
         description="The relman Deployer: promotions as streamed rolling deployments.",
     )
-    parser.add_argument(
-        "--addr",
-        default=config.deployer_addr(),
-        help="listen address (env RELMAN_DEPLOYER_ADDR, default %(default)s)",
-    )
-    parser.add_argument(
-        "--release-addr",
-        default=config.release_addr(),
-        help="the Release service (env RELMAN_RELEASE_ADDR, default %(default)s)",
-    )
-    add_storage_flags(parser, "deployer.db")
-    parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default=config.env("RELMAN_BACKEND", "sim"),
-        help="where apps run (env RELMAN_BACKEND, default %(default)s)",
-    )
-    parser.add_argument(
-        "--sim-pod-delay",
-        type=float,
-        default=_float_env("RELMAN_SIM_POD_DELAY", 1.0),
-        help="sim backend: seconds from pod creation to ready "
-        "(env RELMAN_SIM_POD_DELAY, default %(default)s)",
-    )
-    parser.add_argument(
-        "--kubeconfig",
-        default=config.env("RELMAN_KUBECONFIG"),
-        help="kubernetes backend: kubeconfig file (env RELMAN_KUBECONFIG; default "
-        "$KUBECONFIG, then in-cluster config, then ~/.kube/config)",
-    )
-    parser.add_argument(
-        "--kube-context",
-        default=config.env("RELMAN_KUBE_CONTEXT"),
-        help="kubernetes backend: kubeconfig context (env RELMAN_KUBE_CONTEXT)",
-    )
-    parser.add_argument(
-        "--namespace-prefix",
-        default=config.env("RELMAN_NAMESPACE_PREFIX", "relman"),
-        help="namespaces are <prefix>-<app> (env RELMAN_NAMESPACE_PREFIX, default %(default)s)",
-    )
-    parser.add_argument(
-        "--lease-ttl",
-        type=float,
-        default=15.0,
-        help="seconds a deployment's lease lives without renewal (default %(default)s)",
-    )
-    parser.add_argument(
-        "--crashloop-threshold",
-        type=int,
-        default=3,
-        help="container restarts that count as a crash loop (default %(default)s)",
-    )
-    parser.add_argument(
-        "--default-timeout",
-        type=int,
-        default=600,
-        help="progress deadline in seconds when a request gives none (default %(default)s)",
-    )
-    try:
-        auth_default = config.auth_enabled()
-    except ValueError as err:
-        parser.error(str(err))
-    parser.add_argument(
-        "--auth",
-        action=argparse.BooleanOptionalAction,
-        default=auth_default,
-        help="demand a user's token (authorization: Bearer rmt_...) on every call but health "
-        "checks, verified by the Release service (env RELMAN_AUTH=on|off, default %(default)s)",
-    )
-    parser.add_argument(
-        "--token-file",
-        type=Path,
-        default=Path(config.deployer_token_file()) if config.deployer_token_file() else None,
-        help="the Deployer's service token for the Release service, read when first needed "
-        "(env RELMAN_DEPLOYER_TOKEN_FILE, default <data-dir>/deployer.token); "
-        "RELMAN_DEPLOYER_TOKEN gives the token itself",
-    )
-    add_server_tls_flags(parser)
-    parser.add_argument(
-        "--release-tls-ca",
-        default=config.tls_ca(),
-        help="reach the Release service over TLS, trusting this PEM CA (env RELMAN_TLS_CA)",
-    )
-    parser.add_argument(
-        "--release-tls-client-cert",
-        default=config.tls_client_cert(),
-        help="client certificate for a Release service with mutual TLS "
-        "(env RELMAN_TLS_CLIENT_CERT; needs --release-tls-client-key)",
-    )
-    parser.add_argument(
-        "--release-tls-client-key",
-        default=config.tls_client_key(),
-        help="PEM key of --release-tls-client-cert (env RELMAN_TLS_CLIENT_KEY)",
-    )
+    add_flags(parser, DEPLOYER, choices={BACKEND.name: BACKENDS})
     args = parser.parse_args(argv)
     try:
         args.tls = server_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
@@ -142,12 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         )
     except ValueError as err:
         parser.error(str(err))
-    if args.lease_ttl <= 0:
-        parser.error("--lease-ttl must be positive")
-    if args.default_timeout <= 0:
-        parser.error("--default-timeout must be positive")
-    if args.sim_pod_delay < 0:
-        parser.error("--sim-pod-delay must not be negative")
+    check_rules(parser, args, DEPLOYER)
     return args
 
 
@@ -176,7 +74,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         default_timeout=args.default_timeout,
         auth=args.auth,
         token_file=args.token_file or args.data_dir / tokens.DEPLOYER_TOKEN_FILE,
-        token=config.env("RELMAN_DEPLOYER_TOKEN"),
+        token=DEPLOYER_TOKEN.value(),
         tls=args.tls,
         release_tls=args.release_tls,
     )

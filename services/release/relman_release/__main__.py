@@ -9,11 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from relman_common import config
 from relman_common.db import sqlite_url
-from relman_common.flags import add_server_tls_flags, add_storage_flags
 from relman_common.secretbox import SecretBoxError
 from relman_common.server import setup_logging
+from relman_common.settings import RELEASE, add_flags, check_rules
 from relman_common.tls import ServerTls, server_tls
 
 from relman_release.api.server import create_service
@@ -25,34 +24,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="relman-release", description="The relman Release service (apps, builds, releases)."
     )
-    parser.add_argument(
-        "--addr",
-        default=config.release_addr(),
-        help="listen address (env RELMAN_RELEASE_ADDR, default %(default)s)",
-    )
-    add_storage_flags(parser, "release.db")
-    try:
-        auth_default = config.auth_enabled()
-    except ValueError as err:
-        parser.error(str(err))
-    parser.add_argument(
-        "--auth",
-        action=argparse.BooleanOptionalAction,
-        default=auth_default,
-        help="demand a token (authorization: Bearer rmt_...) on every call but health checks; "
-        "the first start creates <data-dir>/admin.token and <data-dir>/deployer.token "
-        "(env RELMAN_AUTH=on|off, default %(default)s)",
-    )
-    add_server_tls_flags(parser)
-    parser.add_argument(
-        "--secret-key-file",
-        type=Path,
-        default=Path(config.secret_key_file()) if config.secret_key_file() else None,
-        help="file holding the base64 key that encrypts env at rest (env "
-        "RELMAN_SECRET_KEY_FILE); without it the key is RELMAN_SECRET_KEY, else "
-        "<data-dir>/secret.key, created on first start",
-    )
+    add_flags(parser, RELEASE)
     args = parser.parse_args(argv)
+    check_rules(parser, args, RELEASE)
     try:
         args.tls = tls_settings(args)
     except ValueError as err:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from relman_common.settings import APP, RACK
 
 from relman_cli import output
 from relman_cli.errors import CliError
@@ -17,9 +17,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-APP_ENV = "RELMAN_APP"
-RACK_ENV = "RELMAN_RACK"
-
 
 def utcnow() -> datetime:
     """The instant "ago" columns are measured from (tests replace it)."""
@@ -28,7 +25,7 @@ def utcnow() -> datetime:
 
 def app_option(f: F) -> F:
     return click.option(
-        "-a", "--app", "app", default=None, help=f"App name (default: ${APP_ENV})."
+        "-a", "--app", "app", default=None, help=f"App name (default: ${APP.env})."
     )(f)
 
 
@@ -38,7 +35,7 @@ def rack_option(f: F) -> F:
         "--rack",
         "rack",
         default=None,
-        help=f"Rack name from ~/.config/relman/racks.yml (default: ${RACK_ENV}).",
+        help=f"Rack name from ~/.config/relman/racks.yml (default: ${RACK.env}).",
     )(f)
 
 
@@ -74,14 +71,14 @@ def _inherited(ctx: click.Context, name: str) -> Any:
 
 
 def need_app(ctx: click.Context) -> str:
-    app = _inherited(ctx, "app") or os.environ.get(APP_ENV, "")
+    app = _inherited(ctx, "app") or APP.value()
     if not app:
-        raise CliError(f"no app given: use -a/--app NAME or set {APP_ENV}")
+        raise CliError(f"no app given: use -a/--app NAME or set {APP.env}")
     return str(app)
 
 
 def rack_of(ctx: click.Context) -> str:
-    return str(_inherited(ctx, "rack") or os.environ.get(RACK_ENV, ""))
+    return str(_inherited(ctx, "rack") or RACK.value())
 
 
 def output_of(ctx: click.Context) -> str:

@@ -8,11 +8,11 @@ from typing import Any
 
 import grpc
 from relman.v1 import deployer_pb2, deployer_pb2_grpc  # type: ignore[import-not-found]
-from relman_common import config
 from relman_common.auth import CachedAuthenticator, Principal
 from relman_common.db import DbExecutor, make_engine
 from relman_common.errors import Unavailable
 from relman_common.server import Service
+from relman_common.settings import AUTH, BACKEND, CRASHLOOP_THRESHOLD, DEFAULT_TIMEOUT, LEASE_TTL
 from relman_common.tls import ClientTls, ServerTls
 from relman_common.token_client import remote_authenticator
 from sqlalchemy import Engine
@@ -33,15 +33,15 @@ DB_WORKERS = 8
 class Settings:
     database_url: str
     release_addr: str
-    backend: str = "sim"
+    backend: str = BACKEND.default
     backend_options: dict[str, Any] = field(default_factory=dict)
-    lease_ttl: float = 15.0
-    crashloop_threshold: int = 3
-    default_timeout: int = 600
+    lease_ttl: float = LEASE_TTL.default
+    crashloop_threshold: int = CRASHLOOP_THRESHOLD.default
+    default_timeout: int = DEFAULT_TIMEOUT.default
     owner: str = field(default_factory=instance_id)
     # Authentication: every call needs a user's token, verified by the Release service; the
     # Deployer calls it with its own service token (``token``, else read from ``token_file``).
-    auth: bool = config.DEFAULT_AUTH
+    auth: bool = AUTH.default
     token_file: Path | None = None
     token: str = field(default="", repr=False)
     token_wait: float = TOKEN_WAIT_SECONDS

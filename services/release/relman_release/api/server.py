@@ -13,10 +13,11 @@ from relman.v1 import (  # type: ignore[import-not-found]
     release_pb2,
     release_pb2_grpc,
 )
-from relman_common import config, tokens
+from relman_common import tokens
 from relman_common.db import DbExecutor
 from relman_common.secretbox import SecretBox
 from relman_common.server import Service
+from relman_common.settings import DATA_DIR
 from relman_common.tls import ServerTls
 
 from relman_release import token_services
@@ -97,7 +98,7 @@ def create_service(
     ``<data-dir>/secret.key`` (made on first start). With ``auth``, the first start also
     creates the admin and deployer tokens and announces the admin token once.
     """
-    directory = data_dir if data_dir is not None else config.data_dir()
+    directory = data_dir if data_dir is not None else DATA_DIR.value()
     box = SecretBox.from_env_or_file(directory, secret_key_file)
     uow = open_store(database_url, box, pool_size=DB_WORKERS)
     try:
