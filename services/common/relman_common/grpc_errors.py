@@ -1,5 +1,11 @@
 """The one place that authenticates every request, turns project errors into gRPC status
-codes, and logs one line per request."""
+codes with rich details, and logs one line per request.
+
+A refused call carries, besides its status code and message, a ``google.rpc.Status`` in the
+``grpc-status-details-bin`` trailer (the standard place any gRPC client reads it from): an
+``ErrorInfo`` with the error's stable reason (domain ``relman.dev``) and, when the error names
+a request field, a ``BadRequest`` with that field violation.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from relman_common import errors
 from relman_common.actor import set_actor
@@ -42,8 +51,13 @@ STATUS_FOR: dict[type[errors.RelmanError], grpc.StatusCode] = {
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
+
+ERROR_DOMAIN = "relman.dev"
+# A message longer than this is cut (inputs are quoted short already; this is a backstop).
+MAX_MESSAGE_CHARS = 4000
 
 ERROR_FOR: dict[grpc.StatusCode, type[errors.RelmanError]] = {v: k for k, v in STATUS_FOR.items()}
 
@@ -56,13 +70,54 @@ def status_for(err: errors.RelmanError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def rich_status(err: errors.RelmanError, code: grpc.StatusCode) -> grpc.Status:
+    """The status of a refused call: code, message and the google.rpc details."""
+    message = str(err)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "…"
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN))
+    details = [info]
+    if err.field:
+        bad = any_pb2.Any()
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=err.field, description=message
+        )
+        bad.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+        details.append(bad)
+    status = status_pb2.Status(code=code.value[0], message=message, details=details)
+    return rpc_status.to_status(status)
+
+
+def error_details(err: grpc.RpcError) -> tuple[str, str]:
+    """The (reason, field) a relman service sent with a refused call; ("", "") if none."""
+    try:
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    except Exception:  # a malformed trailer from a peer: the code and message still count
+        return "", ""
+    reason = field = ""
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            if bad.field_violations:
+                field = bad.field_violations[0].field
+    return reason, field
+
+
 def error_from_rpc(err: grpc.RpcError) -> errors.RelmanError:
-    """The project error for a failed call to another relman service."""
+    """The project error for a failed call to another relman service, with its reason and
+    field when the service sent them."""
     code = err.code()  # type: ignore[attr-defined]
     details = err.details() or str(code)  # type: ignore[attr-defined]
+    reason, field = error_details(err)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return errors.Unavailable(details)
-    return ERROR_FOR.get(code, errors.RelmanError)(details)
+        return errors.Unavailable(details, reason=reason, field=field)
+    return ERROR_FOR.get(code, errors.RelmanError)(details, reason=reason, field=field)
 
 
 ANONYMOUS = "anonymous"
@@ -161,7 +216,8 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise err
         if isinstance(err, errors.RelmanError):
             request.code = status_for(err)
-            await context.abort(request.code, str(err))
+            status = rich_status(err, request.code)
+            await context.abort(status.code, status.details, status.trailing_metadata)
         request.code = grpc.StatusCode.INTERNAL
         log.error("%s failed", request.method, exc_info=err)
         await context.abort(request.code, "internal error (see the server log)")

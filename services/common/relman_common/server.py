@@ -15,11 +15,11 @@ from grpc_reflection.v1alpha import reflection
 from relman_common.auth import Authenticator
 from relman_common.grpc_errors import RpcInterceptor
 from relman_common.tls import ServerTls
+from relman_common.vocabulary import MESSAGE_SIZE_OPTIONS
 
 log = logging.getLogger("relman.server")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
 def setup_logging(service: str, level: int = logging.INFO) -> None:
@@ -34,8 +34,7 @@ def setup_logging(service: str, level: int = logging.INFO) -> None:
 
 def server_options() -> list[tuple[str, int]]:
     return [
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        *MESSAGE_SIZE_OPTIONS,
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.keepalive_permit_without_calls", 1),

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from relman_common.settings import TLS_CA, TLS_CLIENT_CERT, TLS_CLIENT_KEY
+from relman_common.vocabulary import MESSAGE_SIZE_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -84,16 +85,20 @@ def client_tls_from_env() -> ClientTls | None:
 def aio_channel(
     addr: str, tls: ClientTls | None = None, options: Sequence[tuple[str, Any]] = ()
 ) -> grpc.aio.Channel:
-    """An asyncio channel to ``addr``: TLS when ``tls`` is given, plaintext otherwise."""
+    """An asyncio channel to ``addr``: TLS when ``tls`` is given, plaintext otherwise; the
+    project's message size limits always apply."""
+    opts = [*MESSAGE_SIZE_OPTIONS, *options]
     if tls is None:
-        return grpc.aio.insecure_channel(addr, options=list(options))
-    return grpc.aio.secure_channel(addr, tls.credentials(), options=list(options))
+        return grpc.aio.insecure_channel(addr, options=opts)
+    return grpc.aio.secure_channel(addr, tls.credentials(), options=opts)
 
 
 def channel(
     addr: str, tls: ClientTls | None = None, options: Sequence[tuple[str, Any]] = ()
 ) -> grpc.Channel:
-    """A blocking channel to ``addr`` (for the CLI): TLS when ``tls`` is given."""
+    """A blocking channel to ``addr``: TLS when ``tls`` is given; the project's message size
+    limits always apply."""
+    opts = [*MESSAGE_SIZE_OPTIONS, *options]
     if tls is None:
-        return grpc.insecure_channel(addr, options=list(options))
-    return grpc.secure_channel(addr, tls.credentials(), options=list(options))
+        return grpc.insecure_channel(addr, options=opts)
+    return grpc.secure_channel(addr, tls.credentials(), options=opts)

@@ -25,27 +25,30 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14relman/v1/auth.proto\x12\trelman.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x01\n\x05Token\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12+\n\x07\x63reated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07revoked\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\"0\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\"F\n\x13\x43reateTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.relman.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"6\n\x12ListTokensResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.relman.v1.Token\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x0f\n\rWhoAmIRequest2\x9d\x02\n\x0cTokenService\x12L\n\x0b\x43reateToken\x12\x1d.relman.v1.CreateTokenRequest\x1a\x1e.relman.v1.CreateTokenResponse\x12I\n\nListTokens\x12\x1c.relman.v1.ListTokensRequest\x1a\x1d.relman.v1.ListTokensResponse\x12>\n\x0bRevokeToken\x12\x1d.relman.v1.RevokeTokenRequest\x1a\x10.relman.v1.Token\x12\x34\n\x06WhoAmI\x12\x18.relman.v1.WhoAmIRequest\x1a\x10.relman.v1.Tokenb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14relman/v1/auth.proto\x12\trelman.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n\x05Token\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.relman.v1.TokenKind\x12+\n\x07\x63reated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07revoked\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\"F\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.relman.v1.TokenKind\"F\n\x13\x43reateTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.relman.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"6\n\x12ListTokensResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.relman.v1.Token\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x0f\n\rWhoAmIRequest*j\n\tTokenKind\x12\x1a\n\x16TOKEN_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10TOKEN_KIND_ADMIN\x10\x01\x12\x16\n\x12TOKEN_KIND_SERVICE\x10\x02\x12\x13\n\x0fTOKEN_KIND_USER\x10\x03\x32\x9d\x02\n\x0cTokenService\x12L\n\x0b\x43reateToken\x12\x1d.relman.v1.CreateTokenRequest\x1a\x1e.relman.v1.CreateTokenResponse\x12I\n\nListTokens\x12\x1c.relman.v1.ListTokensRequest\x1a\x1d.relman.v1.ListTokensResponse\x12>\n\x0bRevokeToken\x12\x1d.relman.v1.RevokeTokenRequest\x1a\x10.relman.v1.Token\x12\x34\n\x06WhoAmI\x12\x18.relman.v1.WhoAmIRequest\x1a\x10.relman.v1.TokenBT\n\rdev.relman.v1B\tAuthProtoP\x01Z6github.com/relman-dev/relman/gen/go/relman/v1;relmanv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'relman.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.relman.v1B\tAuthProtoP\001Z6github.com/relman-dev/relman/gen/go/relman/v1;relmanv1'
+  _globals['_TOKENKIND']._serialized_start=507
+  _globals['_TOKENKIND']._serialized_end=613
   _globals['_TOKEN']._serialized_start=69
-  _globals['_TOKEN']._serialized_end=209
-  _globals['_CREATETOKENREQUEST']._serialized_start=211
-  _globals['_CREATETOKENREQUEST']._serialized_end=259
-  _globals['_CREATETOKENRESPONSE']._serialized_start=261
-  _globals['_CREATETOKENRESPONSE']._serialized_end=331
-  _globals['_LISTTOKENSREQUEST']._serialized_start=333
-  _globals['_LISTTOKENSREQUEST']._serialized_end=352
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=354
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=408
-  _globals['_REVOKETOKENREQUEST']._serialized_start=410
-  _globals['_REVOKETOKENREQUEST']._serialized_end=444
-  _globals['_WHOAMIREQUEST']._serialized_start=446
-  _globals['_WHOAMIREQUEST']._serialized_end=461
-  _globals['_TOKENSERVICE']._serialized_start=464
-  _globals['_TOKENSERVICE']._serialized_end=749
+  _globals['_TOKEN']._serialized_end=231
+  _globals['_CREATETOKENREQUEST']._serialized_start=233
+  _globals['_CREATETOKENREQUEST']._serialized_end=303
+  _globals['_CREATETOKENRESPONSE']._serialized_start=305
+  _globals['_CREATETOKENRESPONSE']._serialized_end=375
+  _globals['_LISTTOKENSREQUEST']._serialized_start=377
+  _globals['_LISTTOKENSREQUEST']._serialized_end=396
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=398
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=452
+  _globals['_REVOKETOKENREQUEST']._serialized_start=454
+  _globals['_REVOKETOKENREQUEST']._serialized_end=488
+  _globals['_WHOAMIREQUEST']._serialized_start=490
+  _globals['_WHOAMIREQUEST']._serialized_end=505
+  _globals['_TOKENSERVICE']._serialized_start=616
+  _globals['_TOKENSERVICE']._serialized_end=901
 # @@protoc_insertion_point(module_scope)

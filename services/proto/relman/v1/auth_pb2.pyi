@@ -23,6 +23,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -33,6 +34,31 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _TokenKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TokenKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TokenKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOKEN_KIND_UNSPECIFIED: _TokenKind.ValueType  # 0
+    """In CreateTokenRequest: a user token."""
+    TOKEN_KIND_ADMIN: _TokenKind.ValueType  # 1
+    """May create, list and revoke tokens."""
+    TOKEN_KIND_SERVICE: _TokenKind.ValueType  # 2
+    """Another service (a Deployer): may act for a person with x-relman-on-behalf-of."""
+    TOKEN_KIND_USER: _TokenKind.ValueType  # 3
+
+class TokenKind(_TokenKind, metaclass=_TokenKindEnumTypeWrapper): ...
+
+TOKEN_KIND_UNSPECIFIED: TokenKind.ValueType  # 0
+"""In CreateTokenRequest: a user token."""
+TOKEN_KIND_ADMIN: TokenKind.ValueType  # 1
+"""May create, list and revoke tokens."""
+TOKEN_KIND_SERVICE: TokenKind.ValueType  # 2
+"""Another service (a Deployer): may act for a person with x-relman-on-behalf-of."""
+TOKEN_KIND_USER: TokenKind.ValueType  # 3
+Global___TokenKind: _TypeAlias = TokenKind  # noqa: Y015
 
 @_typing.final
 class Token(_message.Message):
@@ -45,8 +71,7 @@ class Token(_message.Message):
     ACTOR_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """^[a-z][a-z0-9-]{0,62}$, unique for ever (a revoked name is not reused)."""
-    kind: _builtins.str
-    """"admin" | "service" | "user" """
+    kind: Global___TokenKind.ValueType
     actor: _builtins.str
     """Who created it ("bootstrap" for the tokens made on first start)."""
     @_builtins.property
@@ -59,7 +84,7 @@ class Token(_message.Message):
         self,
         *,
         name: _builtins.str = ...,
-        kind: _builtins.str = ...,
+        kind: Global___TokenKind.ValueType = ...,
         created: _timestamp_pb2.Timestamp | None = ...,
         revoked: _timestamp_pb2.Timestamp | None = ...,
         actor: _builtins.str = ...,
@@ -79,13 +104,15 @@ class CreateTokenRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    kind: _builtins.str
-    """"user" when empty; "service" for another Deployer, "admin" for another administrator."""
+    kind: Global___TokenKind.ValueType
+    """TOKEN_KIND_UNSPECIFIED: a user token; SERVICE for another Deployer, ADMIN for another
+    administrator.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
-        kind: _builtins.str = ...,
+        kind: Global___TokenKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

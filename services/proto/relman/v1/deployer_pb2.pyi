@@ -3,8 +3,20 @@
 isort:skip_file
 The Deployer service: promotions as streamed rolling deployments.
 
-A deployment runs on the server independently of any stream: closing a
-Promote, Rollback or Watch stream detaches, it does not cancel.
+Ids, names, authentication, errors and paging follow the conventions written at the top
+of release.proto.
+
+A deployment runs on the server independently of any stream: closing a Promote, Rollback
+or Watch stream detaches, it does not cancel.
+
+Streams (Promote, Rollback, Watch) send DeploymentUpdate messages: first the Deployment
+as it is, then its events in sequence order (each exactly once, numbered from 1 without
+gaps), and last the Deployment again with its final outcome; then the stream ends with
+status OK. A stream that ends in any other way (UNAVAILABLE when a Deployer stops, a broken
+connection) says nothing about the deployment, which goes on: call
+Watch(deployment_id, after_seq = the last seq you saw) on any Deployer to resume without
+gaps or duplicates, as often as needed. A refused request (FAILED_PRECONDITION,
+INVALID_ARGUMENT, ...) ends the stream before any message.
 """
 
 from collections import abc as _abc
@@ -12,6 +24,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from relman.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -45,14 +58,12 @@ class Deployment(_message.Message):
     previous_release_id: _builtins.str
     """The release that was active when the deployment started (empty if none)."""
     actor: _builtins.str
-    outcome: _builtins.str
-    """running | succeeded | rolled-back | failed | cancelled"""
+    outcome: _types_pb2.Outcome.ValueType
     reason: _builtins.str
     """Why it ended the way it did, for people."""
     last_seq: _builtins.int
     """The highest event sequence number written so far."""
-    kind: _builtins.str
-    """"promote" or "rollback"."""
+    kind: _types_pb2.DeploymentKind.ValueType
     rollback_of: _builtins.str
     """For a rollback: the release it rolls back to."""
     @_builtins.property
@@ -71,10 +82,10 @@ class Deployment(_message.Message):
         actor: _builtins.str = ...,
         started: _timestamp_pb2.Timestamp | None = ...,
         ended: _timestamp_pb2.Timestamp | None = ...,
-        outcome: _builtins.str = ...,
+        outcome: _types_pb2.Outcome.ValueType = ...,
         reason: _builtins.str = ...,
         last_seq: _builtins.int = ...,
-        kind: _builtins.str = ...,
+        kind: _types_pb2.DeploymentKind.ValueType = ...,
         rollback_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ended", b"ended", "started", b"started"]  # noqa: Y015

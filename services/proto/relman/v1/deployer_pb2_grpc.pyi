@@ -3,8 +3,20 @@
 isort:skip_file
 The Deployer service: promotions as streamed rolling deployments.
 
-A deployment runs on the server independently of any stream: closing a
-Promote, Rollback or Watch stream detaches, it does not cancel.
+Ids, names, authentication, errors and paging follow the conventions written at the top
+of release.proto.
+
+A deployment runs on the server independently of any stream: closing a Promote, Rollback
+or Watch stream detaches, it does not cancel.
+
+Streams (Promote, Rollback, Watch) send DeploymentUpdate messages: first the Deployment
+as it is, then its events in sequence order (each exactly once, numbered from 1 without
+gaps), and last the Deployment again with its final outcome; then the stream ends with
+status OK. A stream that ends in any other way (UNAVAILABLE when a Deployer stops, a broken
+connection) says nothing about the deployment, which goes on: call
+Watch(deployment_id, after_seq = the last seq you saw) on any Deployer to resume without
+gaps or duplicates, as often as needed. A refused request (FAILED_PRECONDITION,
+INVALID_ARGUMENT, ...) ends the stream before any message.
 """
 
 from collections import abc as _abc

@@ -3,9 +3,36 @@
 isort:skip_file
 The Release service: apps, builds, environments and releases.
 
-Every write RPC is one transaction. Errors use the canonical status codes:
-INVALID_ARGUMENT (bad input), NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
-UNAUTHENTICATED; the message is meant for a person.
+Conventions of the whole relman.v1 API (release.proto, deployer.proto, auth.proto):
+
+Ids: one capital letter naming the kind (B build, R release, D deployment) followed by ten
+capital letters A-Z, e.g. "RBCDEFGHIJK". Names: apps and services match
+^[a-z][a-z0-9-]{0,29}$; env keys ^[A-Za-z_][A-Za-z0-9_]*$. A malformed id is answered
+INVALID_ARGUMENT (ErrorInfo reason INVALID_ID, a BadRequest field violation naming the
+field) by every service; a well-formed id that does not exist (in that app) NOT_FOUND
+(reason APP_NOT_FOUND, BUILD_NOT_FOUND, RELEASE_NOT_FOUND or DEPLOYMENT_NOT_FOUND).
+
+Authentication: every call but gRPC health and reflection carries the metadata
+`authorization: Bearer rmt_...` (see auth.proto); otherwise UNAUTHENTICATED.
+
+Errors: the canonical status codes INVALID_ARGUMENT (bad input; nothing was changed),
+NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION (well-formed, but not allowed in the current
+state), UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED (a size limit; the message
+names it) and UNAVAILABLE (retry later). INTERNAL only ever means a bug. The message is
+for people (it quotes at most ~100 characters of any input); programs read the details in
+`grpc-status-details-bin`: a google.rpc.Status holding a google.rpc.ErrorInfo (domain
+"relman.dev", a stable `reason` such as APP_NOT_FOUND, APP_BUSY, INVALID_MANIFEST) and, for
+invalid input, a google.rpc.BadRequest with one field violation per bad field.
+
+Paging: list calls take `limit` (0: 10; at most 1000; negative: INVALID_ARGUMENT) and an
+opaque `page_token` from the previous response's `next_page_token`; an empty
+next_page_token means the last page. Items come newest first; a page token belongs to the
+listing (and app) that produced it.
+
+Sizes: every server and client accepts messages of up to 16 MiB. A release's env is at
+most 1 MiB (keys plus values, as a Kubernetes Secret allows); a manifest at most 1 MiB.
+
+Every write RPC is one transaction: it happened completely, or not at all.
 """
 
 from collections import abc as _abc
@@ -13,6 +40,8 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from relman.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -23,6 +52,55 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _BuildStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BuildStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BuildStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BUILD_STATUS_UNSPECIFIED: _BuildStatus.ValueType  # 0
+    BUILD_STATUS_CREATED: _BuildStatus.ValueType  # 1
+    BUILD_STATUS_RUNNING: _BuildStatus.ValueType  # 2
+    BUILD_STATUS_COMPLETE: _BuildStatus.ValueType  # 3
+    BUILD_STATUS_FAILED: _BuildStatus.ValueType  # 4
+
+class BuildStatus(_BuildStatus, metaclass=_BuildStatusEnumTypeWrapper): ...
+
+BUILD_STATUS_UNSPECIFIED: BuildStatus.ValueType  # 0
+BUILD_STATUS_CREATED: BuildStatus.ValueType  # 1
+BUILD_STATUS_RUNNING: BuildStatus.ValueType  # 2
+BUILD_STATUS_COMPLETE: BuildStatus.ValueType  # 3
+BUILD_STATUS_FAILED: BuildStatus.ValueType  # 4
+Global___BuildStatus: _TypeAlias = BuildStatus  # noqa: Y015
+
+class _ReleaseStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReleaseStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReleaseStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RELEASE_STATUS_UNSPECIFIED: _ReleaseStatus.ValueType  # 0
+    """Nothing to say: never deployed, or superseded."""
+    RELEASE_STATUS_ACTIVE: _ReleaseStatus.ValueType  # 1
+    """The app's active release."""
+    RELEASE_STATUS_PROMOTING: _ReleaseStatus.ValueType  # 2
+    """A deployment of it is running."""
+    RELEASE_STATUS_FAILED: _ReleaseStatus.ValueType  # 3
+    """Its last deployment was rolled back or failed."""
+
+class ReleaseStatus(_ReleaseStatus, metaclass=_ReleaseStatusEnumTypeWrapper):
+    """The STATUS column of `relman releases`."""
+
+RELEASE_STATUS_UNSPECIFIED: ReleaseStatus.ValueType  # 0
+"""Nothing to say: never deployed, or superseded."""
+RELEASE_STATUS_ACTIVE: ReleaseStatus.ValueType  # 1
+"""The app's active release."""
+RELEASE_STATUS_PROMOTING: ReleaseStatus.ValueType  # 2
+"""A deployment of it is running."""
+RELEASE_STATUS_FAILED: ReleaseStatus.ValueType  # 3
+"""Its last deployment was rolled back or failed."""
+Global___ReleaseStatus: _TypeAlias = ReleaseStatus  # noqa: Y015
 
 @_typing.final
 class App(_message.Message):
@@ -99,8 +177,7 @@ class Build(_message.Message):
     """The manifest as YAML text (a subset of convox.yml)."""
     description: _builtins.str
     git_sha: _builtins.str
-    status: _builtins.str
-    """created | running | complete | failed"""
+    status: Global___BuildStatus.ValueType
     actor: _builtins.str
     @_builtins.property
     def images(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -121,7 +198,7 @@ class Build(_message.Message):
         images: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         description: _builtins.str = ...,
         git_sha: _builtins.str = ...,
-        status: _builtins.str = ...,
+        status: Global___BuildStatus.ValueType = ...,
         created: _timestamp_pb2.Timestamp | None = ...,
         started: _timestamp_pb2.Timestamp | None = ...,
         ended: _timestamp_pb2.Timestamp | None = ...,
@@ -174,12 +251,11 @@ class Release(_message.Message):
     build_id: _builtins.str
     """Empty only for an app's very first env-only release."""
     description: _builtins.str
-    status: _builtins.str
-    """"active", "promoting", "failed" or "" (see SPEC 3, List)."""
+    status: Global___ReleaseStatus.ValueType
     actor: _builtins.str
     last_deployment_id: _builtins.str
     """The last deployment of this release, if any."""
-    last_deployment_outcome: _builtins.str
+    last_deployment_outcome: _types_pb2.Outcome.ValueType
     @_builtins.property
     def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Filled by GetRelease and writes; left empty by ListReleases."""
@@ -195,10 +271,10 @@ class Release(_message.Message):
         env: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         description: _builtins.str = ...,
         created: _timestamp_pb2.Timestamp | None = ...,
-        status: _builtins.str = ...,
+        status: Global___ReleaseStatus.ValueType = ...,
         actor: _builtins.str = ...,
         last_deployment_id: _builtins.str = ...,
-        last_deployment_outcome: _builtins.str = ...,
+        last_deployment_outcome: _types_pb2.Outcome.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -937,28 +1013,40 @@ class Deployable(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RELEASE_FIELD_NUMBER: _builtins.int
-    BUILD_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    RELEASE_COMMAND_FIELD_NUMBER: _builtins.int
     ACTIVE_RELEASE_FIELD_NUMBER: _builtins.int
+    ACTIVE_SERVICES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def release(self) -> Global___Release: ...
     @_builtins.property
-    def build(self) -> Global___Build:
-        """Unset when the release has no build."""
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.ServiceSpec]:
+        """The parsed services of the release's build, images resolved (never empty)."""
+
+    @_builtins.property
+    def release_command(self) -> _types_pb2.ReleaseCommand:
+        """The manifest's release command; unset when it has none."""
 
     @_builtins.property
     def active_release(self) -> Global___Release:
-        """Unset when nothing is active yet."""
+        """The app's active release; unset when nothing is active yet."""
+
+    @_builtins.property
+    def active_services(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.ServiceSpec]:
+        """The services of the active release (what a rollback restores)."""
 
     def __init__(
         self,
         *,
         release: Global___Release | None = ...,
-        build: Global___Build | None = ...,
+        services: _abc.Iterable[_types_pb2.ServiceSpec] | None = ...,
+        release_command: _types_pb2.ReleaseCommand | None = ...,
         active_release: Global___Release | None = ...,
+        active_services: _abc.Iterable[_types_pb2.ServiceSpec] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["active_release", b"active_release", "build", b"build", "release", b"release"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["active_release", b"active_release", "release", b"release", "release_command", b"release_command"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_release", b"active_release", "build", b"build", "release", b"release"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_release", b"active_release", "active_services", b"active_services", "release", b"release", "release_command", b"release_command", "services", b"services"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -987,55 +1075,67 @@ class CreateRollbackReleaseRequest(_message.Message):
 Global___CreateRollbackReleaseRequest: _TypeAlias = CreateRollbackReleaseRequest  # noqa: Y015
 
 @_typing.final
-class MarkReleaseActiveRequest(_message.Message):
+class ReportDeploymentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
     APP_FIELD_NUMBER: _builtins.int
     RELEASE_ID_FIELD_NUMBER: _builtins.int
-    DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    STARTED_FIELD_NUMBER: _builtins.int
+    deployment_id: _builtins.str
     app: _builtins.str
     release_id: _builtins.str
-    deployment_id: _builtins.str
+    outcome: _types_pb2.Outcome.ValueType
+    reason: _builtins.str
+    """Why it ended the way it did (for people)."""
+    @_builtins.property
+    def started(self) -> _timestamp_pb2.Timestamp:
+        """When the deployment started: it orders the deployments of an app."""
+
     def __init__(
         self,
         *,
+        deployment_id: _builtins.str = ...,
         app: _builtins.str = ...,
         release_id: _builtins.str = ...,
-        deployment_id: _builtins.str = ...,
+        outcome: _types_pb2.Outcome.ValueType = ...,
+        reason: _builtins.str = ...,
+        started: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "deployment_id", b"deployment_id", "release_id", b"release_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "deployment_id", b"deployment_id", "outcome", b"outcome", "reason", b"reason", "release_id", b"release_id", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___MarkReleaseActiveRequest: _TypeAlias = MarkReleaseActiveRequest  # noqa: Y015
+Global___ReportDeploymentRequest: _TypeAlias = ReportDeploymentRequest  # noqa: Y015
 
 @_typing.final
-class RecordDeploymentOutcomeRequest(_message.Message):
+class ReportDeploymentResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    APP_FIELD_NUMBER: _builtins.int
-    RELEASE_ID_FIELD_NUMBER: _builtins.int
-    DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
-    OUTCOME_FIELD_NUMBER: _builtins.int
-    app: _builtins.str
-    release_id: _builtins.str
-    deployment_id: _builtins.str
-    outcome: _builtins.str
-    """running | succeeded | rolled-back | failed | cancelled"""
+    CURRENT_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
+    current: _builtins.bool
+    """False when the report was about a deployment older than the app's current one (it
+    changed nothing).
+    """
+    @_builtins.property
+    def release(self) -> Global___Release:
+        """The release, with its status after the report."""
+
     def __init__(
         self,
         *,
-        app: _builtins.str = ...,
-        release_id: _builtins.str = ...,
-        deployment_id: _builtins.str = ...,
-        outcome: _builtins.str = ...,
+        current: _builtins.bool = ...,
+        release: Global___Release | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["release", b"release"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "deployment_id", b"deployment_id", "outcome", b"outcome", "release_id", b"release_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current", b"current", "release", b"release"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RecordDeploymentOutcomeRequest: _TypeAlias = RecordDeploymentOutcomeRequest  # noqa: Y015
+Global___ReportDeploymentResponse: _TypeAlias = ReportDeploymentResponse  # noqa: Y015

@@ -117,17 +117,12 @@ class ReleaseServiceStub:
         self.CreateRollbackRelease = channel.unary_unary(
                 '/relman.v1.ReleaseService/CreateRollbackRelease',
                 request_serializer=relman_dot_v1_dot_release__pb2.CreateRollbackReleaseRequest.SerializeToString,
-                response_deserializer=relman_dot_v1_dot_release__pb2.Release.FromString,
+                response_deserializer=relman_dot_v1_dot_release__pb2.Deployable.FromString,
                 _registered_method=True)
-        self.MarkReleaseActive = channel.unary_unary(
-                '/relman.v1.ReleaseService/MarkReleaseActive',
-                request_serializer=relman_dot_v1_dot_release__pb2.MarkReleaseActiveRequest.SerializeToString,
-                response_deserializer=relman_dot_v1_dot_release__pb2.App.FromString,
-                _registered_method=True)
-        self.RecordDeploymentOutcome = channel.unary_unary(
-                '/relman.v1.ReleaseService/RecordDeploymentOutcome',
-                request_serializer=relman_dot_v1_dot_release__pb2.RecordDeploymentOutcomeRequest.SerializeToString,
-                response_deserializer=relman_dot_v1_dot_release__pb2.Release.FromString,
+        self.ReportDeployment = channel.unary_unary(
+                '/relman.v1.ReleaseService/ReportDeployment',
+                request_serializer=relman_dot_v1_dot_release__pb2.ReportDeploymentRequest.SerializeToString,
+                response_deserializer=relman_dot_v1_dot_release__pb2.ReportDeploymentResponse.FromString,
                 _registered_method=True)
 
 
@@ -231,29 +226,27 @@ class ReleaseServiceServicer:
 
     def GetDeployable(self, request, context):
         """Calls made by the Deployer.
-        A release with its build, manifest and env, plus the app's active release.
+        A release with its env and parsed services, and the app's active release with its
+        services (what a rollback restores). FAILED_PRECONDITION when it cannot be deployed
+        (no build, an empty manifest, a required env key not set).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateRollbackRelease(self, request, context):
-        """A copy of an old release (its build and env), described "rollback to R".
+        """A copy of an old release (its build and env), described "rollback to R", as a
+        Deployable. Checks the copy can be deployed before making it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def MarkReleaseActive(self, request, context):
-        """Makes a release the app's active release (a deployment of it succeeded).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RecordDeploymentOutcome(self, request, context):
-        """Records the state of a deployment of a release (running, succeeded,
-        rolled-back, failed, cancelled) so listings can show its status.
+    def ReportDeployment(self, request, context):
+        """The state of one deployment of a release. Idempotent: the same report twice changes
+        nothing. The app's current deployment is the one started last; a report of an older
+        deployment changes nothing. OUTCOME_SUCCEEDED of the current deployment makes its release
+        the app's active release.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -345,17 +338,12 @@ def add_ReleaseServiceServicer_to_server(servicer, server):
             'CreateRollbackRelease': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRollbackRelease,
                     request_deserializer=relman_dot_v1_dot_release__pb2.CreateRollbackReleaseRequest.FromString,
-                    response_serializer=relman_dot_v1_dot_release__pb2.Release.SerializeToString,
+                    response_serializer=relman_dot_v1_dot_release__pb2.Deployable.SerializeToString,
             ),
-            'MarkReleaseActive': grpc.unary_unary_rpc_method_handler(
-                    servicer.MarkReleaseActive,
-                    request_deserializer=relman_dot_v1_dot_release__pb2.MarkReleaseActiveRequest.FromString,
-                    response_serializer=relman_dot_v1_dot_release__pb2.App.SerializeToString,
-            ),
-            'RecordDeploymentOutcome': grpc.unary_unary_rpc_method_handler(
-                    servicer.RecordDeploymentOutcome,
-                    request_deserializer=relman_dot_v1_dot_release__pb2.RecordDeploymentOutcomeRequest.FromString,
-                    response_serializer=relman_dot_v1_dot_release__pb2.Release.SerializeToString,
+            'ReportDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDeployment,
+                    request_deserializer=relman_dot_v1_dot_release__pb2.ReportDeploymentRequest.FromString,
+                    response_serializer=relman_dot_v1_dot_release__pb2.ReportDeploymentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -816,7 +804,7 @@ class ReleaseService:
             target,
             '/relman.v1.ReleaseService/CreateRollbackRelease',
             relman_dot_v1_dot_release__pb2.CreateRollbackReleaseRequest.SerializeToString,
-            relman_dot_v1_dot_release__pb2.Release.FromString,
+            relman_dot_v1_dot_release__pb2.Deployable.FromString,
             options,
             channel_credentials,
             insecure,
@@ -828,7 +816,7 @@ class ReleaseService:
             _registered_method=True)
 
     @staticmethod
-    def MarkReleaseActive(request,
+    def ReportDeployment(request,
             target,
             options=(),
             channel_credentials=None,
@@ -841,36 +829,9 @@ class ReleaseService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/relman.v1.ReleaseService/MarkReleaseActive',
-            relman_dot_v1_dot_release__pb2.MarkReleaseActiveRequest.SerializeToString,
-            relman_dot_v1_dot_release__pb2.App.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RecordDeploymentOutcome(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/relman.v1.ReleaseService/RecordDeploymentOutcome',
-            relman_dot_v1_dot_release__pb2.RecordDeploymentOutcomeRequest.SerializeToString,
-            relman_dot_v1_dot_release__pb2.Release.FromString,
+            '/relman.v1.ReleaseService/ReportDeployment',
+            relman_dot_v1_dot_release__pb2.ReportDeploymentRequest.SerializeToString,
+            relman_dot_v1_dot_release__pb2.ReportDeploymentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,9 +3,36 @@
 isort:skip_file
 The Release service: apps, builds, environments and releases.
 
-Every write RPC is one transaction. Errors use the canonical status codes:
-INVALID_ARGUMENT (bad input), NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
-UNAUTHENTICATED; the message is meant for a person.
+Conventions of the whole relman.v1 API (release.proto, deployer.proto, auth.proto):
+
+Ids: one capital letter naming the kind (B build, R release, D deployment) followed by ten
+capital letters A-Z, e.g. "RBCDEFGHIJK". Names: apps and services match
+^[a-z][a-z0-9-]{0,29}$; env keys ^[A-Za-z_][A-Za-z0-9_]*$. A malformed id is answered
+INVALID_ARGUMENT (ErrorInfo reason INVALID_ID, a BadRequest field violation naming the
+field) by every service; a well-formed id that does not exist (in that app) NOT_FOUND
+(reason APP_NOT_FOUND, BUILD_NOT_FOUND, RELEASE_NOT_FOUND or DEPLOYMENT_NOT_FOUND).
+
+Authentication: every call but gRPC health and reflection carries the metadata
+`authorization: Bearer rmt_...` (see auth.proto); otherwise UNAUTHENTICATED.
+
+Errors: the canonical status codes INVALID_ARGUMENT (bad input; nothing was changed),
+NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION (well-formed, but not allowed in the current
+state), UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED (a size limit; the message
+names it) and UNAVAILABLE (retry later). INTERNAL only ever means a bug. The message is
+for people (it quotes at most ~100 characters of any input); programs read the details in
+`grpc-status-details-bin`: a google.rpc.Status holding a google.rpc.ErrorInfo (domain
+"relman.dev", a stable `reason` such as APP_NOT_FOUND, APP_BUSY, INVALID_MANIFEST) and, for
+invalid input, a google.rpc.BadRequest with one field violation per bad field.
+
+Paging: list calls take `limit` (0: 10; at most 1000; negative: INVALID_ARGUMENT) and an
+opaque `page_token` from the previous response's `next_page_token`; an empty
+next_page_token means the last page. Items come newest first; a page token belongs to the
+listing (and app) that produced it.
+
+Sizes: every server and client accepts messages of up to 16 MiB. A release's env is at
+most 1 MiB (keys plus values, as a Kubernetes Secret allows); a manifest at most 1 MiB.
+
+Every write RPC is one transaction: it happened completely, or not at all.
 """
 
 from collections import abc as _abc
@@ -59,15 +86,19 @@ class ReleaseServiceStub:
     DiffReleases: _grpc.UnaryUnaryMultiCallable[_release_pb2.DiffReleasesRequest, _release_pb2.ReleaseDiff]
     GetDeployable: _grpc.UnaryUnaryMultiCallable[_release_pb2.GetDeployableRequest, _release_pb2.Deployable]
     """Calls made by the Deployer.
-    A release with its build, manifest and env, plus the app's active release.
+    A release with its env and parsed services, and the app's active release with its
+    services (what a rollback restores). FAILED_PRECONDITION when it cannot be deployed
+    (no build, an empty manifest, a required env key not set).
     """
-    CreateRollbackRelease: _grpc.UnaryUnaryMultiCallable[_release_pb2.CreateRollbackReleaseRequest, _release_pb2.Release]
-    """A copy of an old release (its build and env), described "rollback to R"."""
-    MarkReleaseActive: _grpc.UnaryUnaryMultiCallable[_release_pb2.MarkReleaseActiveRequest, _release_pb2.App]
-    """Makes a release the app's active release (a deployment of it succeeded)."""
-    RecordDeploymentOutcome: _grpc.UnaryUnaryMultiCallable[_release_pb2.RecordDeploymentOutcomeRequest, _release_pb2.Release]
-    """Records the state of a deployment of a release (running, succeeded,
-    rolled-back, failed, cancelled) so listings can show its status.
+    CreateRollbackRelease: _grpc.UnaryUnaryMultiCallable[_release_pb2.CreateRollbackReleaseRequest, _release_pb2.Deployable]
+    """A copy of an old release (its build and env), described "rollback to R", as a
+    Deployable. Checks the copy can be deployed before making it.
+    """
+    ReportDeployment: _grpc.UnaryUnaryMultiCallable[_release_pb2.ReportDeploymentRequest, _release_pb2.ReportDeploymentResponse]
+    """The state of one deployment of a release. Idempotent: the same report twice changes
+    nothing. The app's current deployment is the one started last; a report of an older
+    deployment changes nothing. OUTCOME_SUCCEEDED of the current deployment makes its release
+    the app's active release.
     """
 
 @_typing.type_check_only
@@ -96,15 +127,19 @@ class ReleaseServiceAsyncStub(ReleaseServiceStub):
     DiffReleases: _aio.UnaryUnaryMultiCallable[_release_pb2.DiffReleasesRequest, _release_pb2.ReleaseDiff]  # type: ignore[assignment]
     GetDeployable: _aio.UnaryUnaryMultiCallable[_release_pb2.GetDeployableRequest, _release_pb2.Deployable]  # type: ignore[assignment]
     """Calls made by the Deployer.
-    A release with its build, manifest and env, plus the app's active release.
+    A release with its env and parsed services, and the app's active release with its
+    services (what a rollback restores). FAILED_PRECONDITION when it cannot be deployed
+    (no build, an empty manifest, a required env key not set).
     """
-    CreateRollbackRelease: _aio.UnaryUnaryMultiCallable[_release_pb2.CreateRollbackReleaseRequest, _release_pb2.Release]  # type: ignore[assignment]
-    """A copy of an old release (its build and env), described "rollback to R"."""
-    MarkReleaseActive: _aio.UnaryUnaryMultiCallable[_release_pb2.MarkReleaseActiveRequest, _release_pb2.App]  # type: ignore[assignment]
-    """Makes a release the app's active release (a deployment of it succeeded)."""
-    RecordDeploymentOutcome: _aio.UnaryUnaryMultiCallable[_release_pb2.RecordDeploymentOutcomeRequest, _release_pb2.Release]  # type: ignore[assignment]
-    """Records the state of a deployment of a release (running, succeeded,
-    rolled-back, failed, cancelled) so listings can show its status.
+    CreateRollbackRelease: _aio.UnaryUnaryMultiCallable[_release_pb2.CreateRollbackReleaseRequest, _release_pb2.Deployable]  # type: ignore[assignment]
+    """A copy of an old release (its build and env), described "rollback to R", as a
+    Deployable. Checks the copy can be deployed before making it.
+    """
+    ReportDeployment: _aio.UnaryUnaryMultiCallable[_release_pb2.ReportDeploymentRequest, _release_pb2.ReportDeploymentResponse]  # type: ignore[assignment]
+    """The state of one deployment of a release. Idempotent: the same report twice changes
+    nothing. The app's current deployment is the one started last; a report of an older
+    deployment changes nothing. OUTCOME_SUCCEEDED of the current deployment makes its release
+    the app's active release.
     """
 
 class ReleaseServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -226,7 +261,9 @@ class ReleaseServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_release_pb2.Deployable, _abc.Awaitable[_release_pb2.Deployable]]:
         """Calls made by the Deployer.
-        A release with its build, manifest and env, plus the app's active release.
+        A release with its env and parsed services, and the app's active release with its
+        services (what a rollback restores). FAILED_PRECONDITION when it cannot be deployed
+        (no build, an empty manifest, a required env key not set).
         """
 
     @_abc_1.abstractmethod
@@ -234,25 +271,21 @@ class ReleaseServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _release_pb2.CreateRollbackReleaseRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_release_pb2.Release, _abc.Awaitable[_release_pb2.Release]]:
-        """A copy of an old release (its build and env), described "rollback to R"."""
+    ) -> _typing.Union[_release_pb2.Deployable, _abc.Awaitable[_release_pb2.Deployable]]:
+        """A copy of an old release (its build and env), described "rollback to R", as a
+        Deployable. Checks the copy can be deployed before making it.
+        """
 
     @_abc_1.abstractmethod
-    def MarkReleaseActive(
+    def ReportDeployment(
         self,
-        request: _release_pb2.MarkReleaseActiveRequest,
+        request: _release_pb2.ReportDeploymentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_release_pb2.App, _abc.Awaitable[_release_pb2.App]]:
-        """Makes a release the app's active release (a deployment of it succeeded)."""
-
-    @_abc_1.abstractmethod
-    def RecordDeploymentOutcome(
-        self,
-        request: _release_pb2.RecordDeploymentOutcomeRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_release_pb2.Release, _abc.Awaitable[_release_pb2.Release]]:
-        """Records the state of a deployment of a release (running, succeeded,
-        rolled-back, failed, cancelled) so listings can show its status.
+    ) -> _typing.Union[_release_pb2.ReportDeploymentResponse, _abc.Awaitable[_release_pb2.ReportDeploymentResponse]]:
+        """The state of one deployment of a release. Idempotent: the same report twice changes
+        nothing. The app's current deployment is the one started last; a report of an older
+        deployment changes nothing. OUTCOME_SUCCEEDED of the current deployment makes its release
+        the app's active release.
         """
 
 def add_ReleaseServiceServicer_to_server(servicer: ReleaseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,205 @@
+"""Names, ids and limits of the whole system — the only copy.
+
+Both services and the CLI check what people type against these rules, with the same words.
+Error messages quote at most ``QUOTE_LIMIT`` characters of any input (a 100 KB name is not
+sent back whole).
+
+>>> validate_app_name("my-app")
+'my-app'
+>>> check_id(RELEASE, "RBCDEFGHIJK", "release_id")
+'RBCDEFGHIJK'
+>>> try:
+...     check_id(RELEASE, "x" * 500, "release_id")
+... except InvalidArgument as err:
+...     print(len(str(err)) < 200, err.reason, err.field)
+True INVALID_ID release_id
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from collections.abc import Mapping
+
+from relman_common.errors import INVALID_ID, INVALID_NAME, InvalidArgument
+
+# --- ids -------------------------------------------------------------------------------------
+
+BUILD = "B"
+RELEASE = "R"
+DEPLOYMENT = "D"
+ID_KINDS = {BUILD: "build", RELEASE: "release", DEPLOYMENT: "deployment"}
+ID_LENGTH = 11
+_LETTERS = string.ascii_uppercase
+_ID = re.compile(r"[A-Z]{11}")
+
+# --- names -----------------------------------------------------------------------------------
+
+# Apps and services: they become Kubernetes object names with suffixes.
+APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,29}")
+SERVICE_NAME = APP_NAME
+MAX_NAME_LENGTH = 30
+NAME_RULE = 'use 1 to 30 lowercase letters, digits and "-", starting with a letter'
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_KEY_RULE = "keys start with a letter or _ and hold only letters, digits and _"
+
+# --- limits ----------------------------------------------------------------------------------
+
+QUOTE_LIMIT = 100
+MAX_DESCRIPTION = 1000
+MAX_GIT_SHA = 64
+MAX_ACTOR_LENGTH = 64
+# A release's env must fit in one Kubernetes Secret: keys plus values at most 1 MiB.
+MAX_ENV_BYTES = 1024 * 1024
+MAX_MANIFEST_BYTES = 1024 * 1024
+# Every server and every client: large enough for the largest release and manifest.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 1000
+
+# gRPC channel and server options that apply MAX_MESSAGE_BYTES both ways.
+MESSAGE_SIZE_OPTIONS = (
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+)
+
+
+def quote(value: str, limit: int = QUOTE_LIMIT) -> str:
+    """``value`` in double quotes for a message, cut to ``limit`` characters.
+
+    >>> quote("web"), quote("a" * 120)[-6:]
+    ('"web"', 'aaaa…"')
+    """
+    shown = value if len(value) <= limit else value[:limit] + "…"
+    return '"' + shown.replace("\x00", "\\0") + '"'
+
+
+def new_id(prefix: str) -> str:
+    """A new id with ``prefix``, drawn from a cryptographic RNG.
+
+    >>> len(new_id(RELEASE)), new_id(RELEASE)[0]
+    (11, 'R')
+    """
+    if prefix not in ID_KINDS:
+        raise ValueError(f"id prefix must be one of {', '.join(ID_KINDS)}, got {prefix!r}")
+    return prefix + "".join(secrets.choice(_LETTERS) for _ in range(ID_LENGTH - 1))
+
+
+def looks_like(prefix: str, value: str) -> bool:
+    """Whether ``value`` has the shape of an id of kind ``prefix``."""
+    return value[:1] == prefix and _ID.fullmatch(value) is not None
+
+
+def check_id(prefix: str, value: str, field: str, *, required: bool = True) -> str:
+    """``value`` if it is a well-formed id of kind ``prefix`` (or empty and not required),
+    else InvalidArgument naming ``field`` (reason INVALID_ID)."""
+    what = ID_KINDS[prefix]
+    if not value:
+        if required:
+            raise InvalidArgument(f"{what} id is required", reason=INVALID_ID, field=field)
+        return value
+    if not looks_like(prefix, value):
+        raise InvalidArgument(
+            f"invalid {what} id {quote(value)}: ids are {prefix} followed by 10 capital letters "
+            f"(e.g. {prefix}BCDEFGHIJK)",
+            reason=INVALID_ID,
+            field=field,
+        )
+    return value
+
+
+def validate_app_name(name: str, field: str = "app") -> str:
+    """``name`` if it is a valid app name, else InvalidArgument (reason INVALID_NAME).
+
+    >>> try:
+    ...     validate_app_name("Web")
+    ... except InvalidArgument as err:
+    ...     print(err)
+    invalid app name "Web": use 1 to 30 lowercase letters, digits and "-", starting with a letter
+    """
+    if not name:
+        raise InvalidArgument("app name is required", reason=INVALID_NAME, field=field)
+    if APP_NAME.fullmatch(name) is None:
+        raise InvalidArgument(
+            f"invalid app name {quote(name)}: {NAME_RULE}", reason=INVALID_NAME, field=field
+        )
+    return name
+
+
+def service_name_error(name: str) -> str:
+    """The reason a service name is refused, or "" when it is valid."""
+    if SERVICE_NAME.fullmatch(name) is None:
+        return f"invalid service name {quote(name)}: {NAME_RULE}"
+    return ""
+
+
+def env_key_error(key: str) -> str:
+    """The reason an env key is refused, or "" when it is valid."""
+    if ENV_KEY.fullmatch(key) is None:
+        return f"invalid env key {quote(key)}: {ENV_KEY_RULE}"
+    return ""
+
+
+def validate_env_key(key: str, field: str = "env") -> str:
+    error = env_key_error(key)
+    if error:
+        raise InvalidArgument(error, field=field)
+    return key
+
+
+def validate_env_value(key: str, value: str, field: str = "env") -> str:
+    if "\x00" in value:
+        raise InvalidArgument(
+            f"invalid value for env key {key}: it holds a NUL character", field=field
+        )
+    return value
+
+
+def env_size(env: Mapping[str, str]) -> int:
+    """Bytes an env takes in a Kubernetes Secret: every key and UTF-8 value.
+
+    >>> env_size({"A": "é"})
+    3
+    """
+    return sum(len(k.encode()) + len(v.encode()) for k, v in env.items())
+
+
+def check_env_size(env: Mapping[str, str], field: str = "env") -> None:
+    size = env_size(env)
+    if size > MAX_ENV_BYTES:
+        raise InvalidArgument(
+            f"the env would take {size} bytes, more than the {MAX_ENV_BYTES} bytes (1 MiB) a "
+            "release's env may hold (it must fit in one Kubernetes Secret)",
+            field=field,
+        )
+
+
+def validate_env(env: Mapping[str, str], field: str = "env") -> Mapping[str, str]:
+    """Every key and value valid, and the whole small enough for a Kubernetes Secret."""
+    for key, value in env.items():
+        validate_env_key(key, field)
+        validate_env_value(key, value, field)
+    check_env_size(env, field)
+    return env
+
+
+def validate_text(what: str, value: str, max_length: int = MAX_DESCRIPTION, field: str = "") -> str:
+    """Free text stored as given: no NUL characters, bounded length."""
+    if "\x00" in value:
+        raise InvalidArgument(f"invalid {what}: it holds a NUL character", field=field)
+    if len(value) > max_length:
+        raise InvalidArgument(f"invalid {what}: longer than {max_length} characters", field=field)
+    return value
+
+
+def page_limit(limit: int) -> int:
+    """The page size for a requested ``limit``: 0 means the default; more than the maximum
+    is the maximum.
+
+    >>> page_limit(0), page_limit(5), page_limit(99999)
+    (10, 5, 1000)
+    """
+    if limit < 0:
+        raise InvalidArgument(f"invalid limit {limit}: use a positive number", field="limit")
+    return min(limit or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
