@@ -6,6 +6,8 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
+from relman_common.lifecycle import Outcome
+
 from relman_release.domain.model import App, Build, Page, Release
 from relman_release.domain.tokens import ApiToken
 
@@ -50,7 +52,11 @@ class Repository(Protocol):
         """Newest first, env left empty."""
         ...
 
-    def record_outcome(self, release_id: str, deployment_id: str, outcome: str) -> None: ...
+    def record_outcome(self, release_id: str, deployment_id: str, outcome: Outcome) -> None: ...
+
+    def set_current_deployment(self, app: str, deployment_id: str, started: datetime) -> None:
+        """The app's deployment started last (whose reports count)."""
+        ...
 
     # --- API tokens (stored as SHA-256 hashes only) ---
 

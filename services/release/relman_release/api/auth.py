@@ -6,7 +6,7 @@ from relman_common.auth import CachedAuthenticator, Principal, require_token
 from relman_common.db import DbExecutor
 from relman_common.tokens import hash_token
 
-from relman_release import token_services
+from relman_release.app import tokens as token_services
 from relman_release.ports import UnitOfWork
 
 

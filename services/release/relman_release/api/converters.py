@@ -5,12 +5,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from relman.v1 import auth_pb2, release_pb2  # type: ignore[import-not-found]
+from relman.v1 import auth_pb2, release_pb2, types_pb2  # type: ignore[import-not-found]
+from relman_common.clock import as_utc
+from relman_common.errors import InvalidArgument
+from relman_common.lifecycle import Outcome, TokenKind
+from relman_common.manifest.proto import release_command_to_pb, service_to_pb
+from relman_common.pb_enums import from_pb, to_pb
 
+from relman_release.app.results import (
+    EnvChanged,
+    EnvView,
+    ImportedBuild,
+    Listing,
+    ReleaseDiff,
+    Reported,
+)
+from relman_release.app.tokens import CreatedToken
 from relman_release.domain.env import EnvDiff
-from relman_release.domain.model import App, Build, Deployable, Release
+from relman_release.domain.model import App, Build, Deployable, DeploymentReport, Release
 from relman_release.domain.tokens import ApiToken
-from relman_release.services import EnvChanged, ImportedBuild, ReleaseDiff
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -39,6 +52,10 @@ def app_pb(app: App) -> release_pb2.App:
     )
 
 
+def apps_pb(apps: list[App]) -> release_pb2.ListAppsResponse:
+    return release_pb2.ListAppsResponse(apps=[app_pb(a) for a in apps])
+
+
 def build_pb(build: Build) -> release_pb2.Build:
     pb = release_pb2.Build(
         id=build.id,
@@ -47,7 +64,7 @@ def build_pb(build: Build) -> release_pb2.Build:
         images=dict(build.images),
         description=build.description,
         git_sha=build.git_sha,
-        status=build.status,
+        status=to_pb(build.status),
         created=timestamp(build.created),
         actor=build.actor,
     )
@@ -66,11 +83,27 @@ def release_pb(release: Release) -> release_pb2.Release:
         env=dict(release.env),
         description=release.description,
         created=timestamp(release.created),
-        status=release.status,
+        status=to_pb(release.status),
         actor=release.actor,
         last_deployment_id=release.last_deployment_id,
-        last_deployment_outcome=release.last_deployment_outcome,
+        last_deployment_outcome=to_pb(release.last_deployment_outcome),
     )
+
+
+def builds_pb(listing: Listing[Build]) -> release_pb2.ListBuildsResponse:
+    return release_pb2.ListBuildsResponse(
+        builds=[build_pb(b) for b in listing.items], next_page_token=listing.next_page_token
+    )
+
+
+def releases_pb(listing: Listing[Release]) -> release_pb2.ListReleasesResponse:
+    return release_pb2.ListReleasesResponse(
+        releases=[release_pb(r) for r in listing.items], next_page_token=listing.next_page_token
+    )
+
+
+def env_view_pb(view: EnvView) -> release_pb2.GetEnvResponse:
+    return release_pb2.GetEnvResponse(env=dict(view.env), release_id=view.release_id)
 
 
 def imported_build_pb(result: ImportedBuild) -> release_pb2.ImportBuildResponse:
@@ -111,18 +144,73 @@ def release_diff_pb(diff: ReleaseDiff) -> release_pb2.ReleaseDiff:
 
 
 def deployable_pb(deployable: Deployable) -> release_pb2.Deployable:
-    pb = release_pb2.Deployable(release=release_pb(deployable.release))
-    if deployable.build is not None:
-        pb.build.CopyFrom(build_pb(deployable.build))
-    if deployable.active_release is not None:
-        pb.active_release.CopyFrom(release_pb(deployable.active_release))
+    release = deployable.release
+    pb = release_pb2.Deployable(
+        release=release_pb(release),
+        services=[service_to_pb(s, s.image, release.env) for s in deployable.services],
+    )
+    if deployable.release_command is not None:
+        pb.release_command.CopyFrom(release_command_to_pb(deployable.release_command))
+    active = deployable.active
+    if active is not None:
+        pb.active_release.CopyFrom(release_pb(active))
+        pb.active_services.extend(
+            service_to_pb(s, s.image, active.env) for s in deployable.active_services
+        )
     return pb
+
+
+def report_from_pb(msg: release_pb2.ReportDeploymentRequest) -> DeploymentReport:
+    """The report in ``msg``; InvalidArgument when it says no outcome, or one this service
+    does not know (read as RUNNING, it would record an ended deployment as running)."""
+    outcome = from_pb(Outcome, msg.outcome)
+    if outcome is None:
+        if msg.outcome == 0:
+            raise InvalidArgument("deployment outcome is required", field="outcome")
+        raise InvalidArgument(
+            f"invalid deployment outcome {msg.outcome}: use one of "
+            + ", ".join(types_pb2.Outcome.Name(to_pb(o)) for o in Outcome),
+            field="outcome",
+        )
+    return DeploymentReport(
+        deployment_id=msg.deployment_id,
+        app=msg.app,
+        release_id=msg.release_id,
+        outcome=outcome,
+        reason=msg.reason,
+        started=as_utc(msg.started.ToDatetime()),
+    )
+
+
+def reported_pb(reported: Reported) -> release_pb2.ReportDeploymentResponse:
+    return release_pb2.ReportDeploymentResponse(
+        current=reported.current, release=release_pb(reported.release)
+    )
 
 
 def token_pb(token: ApiToken) -> auth_pb2.Token:
     pb = auth_pb2.Token(
-        name=token.name, kind=token.kind, created=timestamp(token.created), actor=token.actor
+        name=token.name,
+        kind=to_pb(TokenKind(token.kind)),
+        created=timestamp(token.created),
+        actor=token.actor,
     )
     if token.revoked is not None:
         pb.revoked.CopyFrom(timestamp(token.revoked))
     return pb
+
+
+def tokens_pb(tokens: list[ApiToken]) -> auth_pb2.ListTokensResponse:
+    return auth_pb2.ListTokensResponse(tokens=[token_pb(t) for t in tokens])
+
+
+def created_token_pb(created: CreatedToken) -> auth_pb2.CreateTokenResponse:
+    return auth_pb2.CreateTokenResponse(token=token_pb(created.token), secret=created.secret)
+
+
+def token_kind_from_pb(value: int) -> str:
+    """The kind asked for: "" (a user token) for the unspecified value."""
+    kind = from_pb(TokenKind, value)
+    if kind is None and value != 0:
+        return f"unknown kind {value}"  # refused by the token rules with their own words
+    return kind.value if kind is not None else ""

@@ -20,10 +20,9 @@ from relman_common.server import Service
 from relman_common.settings import DATA_DIR
 from relman_common.tls import ServerTls
 
-from relman_release import token_services
 from relman_release.api.auth import store_authenticator
-from relman_release.api.servicer import ReleaseServicer
-from relman_release.api.token_servicer import TokenServicer
+from relman_release.api.servicer import ReleaseServicer, TokenServicer
+from relman_release.app import tokens as token_services
 from relman_release.store.uow import SqlUnitOfWork, open_store
 
 SERVICE_NAME = release_pb2.DESCRIPTOR.services_by_name["ReleaseService"].full_name

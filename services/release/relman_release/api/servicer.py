@@ -1,199 +1,154 @@
-"""The ReleaseService servicer: protos in, use-case calls, protos out.
+"""The ReleaseService and TokenService servicers: protos in, use-case calls, protos out.
 
-It maps no errors: use-cases raise relman_common.errors and the shared interceptor turns them
-into status codes. Blocking database work runs on the DbExecutor, off the event loop.
+Each RPC is one row: the use-case it calls, the request fields it passes and the converter
+of the result. No errors are mapped here (use-cases raise relman_common.errors, the shared
+interceptor maps them), and blocking database work runs on the DbExecutor, off the event
+loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from grpc.aio import ServicerContext as Context
-from relman.v1 import release_pb2, release_pb2_grpc  # type: ignore[import-not-found]
+from relman.v1 import (  # type: ignore[import-not-found]
+    auth_pb2,
+    auth_pb2_grpc,
+    release_pb2,
+    release_pb2_grpc,
+)
 from relman_common.actor import current_actor
+from relman_common.auth import CachedAuthenticator, current_principal
 from relman_common.db import DbExecutor
 
-from relman_release import services
 from relman_release.api import converters as cv
-from relman_release.domain.model import Build, Release
+from relman_release.app import apps, builds, deployments, env, releases, tokens
 from relman_release.ports import UnitOfWork
 
-T = TypeVar("T")
+# Any parameters: the generated servicer base declares each method with its own request type.
+Handler = Callable[..., Awaitable[Any]]
 
 
-class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):  # type: ignore[misc]
+def rpc(
+    use_case: Callable[..., Any],
+    args: Callable[[Any], tuple[Any, ...]],
+    to_pb: Callable[[Any], Any],
+    *,
+    actor: bool = False,
+    caller: bool = False,
+) -> Handler:
+    """A unary handler: ``use_case(uow, [principal,] *args(request)[, actor])`` on the
+    executor, then ``to_pb`` of its result. ``caller`` passes the verified principal first
+    (token rules), ``actor`` the person recorded on what the call writes, last."""
+
+    async def handler(self: _Servicer, request: Any, context: Context) -> Any:
+        before = (current_principal(),) if caller else ()
+        after = (current_actor(),) if actor else ()
+        result = await self.executor.run(use_case, self.uow, *before, *args(request), *after)
+        return to_pb(result)
+
+    return handler
+
+
+class _Servicer:
     def __init__(self, uow: UnitOfWork, executor: DbExecutor) -> None:
-        self._uow = uow
-        self._executor = executor
+        self.uow = uow
+        self.executor = executor
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await self._executor.run(fn, self._uow, *args, **kwargs)
 
-    # --- apps ---
+class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # type: ignore[misc]
+    CreateApp = rpc(apps.create_app, lambda r: (r.name,), cv.app_pb, actor=True)
+    GetApp = rpc(apps.get_app, lambda r: (r.name,), cv.app_pb)
+    ListApps = rpc(apps.list_apps, lambda r: (), cv.apps_pb)
+    DeleteApp = rpc(apps.delete_app, lambda r: (r.name,), lambda _: release_pb2.DeleteAppResponse())
 
-    async def CreateApp(
-        self, request: release_pb2.CreateAppRequest, context: Context
-    ) -> release_pb2.App:
-        return cv.app_pb(await self._run(services.create_app, request.name, current_actor()))
+    ImportBuild = rpc(
+        builds.import_build,
+        lambda r: (r.app, r.manifest, dict(r.images), r.description, r.git_sha),
+        cv.imported_build_pb,
+        actor=True,
+    )
+    GetBuild = rpc(builds.get_build, lambda r: (r.app, r.id), cv.build_pb)
+    ListBuilds = rpc(builds.list_builds, lambda r: (r.app, r.limit, r.page_token), cv.builds_pb)
 
-    async def GetApp(self, request: release_pb2.GetAppRequest, context: Context) -> release_pb2.App:
-        return cv.app_pb(await self._run(services.get_app, request.name))
+    GetEnv = rpc(env.get_env, lambda r: (r.app, r.release_id), cv.env_view_pb)
+    ChangeEnv = rpc(
+        env.change_env,
+        lambda r: (r.app, dict(r.set), list(r.unset), r.replace),
+        cv.env_changed_pb,
+        actor=True,
+    )
 
-    async def ListApps(
-        self, request: release_pb2.ListAppsRequest, context: Context
-    ) -> release_pb2.ListAppsResponse:
-        apps = await self._run(services.list_apps)
-        return release_pb2.ListAppsResponse(apps=[cv.app_pb(a) for a in apps])
+    CreateRelease = rpc(
+        releases.create_release,
+        lambda r: (r.app, r.build_id, dict(r.env), r.description),
+        cv.release_pb,
+        actor=True,
+    )
+    GetRelease = rpc(releases.get_release, lambda r: (r.app, r.id), cv.release_pb)
+    ListReleases = rpc(
+        releases.list_releases, lambda r: (r.app, r.limit, r.page_token), cv.releases_pb
+    )
+    GetReleaseManifest = rpc(
+        releases.get_release_manifest,
+        lambda r: (r.app, r.id),
+        lambda m: release_pb2.GetReleaseManifestResponse(manifest=m),
+    )
+    CreateReleaseFrom = rpc(
+        releases.create_release_from,
+        lambda r: (
+            r.app,
+            r.build_from,
+            r.env_from,
+            r.use_active_release_build,
+            r.use_active_release_env,
+        ),
+        cv.release_pb,
+        actor=True,
+    )
+    DiffReleases = rpc(
+        releases.diff_releases, lambda r: (r.app, r.from_id, r.to_id), cv.release_diff_pb
+    )
 
-    async def DeleteApp(
-        self, request: release_pb2.DeleteAppRequest, context: Context
-    ) -> release_pb2.DeleteAppResponse:
-        await self._run(services.delete_app, request.name)
-        return release_pb2.DeleteAppResponse()
+    GetDeployable = rpc(
+        deployments.get_deployable, lambda r: (r.app, r.release_id), cv.deployable_pb
+    )
+    CreateRollbackRelease = rpc(
+        deployments.create_rollback_release,
+        lambda r: (r.app, r.release_id),
+        cv.deployable_pb,
+        actor=True,
+    )
+    ReportDeployment = rpc(
+        deployments.report_deployment, lambda r: (cv.report_from_pb(r),), cv.reported_pb
+    )
 
-    # --- builds ---
 
-    async def ImportBuild(
-        self, request: release_pb2.ImportBuildRequest, context: Context
-    ) -> release_pb2.ImportBuildResponse:
-        result = await self._run(
-            services.import_build,
-            request.app,
-            request.manifest,
-            dict(request.images),
-            request.description,
-            request.git_sha,
-            current_actor(),
-        )
-        return cv.imported_build_pb(result)
+class TokenServicer(_Servicer, auth_pb2_grpc.TokenServiceServicer):  # type: ignore[misc]
+    """The caller is the principal the interceptor verified (None when authentication is
+    off); a revoked token is forgotten by this replica's authentication cache at once."""
 
-    async def GetBuild(
-        self, request: release_pb2.GetBuildRequest, context: Context
-    ) -> release_pb2.Build:
-        return cv.build_pb(await self._run(services.get_build, request.app, request.id))
+    def __init__(
+        self, uow: UnitOfWork, executor: DbExecutor, cache: CachedAuthenticator | None
+    ) -> None:
+        super().__init__(uow, executor)
+        self._cache = cache
 
-    async def ListBuilds(
-        self, request: release_pb2.ListBuildsRequest, context: Context
-    ) -> release_pb2.ListBuildsResponse:
-        listing = await self._run(
-            services.list_builds, request.app, request.limit, request.page_token
-        )
-        builds = [cv.build_pb(b) for b in listing.items if isinstance(b, Build)]
-        return release_pb2.ListBuildsResponse(
-            builds=builds, next_page_token=listing.next_page_token
-        )
+    CreateToken = rpc(
+        tokens.create_token,
+        lambda r: (r.name, cv.token_kind_from_pb(r.kind)),
+        cv.created_token_pb,
+        caller=True,
+    )
+    ListTokens = rpc(tokens.list_tokens, lambda r: (), cv.tokens_pb, caller=True)
+    WhoAmI = rpc(tokens.who_am_i, lambda r: (), cv.token_pb, caller=True)
+    _revoke = rpc(tokens.revoke_token, lambda r: (r.name,), cv.token_pb, caller=True)
 
-    # --- environment ---
-
-    async def GetEnv(
-        self, request: release_pb2.GetEnvRequest, context: Context
-    ) -> release_pb2.GetEnvResponse:
-        view = await self._run(services.get_env, request.app, request.release_id)
-        return release_pb2.GetEnvResponse(env=dict(view.env), release_id=view.release_id)
-
-    async def ChangeEnv(
-        self, request: release_pb2.ChangeEnvRequest, context: Context
-    ) -> release_pb2.ChangeEnvResponse:
-        result = await self._run(
-            services.change_env,
-            request.app,
-            dict(request.set),
-            list(request.unset),
-            request.replace,
-            current_actor(),
-        )
-        return cv.env_changed_pb(result)
-
-    # --- releases ---
-
-    async def CreateRelease(
-        self, request: release_pb2.CreateReleaseRequest, context: Context
-    ) -> release_pb2.Release:
-        release = await self._run(
-            services.create_release,
-            request.app,
-            request.build_id,
-            dict(request.env),
-            request.description,
-            current_actor(),
-        )
-        return cv.release_pb(release)
-
-    async def GetRelease(
-        self, request: release_pb2.GetReleaseRequest, context: Context
-    ) -> release_pb2.Release:
-        return cv.release_pb(await self._run(services.get_release, request.app, request.id))
-
-    async def ListReleases(
-        self, request: release_pb2.ListReleasesRequest, context: Context
-    ) -> release_pb2.ListReleasesResponse:
-        listing = await self._run(
-            services.list_releases, request.app, request.limit, request.page_token
-        )
-        releases = [cv.release_pb(r) for r in listing.items if isinstance(r, Release)]
-        return release_pb2.ListReleasesResponse(
-            releases=releases, next_page_token=listing.next_page_token
-        )
-
-    async def GetReleaseManifest(
-        self, request: release_pb2.GetReleaseManifestRequest, context: Context
-    ) -> release_pb2.GetReleaseManifestResponse:
-        manifest = await self._run(services.get_release_manifest, request.app, request.id)
-        return release_pb2.GetReleaseManifestResponse(manifest=manifest)
-
-    async def CreateReleaseFrom(
-        self, request: release_pb2.CreateReleaseFromRequest, context: Context
-    ) -> release_pb2.Release:
-        release = await self._run(
-            services.create_release_from,
-            request.app,
-            request.build_from,
-            request.env_from,
-            request.use_active_release_build,
-            request.use_active_release_env,
-            current_actor(),
-        )
-        return cv.release_pb(release)
-
-    async def DiffReleases(
-        self, request: release_pb2.DiffReleasesRequest, context: Context
-    ) -> release_pb2.ReleaseDiff:
-        diff = await self._run(services.diff_releases, request.app, request.from_id, request.to_id)
-        return cv.release_diff_pb(diff)
-
-    # --- calls made by the Deployer ---
-
-    async def GetDeployable(
-        self, request: release_pb2.GetDeployableRequest, context: Context
-    ) -> release_pb2.Deployable:
-        deployable = await self._run(services.get_deployable, request.app, request.release_id)
-        return cv.deployable_pb(deployable)
-
-    async def CreateRollbackRelease(
-        self, request: release_pb2.CreateRollbackReleaseRequest, context: Context
-    ) -> release_pb2.Release:
-        release = await self._run(
-            services.create_rollback_release, request.app, request.release_id, current_actor()
-        )
-        return cv.release_pb(release)
-
-    async def MarkReleaseActive(
-        self, request: release_pb2.MarkReleaseActiveRequest, context: Context
-    ) -> release_pb2.App:
-        app = await self._run(
-            services.mark_release_active, request.app, request.release_id, request.deployment_id
-        )
-        return cv.app_pb(app)
-
-    async def RecordDeploymentOutcome(
-        self, request: release_pb2.RecordDeploymentOutcomeRequest, context: Context
-    ) -> release_pb2.Release:
-        release = await self._run(
-            services.record_deployment_outcome,
-            request.app,
-            request.release_id,
-            request.deployment_id,
-            request.outcome,
-        )
-        return cv.release_pb(release)
+    async def RevokeToken(
+        self, request: auth_pb2.RevokeTokenRequest, context: Context
+    ) -> auth_pb2.Token:
+        token: auth_pb2.Token = await self._revoke(request, context)
+        if self._cache is not None:
+            self._cache.forget(token.name)
+        return token

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from relman_common.errors import FailedPrecondition, InvalidArgument
+from relman_common.errors import NO_ACTIVE_RELEASE, NO_BUILD, FailedPrecondition, InvalidArgument
 
 from relman_release.domain.model import Release
 
@@ -12,12 +12,6 @@ CREATED_FROM = "created-from"
 
 NEED_BUILD_SOURCE = "must specify either --build-from or --use-active-release-build"
 NEED_ENV_SOURCE = "must specify either --env-from or --use-active-release-env"
-
-OUTCOMES = ("running", "succeeded", "rolled-back", "failed", "cancelled")
-
-STATUS_ACTIVE = "active"
-STATUS_PROMOTING = "promoting"
-STATUS_FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -57,14 +51,15 @@ def require_active(app: str, active: Release | None, flag: str) -> Release:
     if active is None:
         raise FailedPrecondition(
             f"app {app} has no active release for {flag}: promote a release first, "
-            "or name a release instead"
+            "or name a release instead",
+            reason=NO_ACTIVE_RELEASE,
         )
     return active
 
 
 def require_build(release: Release) -> str:
     if not release.build_id:
-        raise FailedPrecondition(f"no build for release: {release.id}")
+        raise FailedPrecondition(f"no build for release: {release.id}", reason=NO_BUILD)
     return release.build_id
 
 
@@ -74,33 +69,6 @@ def rollback_description(release_id: str) -> str:
     'rollback to RBCDEFGHIJK'
     """
     return f"rollback to {release_id}"
-
-
-def validate_outcome(outcome: str) -> str:
-    if outcome not in OUTCOMES:
-        raise InvalidArgument(
-            f'invalid deployment outcome "{outcome}": use one of {", ".join(OUTCOMES)}'
-        )
-    return outcome
-
-
-def release_status(release_id: str, active_release_id: str, last_outcome: str) -> str:
-    """The STATUS column: ``active`` for the app's active release; else ``promoting`` while a
-    deployment of it runs; else ``failed`` when its last deployment was rolled back or failed;
-    else empty.
-
-    >>> release_status("R1", "R1", "running"), release_status("R2", "R1", "running")
-    ('active', 'promoting')
-    >>> release_status("R2", "R1", "rolled-back"), release_status("R2", "", "succeeded")
-    ('failed', '')
-    """
-    if active_release_id and release_id == active_release_id:
-        return STATUS_ACTIVE
-    if last_outcome == "running":
-        return STATUS_PROMOTING
-    if last_outcome in ("rolled-back", "failed"):
-        return STATUS_FAILED
-    return ""
 
 
 def unpromoted_build_warning(latest: Release | None, active: Release | None) -> str:

@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from relman_common.errors import InvalidArgument
-
-from relman_release.domain.names import validate_env_key, validate_env_value
+from relman_common.vocabulary import check_env_size, validate_env_key, validate_env_value
 
 NO_CHANGE = "no change"
 
@@ -87,7 +86,7 @@ def apply_env_change(
     if missing:
         names = ", ".join(sorted(missing))
         noun = "key is" if len(missing) == 1 else "keys are"
-        raise InvalidArgument(f"can not unset {names}: {noun} not set in the env")
+        raise InvalidArgument(f"can not unset {names}: {noun} not set in the env", field="unset")
 
     if replace:
         new = dict(set_)
@@ -97,6 +96,7 @@ def apply_env_change(
         for key in unset:
             del new[key]
     new = dict(sorted(new.items()))
+    check_env_size(new)
     return EnvChange(env=new, diff=diff_env(current, new))
 
 

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-T = TypeVar("T")
+from relman_common.lifecycle import BuildStatus, Outcome, ReleaseStatus
+from relman_common.manifest import ReleaseCommand, Service
 
-BUILD_COMPLETE = "complete"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class App:
     active_release_id: str = ""
     # Empty when the app has no release yet.
     latest_release_id: str = ""
+    # The deployment started last (its reports count; older ones' do not), and when.
+    current_deployment_id: str = ""
+    current_deployment_started: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class Build:
     images: Mapping[str, str]
     description: str
     git_sha: str
-    status: str
+    status: BuildStatus
     created: datetime
     started: datetime | None
     ended: datetime | None
@@ -49,9 +53,9 @@ class Release:
     created: datetime
     actor: str
     last_deployment_id: str = ""
-    last_deployment_outcome: str = ""
-    # Derived for display ("active", "promoting", "failed" or ""); see composition.release_status.
-    status: str = ""
+    last_deployment_outcome: Outcome | None = None
+    # Derived for display; see relman_common.lifecycle.release_status.
+    status: ReleaseStatus = ReleaseStatus.NONE
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,23 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True)
 class Deployable:
-    """What the Deployer needs to roll a release out."""
+    """What the Deployer needs to roll a release out, and to roll back to the active one:
+    each release with its services (images resolved) and the release command."""
 
     release: Release
-    build: Build | None
-    active_release: Release | None
+    services: tuple[Service, ...]
+    release_command: ReleaseCommand | None
+    active: Release | None
+    active_services: tuple[Service, ...]
+
+
+@dataclass(frozen=True)
+class DeploymentReport:
+    """What a Deployer says about one of its deployments."""
+
+    deployment_id: str
+    app: str
+    release_id: str
+    outcome: Outcome
+    reason: str
+    started: datetime

@@ -17,18 +17,6 @@ import binascii
 
 from relman_common.errors import InvalidArgument
 
-DEFAULT_LIMIT = 10
-MAX_LIMIT = 1000
-
-
-def page_limit(limit: int) -> int:
-    """0 means the default; more than the maximum is the maximum."""
-    if limit < 0:
-        raise InvalidArgument(f"invalid limit {limit}: use a positive number")
-    if limit == 0:
-        return DEFAULT_LIMIT
-    return min(limit, MAX_LIMIT)
-
 
 def encode_token(kind: str, app: str, seq: int) -> str:
     raw = f"v1:{kind}:{app}:{seq}".encode()
@@ -40,7 +28,9 @@ def decode_token(kind: str, app: str, token: str) -> int | None:
     damaged token."""
     if not token:
         return None
-    invalid = InvalidArgument("invalid page_token: pass the next_page_token of the previous page")
+    invalid = InvalidArgument(
+        "invalid page_token: pass the next_page_token of the previous page", field="page_token"
+    )
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):

@@ -36,6 +36,8 @@ class AppRow(Base):
     actor: Mapped[str] = mapped_column(String(64))
     active_release_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
     latest_release_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
+    current_deployment_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
+    current_deployment_started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class BuildRow(Base):

@@ -1,0 +1,80 @@
+"""Builds: import one made elsewhere (it also makes a release), read, list."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from relman_common.lifecycle import BuildStatus
+from relman_common.manifest import parse_manifest
+from relman_common.vocabulary import (
+    BUILD,
+    MAX_GIT_SHA,
+    new_id,
+    page_limit,
+    validate_app_name,
+    validate_text,
+)
+
+from relman_release.app.lookups import active_of, app_named, build_of, latest_of, new_release
+from relman_release.app.results import ImportedBuild, Listing
+from relman_release.domain import composition
+from relman_release.domain.builds import validate_images
+from relman_release.domain.model import Build
+from relman_release.domain.paging import decode_token, encode_token
+from relman_release.ports import UnitOfWork
+
+
+def import_build(
+    uow: UnitOfWork,
+    app_name: str,
+    manifest: str,
+    images: Mapping[str, str],
+    description: str,
+    git_sha: str,
+    actor: str,
+) -> ImportedBuild:
+    """A complete build, and a release of it with the env of the app's latest release."""
+    validate_app_name(app_name)
+    checked_images = validate_images(parse_manifest(manifest), images)
+    validate_text("description", description, field="description")
+    validate_text("git sha", git_sha, max_length=MAX_GIT_SHA, field="git_sha")
+    with uow.write() as repo:
+        app = app_named(repo, app_name, lock=True)
+        latest = latest_of(repo, app)
+        active = active_of(repo, app, latest)
+        now = uow.now()
+        build = Build(
+            id=new_id(BUILD),
+            app=app.name,
+            manifest=manifest,
+            images=checked_images,
+            description=description,
+            git_sha=git_sha,
+            status=BuildStatus.COMPLETE,
+            created=now,
+            started=now,
+            ended=now,
+            actor=actor,
+        )
+        repo.add_build(build)
+        env = latest.env if latest is not None else {}
+        release = new_release(uow, repo, app, build.id, env, description, actor)
+        warning = composition.unpromoted_env_warning(latest, active)
+        return ImportedBuild(build=build, release=release, warning=warning)
+
+
+def get_build(uow: UnitOfWork, app_name: str, build_id: str) -> Build:
+    validate_app_name(app_name)
+    with uow.read() as repo:
+        return build_of(repo, app_named(repo, app_name), build_id, field="id")
+
+
+def list_builds(uow: UnitOfWork, app_name: str, limit: int, page_token: str) -> Listing[Build]:
+    validate_app_name(app_name)
+    size = page_limit(limit)
+    before = decode_token("builds", app_name, page_token)
+    with uow.read() as repo:
+        app_named(repo, app_name)
+        page = repo.list_builds(app_name, size, before)
+    token = "" if page.next_cursor is None else encode_token("builds", app_name, page.next_cursor)
+    return Listing(items=page.items, next_page_token=token)

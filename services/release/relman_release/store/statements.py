@@ -1,0 +1,119 @@
+"""The Release service's SQL statements, each built once at import with named bind
+parameters (``p_...``): executing a prebuilt statement finds its compiled form in
+SQLAlchemy's cache without rebuilding it."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+
+from relman_release.domain.tokens import ADMIN
+from relman_release.store.tables import ApiTokenRow, AppRow, BuildRow, ReleaseRow
+
+apps = cast(Table, AppRow.__table__)
+builds = cast(Table, BuildRow.__table__)
+releases = cast(Table, ReleaseRow.__table__)
+api_tokens = cast(Table, ApiTokenRow.__table__)
+
+# Bind parameter names start with "p_": SQLAlchemy reserves column names for SET/VALUES.
+
+GET_APP = select(apps).where(apps.c.name == bindparam("p_name"))
+LOCK_APP = GET_APP.with_for_update()
+# The app, locked, with the app id of a build (NULL when there is no such build): one round
+# trip instead of two when a release names its build.
+LOCK_APP_WITH_BUILD = (
+    select(
+        apps,
+        select(builds.c.app_id)
+        .where(builds.c.id == bindparam("p_build_id"))
+        .scalar_subquery()
+        .label("build_app_id"),
+    )
+    .where(apps.c.name == bindparam("p_name"))
+    .with_for_update(of=apps)
+)
+LIST_APPS = select(apps).order_by(apps.c.name)
+INSERT_APP = insert(apps)
+DELETE_APP_RELEASES = delete(releases).where(releases.c.app_id == bindparam("p_app_id"))
+DELETE_APP_BUILDS = delete(builds).where(builds.c.app_id == bindparam("p_app_id"))
+DELETE_APP = delete(apps).where(apps.c.id == bindparam("p_app_id"))
+SET_ACTIVE = (
+    update(apps)
+    .where(apps.c.id == bindparam("p_app_id"))
+    .values(active_release_id=bindparam("p_release_id"))
+)
+SET_CURRENT_DEPLOYMENT = (
+    update(apps)
+    .where(apps.c.id == bindparam("p_app_id"))
+    .values(
+        current_deployment_id=bindparam("p_deployment_id"),
+        current_deployment_started=bindparam("p_started"),
+    )
+)
+SET_LATEST = (
+    update(apps)
+    .where(apps.c.id == bindparam("p_app_id"))
+    .values(latest_release_id=bindparam("p_release_id"))
+)
+
+INSERT_BUILD = insert(builds)
+FIND_BUILD = (
+    select(builds, apps.c.name.label("app_name"))
+    .join_from(builds, apps, builds.c.app_id == apps.c.id)
+    .where(builds.c.id == bindparam("p_id"))
+)
+LIST_BUILDS = select(builds).where(builds.c.app_id == bindparam("p_app_id"))
+LIST_BUILDS_BEFORE = LIST_BUILDS.where(builds.c.seq < bindparam("p_before"))
+LIST_BUILDS, LIST_BUILDS_BEFORE = (
+    q.order_by(builds.c.seq.desc()).limit(bindparam("p_limit"))
+    for q in (LIST_BUILDS, LIST_BUILDS_BEFORE)
+)
+
+INSERT_RELEASE = insert(releases)
+FIND_RELEASE = (
+    select(releases, apps.c.name.label("app_name"))
+    .join_from(releases, apps, releases.c.app_id == apps.c.id)
+    .where(releases.c.id == bindparam("p_id"))
+)
+LISTED_RELEASE_COLUMNS = (
+    releases.c.seq,
+    releases.c.id,
+    releases.c.build_id,
+    releases.c.description,
+    releases.c.created,
+    releases.c.actor,
+    releases.c.last_deployment_id,
+    releases.c.last_deployment_outcome,
+)
+LIST_RELEASES = select(*LISTED_RELEASE_COLUMNS).where(releases.c.app_id == bindparam("p_app_id"))
+LIST_RELEASES_BEFORE = LIST_RELEASES.where(releases.c.seq < bindparam("p_before"))
+LIST_RELEASES, LIST_RELEASES_BEFORE = (
+    q.order_by(releases.c.seq.desc()).limit(bindparam("p_limit"))
+    for q in (LIST_RELEASES, LIST_RELEASES_BEFORE)
+)
+RECORD_OUTCOME = (
+    update(releases)
+    .where(releases.c.id == bindparam("p_id"))
+    .values(
+        last_deployment_id=bindparam("p_deployment_id"),
+        last_deployment_outcome=bindparam("p_outcome"),
+    )
+)
+
+COUNT_TOKENS = select(func.count()).select_from(api_tokens)
+INSERT_TOKEN = insert(api_tokens)
+GET_TOKEN = select(api_tokens).where(api_tokens.c.name == bindparam("p_name"))
+TOKEN_BY_HASH = select(api_tokens).where(api_tokens.c.token_hash == bindparam("p_hash"))
+LIST_TOKENS = select(api_tokens).order_by(api_tokens.c.seq)
+LOCK_LIVE_ADMINS = (
+    select(api_tokens.c.name)
+    .where(api_tokens.c.kind == ADMIN, api_tokens.c.revoked.is_(None))
+    .order_by(api_tokens.c.seq)
+    .with_for_update()
+)
+REVOKE_TOKEN = (
+    update(api_tokens)
+    .where(api_tokens.c.name == bindparam("p_name"), api_tokens.c.revoked.is_(None))
+    .values(revoked=bindparam("p_when"))
+)
