@@ -1,14 +1,16 @@
 """The Deployer's client of the Release service: domain values in and out, project errors.
 
-Callers never see gRPC: every failed call becomes a :mod:`relman_common.errors` error. The
-writes that must land once a rollout is decided (MarkReleaseActive, RecordDeploymentOutcome)
-are retried while the Release service is unavailable, up to a long deadline.
+Callers never see gRPC: every failed call becomes a :mod:`relman_common.errors` error. A
+promote makes three calls: GetDeployable (the release, its parsed services and the active
+release's), then ReportDeployment twice (``running``, and the outcome); a rollback makes
+CreateRollbackRelease instead of GetDeployable. Reports are idempotent, so they are retried
+while the Release service is unavailable, up to a long deadline.
 
 Writes are sent at most ``MAX_WRITES_IN_FLIGHT`` at a time: the Release service serializes its
-writes anyway (one database write lock), and 200 deployments firing 600 writes at once only
+writes anyway (one database write lock), and 200 deployments firing their writes at once only
 made its threads queue on that lock while its reads (GetDeployable of new promotes) waited
-behind them. Writes that decide when a client's stream ends (MarkReleaseActive, the final
-outcome) go before the ``running`` outcome, which the rollout does not wait for.
+behind them. Writes that decide when a client's stream ends (the final outcome, a rollback
+copy) go before the ``running`` reports, which the rollout does not wait for.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from relman_common.auth import call_metadata
 from relman_common.clock import as_utc
 from relman_common.errors import Unauthenticated, Unavailable
 from relman_common.grpc_errors import error_from_rpc
+from relman_common.lifecycle import Outcome
+from relman_common.manifest.proto import release_command_from_pb, services_from_pb
+from relman_common.pb_enums import to_pb
 from relman_common.tls import ClientTls, aio_channel
 
 from relman_deployer.credentials import DeployerToken
-from relman_deployer.domain.model import Build, Deployable, Outcome, Release
+from relman_deployer.domain.model import Deployable, Deployment, Release
 
 log = logging.getLogger("relman.deployer.releases")
 
@@ -38,8 +43,6 @@ T = TypeVar("T")
 
 CALL_TIMEOUT_SECONDS = 10.0
 MAX_WRITES_IN_FLIGHT = 2
-# The outcome written while the rollout goes on, awaited by no client's stream yet.
-_BOOKKEEPING = (Outcome.RUNNING,)
 # How long a decided outcome keeps being offered to an unavailable Release service.
 RETRY_DEADLINE_SECONDS = 6 * 3600.0
 MAX_BACKOFF_SECONDS = 5.0
@@ -121,66 +124,52 @@ class ReleaseClient:
     async def get_deployable(
         self, app: str, release_id: str, actor: str, *, retry: bool = False
     ) -> Deployable:
-        """The release (latest when ``release_id`` is empty), its build and the active release."""
+        """The release (latest when ``release_id`` is empty) with its services, and the
+        active release with its services."""
         request = release_pb2.GetDeployableRequest(app=app, release_id=release_id)
 
         async def call() -> Deployable:
-            resp = await self._call(self._stub.GetDeployable, request, actor)
-            return Deployable(
-                release=release_from_pb(resp.release),
-                build=build_from_pb(resp.build) if resp.HasField("build") else None,
-                active=(
-                    release_from_pb(resp.active_release)
-                    if resp.HasField("active_release") and resp.active_release.id
-                    else None
-                ),
-            )
+            return deployable_from_pb(await self._call(self._stub.GetDeployable, request, actor))
 
         if retry:
             return await self._retrying(f"GetDeployable {app} {release_id}", call)
         return await call()
 
-    async def create_rollback_release(self, app: str, release_id: str, actor: str) -> Release:
+    async def create_rollback_release(self, app: str, release_id: str, actor: str) -> Deployable:
+        """A copy of an old release ("rollback to R"), ready to deploy."""
         request = release_pb2.CreateRollbackReleaseRequest(app=app, release_id=release_id)
         async with self._writes.slot(urgent=True):
             resp = await self._call(self._stub.CreateRollbackRelease, request, actor)
-        return release_from_pb(resp)
+        return deployable_from_pb(resp)
 
-    async def mark_release_active(
-        self, app: str, release_id: str, deployment_id: str, actor: str
-    ) -> None:
-        request = release_pb2.MarkReleaseActiveRequest(
-            app=app, release_id=release_id, deployment_id=deployment_id
-        )
-
-        async def call() -> None:
-            async with self._writes.slot(urgent=True):
-                await self._call(self._stub.MarkReleaseActive, request, actor)
-
-        await self._retrying(f"MarkReleaseActive {app} {release_id}", call)
-
-    async def record_outcome(
+    async def report(
         self,
-        app: str,
-        release_id: str,
-        deployment_id: str,
+        deployment: Deployment,
         outcome: Outcome,
-        actor: str,
+        reason: str = "",
         *,
         on_send: Callable[[], None] | None = None,
-    ) -> None:
-        """``on_send`` is called when the request is about to be sent (it waited its turn)."""
-        request = release_pb2.RecordDeploymentOutcomeRequest(
-            app=app, release_id=release_id, deployment_id=deployment_id, outcome=outcome.value
+    ) -> bool:
+        """Tell the Release service how ``deployment`` stands (retried while it is down);
+        whether it was the app's current deployment. ``on_send`` is called when the request
+        is about to be sent (it waited its turn)."""
+        request = release_pb2.ReportDeploymentRequest(
+            deployment_id=deployment.id,
+            app=deployment.app,
+            release_id=deployment.release_id,
+            outcome=to_pb(outcome),
+            reason=reason,
         )
+        request.started.FromDatetime(as_utc(deployment.started))
 
-        async def call() -> None:
-            async with self._writes.slot(urgent=outcome not in _BOOKKEEPING):
+        async def call() -> bool:
+            async with self._writes.slot(urgent=outcome.terminal):
                 if on_send is not None:
                     on_send()
-                await self._call(self._stub.RecordDeploymentOutcome, request, actor)
+                resp = await self._call(self._stub.ReportDeployment, request, deployment.actor)
+            return bool(resp.current)
 
-        await self._retrying(f"RecordDeploymentOutcome {release_id} {outcome.value}", call)
+        return await self._retrying(f"ReportDeployment {deployment.id} {outcome.value}", call)
 
     async def _call(self, method: Callable[..., Awaitable[T]], request: object, actor: str) -> T:
         metadata = call_metadata(await self._token.get(), actor)
@@ -224,5 +213,18 @@ def release_from_pb(msg: release_pb2.Release) -> Release:
     )
 
 
-def build_from_pb(msg: release_pb2.Build) -> Build:
-    return Build(id=msg.id, manifest=msg.manifest, images=dict(msg.images))
+def deployable_from_pb(msg: release_pb2.Deployable) -> Deployable:
+    active = (
+        msg.active_release if msg.HasField("active_release") and msg.active_release.id else None
+    )
+    return Deployable(
+        release=release_from_pb(msg.release),
+        services=services_from_pb(msg.services),
+        release_command=(
+            release_command_from_pb(msg.release_command)
+            if msg.HasField("release_command")
+            else None
+        ),
+        active=release_from_pb(active) if active is not None else None,
+        active_services=services_from_pb(msg.active_services) if active is not None else (),
+    )

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from relman.v1 import deployer_pb2  # type: ignore[import-not-found]
+from relman_common.pb_enums import to_pb
 
 from relman_deployer.domain.model import Deployment, DeploymentEvent
 
@@ -25,10 +26,10 @@ def deployment_to_pb(d: Deployment) -> deployer_pb2.Deployment:
         previous_release_id=d.previous_release_id,
         actor=d.actor,
         started=timestamp(d.started),
-        outcome=d.outcome.value,
+        outcome=to_pb(d.outcome),
         reason=d.reason,
         last_seq=d.last_seq,
-        kind=d.kind.value,
+        kind=to_pb(d.kind),
         rollback_of=d.rollback_of,
     )
     if d.ended is not None:

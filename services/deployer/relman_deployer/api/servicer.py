@@ -13,12 +13,6 @@ from relman.v1 import deployer_pb2, deployer_pb2_grpc  # type: ignore[import-not
 from relman_common.actor import current_actor
 
 from relman_deployer.api.convert import UpdateMessages, deployment_to_pb
-from relman_deployer.domain.guards import (
-    check_app_name,
-    check_deployment_id,
-    check_release_id,
-    page_size,
-)
 from relman_deployer.orchestrator import Orchestrator
 
 
@@ -30,7 +24,6 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
     async def Promote(
         self, request: deployer_pb2.PromoteRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
-        check_release_id(request.release_id, required=False)
         deployment = await self._orchestrator.promote(
             request.app,
             request.release_id,
@@ -44,7 +37,6 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
     async def Rollback(
         self, request: deployer_pb2.RollbackRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
-        check_release_id(request.release_id, required=True)
         deployment = await self._orchestrator.rollback(
             request.app,
             request.release_id,
@@ -57,10 +49,7 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
     async def Watch(
         self, request: deployer_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
-        check_deployment_id(request.deployment_id)
-        async for item in self._orchestrator.watch(
-            request.deployment_id, max(request.after_seq, 0)
-        ):
+        async for item in self._orchestrator.watch(request.deployment_id, request.after_seq):
             yield self._updates(item)
 
     async def Cancel(
@@ -72,16 +61,13 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
     async def GetDeployment(
         self, request: deployer_pb2.GetDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> deployer_pb2.Deployment:
-        check_deployment_id(request.id)
-        return deployment_to_pb(await self._orchestrator.store.get(request.id))
+        return deployment_to_pb(await self._orchestrator.get(request.id))
 
     async def ListDeployments(
         self, request: deployer_pb2.ListDeploymentsRequest, context: grpc.aio.ServicerContext
     ) -> deployer_pb2.ListDeploymentsResponse:
-        if request.app:
-            check_app_name(request.app)
-        deployments, token = await self._orchestrator.store.list_deployments(
-            request.app, page_size(request.limit), request.page_token
+        deployments, token = await self._orchestrator.list(
+            request.app, request.limit, request.page_token
         )
         return deployer_pb2.ListDeploymentsResponse(
             deployments=[deployment_to_pb(d) for d in deployments], next_page_token=token

@@ -12,37 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-
-@dataclass(frozen=True)
-class HealthCheck:
-    path: str = "/"
-    grace: int = 5
-    interval: int = 5
-    timeout: int = 4
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """One service of a release, ready to become a Kubernetes Deployment."""
-
-    name: str
-    image: str
-    replicas: int = 1
-    command: str = ""
-    port: int = 0
-    health: HealthCheck | None = None
-    # Percent of replicas, as in convox.yml:
-    # maxUnavailable = 100 - minimum, maxSurge = maximum - 100.
-    deployment_minimum: int = 50
-    deployment_maximum: int = 200
-
-    @property
-    def max_unavailable_percent(self) -> int:
-        return 100 - self.deployment_minimum
-
-    @property
-    def max_surge_percent(self) -> int:
-        return self.deployment_maximum - 100
+from relman_common.errors import InvalidArgument
+from relman_common.manifest import Service
+from relman_common.vocabulary import RELEASE, check_id, env_key_error, validate_app_name
 
 
 @dataclass(frozen=True)
@@ -57,7 +29,28 @@ class AppSpec:
     release_id: str
     build_id: str
     env: Mapping[str, str] = field(default_factory=dict)
-    services: tuple[ServiceSpec, ...] = ()
+    # The release's services, as the shared manifest model has them (images resolved).
+    services: tuple[Service, ...] = ()
+    # The Deployments' progressDeadlineSeconds: how long a rollout may make no progress.
+    progress_deadline_seconds: int = 600
+
+
+def check_spec(spec: AppSpec) -> None:
+    """What every backend refuses before touching anything: names and keys the vocabulary
+    does not allow, a release id that is not one, a service named twice."""
+    validate_app_name(spec.app)
+    if spec.services:
+        check_id(RELEASE, spec.release_id, "release_id")
+    for key in spec.env:
+        error = env_key_error(key)
+        if error:
+            raise InvalidArgument(error)
+    names = [s.name for s in spec.services]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidArgument(f"duplicate service: {', '.join(twice)}")
+    if spec.progress_deadline_seconds <= 0:
+        raise InvalidArgument("the progress deadline must be positive")
 
 
 @dataclass(frozen=True)

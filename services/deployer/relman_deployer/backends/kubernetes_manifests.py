@@ -4,17 +4,17 @@ Per app a namespace ``<prefix>-<app>``; per release an immutable Secret holding 
 service a Deployment whose pod template reads that Secret and is annotated with the release, so
 each release gets its own ReplicaSet and a rollback to a release scales its old one back up.
 
->>> spec = AppSpec("myapp", "RBCDEFGHIJ", "BABCDEFGHI", {"FOO": "bar"},
-...                (ServiceSpec("web", "registry/myapp:web.1", replicas=2, command="bin/web -v",
-...                             port=5000, health=HealthCheck("/health", 3, 4, 2)),))
->>> dep = deployment_manifest(spec, spec.services[0], "relman-myapp", 600)
->>> dep["spec"]["strategy"]["rollingUpdate"]
-{'maxSurge': '100%', 'maxUnavailable': '50%'}
+>>> web = Service("web", "registry/myapp:web.1", scale=Scale(2, 2), command=("bin/web", "-v"),
+...               port=Port(5443, HTTPS), health=Health("/health", 3, 4, 2))
+>>> spec = AppSpec("myapp", "RBCDEFGHIJ", "BABCDEFGHI", {"FOO": "bar"}, (web,))
+>>> dep = deployment_manifest(spec, spec.services[0], "relman-myapp")
+>>> dep["spec"]["strategy"]["rollingUpdate"], dep["spec"]["progressDeadlineSeconds"]
+({'maxSurge': '100%', 'maxUnavailable': '50%'}, 600)
 >>> main = dep["spec"]["template"]["spec"]["containers"][0]
 >>> main["args"], main["envFrom"]
 (['bin/web', '-v'], [{'secretRef': {'name': 'env-rbcdefghij'}}])
 >>> main["readinessProbe"]["httpGet"], main["readinessProbe"]["initialDelaySeconds"]
-({'path': '/health', 'port': 5000}, 3)
+({'path': '/health', 'port': 5443, 'scheme': 'HTTPS'}, 3)
 >>> dep["spec"]["template"]["metadata"]["annotations"]
 {'relman.io/release': 'RBCDEFGHIJ'}
 """
@@ -24,13 +24,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shlex
 from collections.abc import Mapping
 from typing import Any
 
 from relman_common.errors import InvalidArgument
+from relman_common.manifest import HTTPS, Health, Port, Scale, Service
 
-from relman_deployer.backends.base import AppSpec, HealthCheck, ServiceSpec
+from relman_deployer.backends.base import AppSpec, check_spec
 from relman_deployer.rollout import RollingStrategy
 
 Json = dict[str, Any]
@@ -46,14 +46,9 @@ BUILD_ANNOTATION = "relman.io/build"
 # RELEASE_ANNOTATION, written last by apply(), so observers know the whole desired state even
 # before the Deployments exist.
 SERVICES_ANNOTATION = "relman.io/services"
-DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 
-_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 # A DNS-1123 label: valid as a Deployment name and as a label value.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_SERVICE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-_RELEASE_ID = re.compile(r"^[A-Za-z0-9]{1,200}$")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def namespace_name(prefix: str, app: str) -> str:
@@ -84,53 +79,28 @@ def secret_name(release_id: str) -> str:
 
 
 def validate_spec(spec: AppSpec) -> None:
-    """Raise :class:`InvalidArgument` for a spec the cluster would reject (before any write)."""
-    if not _APP_NAME.match(spec.app):
-        raise InvalidArgument(f"invalid app name: {spec.app!r}")
-    if spec.services and not _RELEASE_ID.match(spec.release_id):
-        raise InvalidArgument(f"invalid release id: {spec.release_id!r}")
-    for key in spec.env:
-        if not _ENV_KEY.match(key):
-            raise InvalidArgument(f"invalid environment key: {key!r}")
-    seen: set[str] = set()
+    """Raise :class:`InvalidArgument` for a spec the cluster would reject (before any write).
+
+    Names, keys and the manifest were checked by the Release service with the shared
+    vocabulary; what is left is what only Kubernetes cares about.
+    """
+    check_spec(spec)
     for service in spec.services:
-        if not _SERVICE_NAME.match(service.name):
-            raise InvalidArgument(f"invalid service name: {service.name!r}")
-        if service.name in seen:
-            raise InvalidArgument(f"duplicate service: {service.name}")
-        seen.add(service.name)
-        if not service.image or any(c.isspace() for c in service.image):
+        if any(c.isspace() for c in service.image):
             raise InvalidArgument(f"service {service.name}: invalid image {service.image!r}")
-        if service.replicas < 0:
-            raise InvalidArgument(f"service {service.name}: replicas must not be negative")
-        if not 0 <= service.port <= 65535:
-            raise InvalidArgument(f"service {service.name}: invalid port {service.port}")
         try:
             RollingStrategy(service.max_surge_percent, service.max_unavailable_percent).validate()
-            command_args(service.command)
-        except (InvalidArgument, ValueError) as err:
+        except InvalidArgument as err:
             raise InvalidArgument(f"service {service.name}: {err}") from None
 
 
-def command_args(command: str) -> list[str]:
-    """The container's ``args`` for a manifest ``command`` (split like a shell would).
-
-    >>> command_args("bin/web --name 'a b'")
-    ['bin/web', '--name', 'a b']
-    """
-    try:
-        return shlex.split(command)
-    except ValueError as err:
-        raise InvalidArgument(f"invalid command {command!r}: {err}") from None
-
-
-def rolling_update(service: ServiceSpec) -> Json:
+def rolling_update(service: Service) -> Json:
     """``maxSurge``/``maxUnavailable`` as percent strings.
 
     Both at 0% is rejected by the API server, while the controller (and the sim) turn a
     rounding to 0/0 into ``maxUnavailable`` 1: that is what is written then.
 
-    >>> rolling_update(ServiceSpec("web", "i", deployment_minimum=100, deployment_maximum=100))
+    >>> rolling_update(Service("web", "i", minimum=100, maximum=100))
     {'maxSurge': '0%', 'maxUnavailable': 1}
     """
     surge = service.max_surge_percent
@@ -194,31 +164,67 @@ def decode_env(data: Mapping[str, str] | None) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in (data or {}).items()}
 
 
-def readiness_probe(port: int, health: HealthCheck | None) -> Json:
-    check = health if health is not None else HealthCheck()
+def readiness_probe(port: Port, health: Health) -> Json:
+    """An HTTP(S) GET of the health path on the service's port (HTTPS when the container
+    speaks TLS: ``port: https:5443``)."""
+    get: Json = {"path": health.path, "port": port.number}
+    if port.scheme == HTTPS:
+        get["scheme"] = "HTTPS"
     return {
-        "httpGet": {"path": check.path, "port": port},
-        "initialDelaySeconds": check.grace,
-        "periodSeconds": check.interval,
-        "timeoutSeconds": check.timeout,
+        "httpGet": get,
+        "initialDelaySeconds": health.grace,
+        "periodSeconds": health.interval,
+        "timeoutSeconds": health.timeout,
     }
 
 
-def deployment_manifest(
-    spec: AppSpec, service: ServiceSpec, namespace: str, progress_deadline_seconds: int
-) -> Json:
-    """The Deployment of one service, as server-side apply wants it (only fields we own)."""
-    container: Json = {
+def container(spec: AppSpec, service: Service) -> Json:
+    """The service's one container: image, argv, env (the release's Secret, plus manifest
+    defaults for keys it lacks), ports, readiness, resources."""
+    main: Json = {
         "name": CONTAINER,
         "image": service.image,
         "envFrom": [{"secretRef": {"name": secret_name(spec.release_id)}}],
     }
-    args = command_args(service.command)
-    if args:
-        container["args"] = args
-    if service.port:
-        container["ports"] = [{"name": CONTAINER, "containerPort": service.port, "protocol": "TCP"}]
-        container["readinessProbe"] = readiness_probe(service.port, service.health)
+    if service.command:
+        main["args"] = list(service.command)
+    defaults = service.env_defaults(spec.env)
+    if defaults:
+        main["env"] = [{"name": k, "value": v} for k, v in sorted(defaults.items())]
+    ports = (
+        [{"name": CONTAINER, "containerPort": service.port.number, "protocol": "TCP"}]
+        if (service.port is not None)
+        else []
+    )
+    ports += [{"containerPort": p, "protocol": "TCP"} for p in service.ports]
+    if ports:
+        main["ports"] = ports
+    if service.port is not None:
+        main["readinessProbe"] = readiness_probe(service.port, service.health)
+    resources = _resources(service.scale)
+    if resources:
+        main["resources"] = resources
+    return main
+
+
+def _resources(scale: Scale) -> Json:
+    """Requests for cpu (millicores) and memory (MB), and memory as the limit, as Convox does."""
+    requests: Json = {}
+    limits: Json = {}
+    if scale.cpu:
+        requests["cpu"] = f"{scale.cpu}m"
+    if scale.memory:
+        requests["memory"] = limits["memory"] = f"{scale.memory}Mi"
+    out: Json = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def deployment_manifest(spec: AppSpec, service: Service, namespace: str) -> Json:
+    """The Deployment of one service, as server-side apply wants it (only fields we own)."""
     selector = {NAME_LABEL: service.name, APP_LABEL: spec.app}
     return {
         "apiVersion": "apps/v1",
@@ -234,7 +240,7 @@ def deployment_manifest(
         },
         "spec": {
             "replicas": service.replicas,
-            "progressDeadlineSeconds": progress_deadline_seconds,
+            "progressDeadlineSeconds": spec.progress_deadline_seconds,
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update(service)},
             "template": {
@@ -242,7 +248,10 @@ def deployment_manifest(
                     "labels": labels(spec.app, service.name),
                     "annotations": {RELEASE_ANNOTATION: spec.release_id},
                 },
-                "spec": {"containers": [container]},
+                "spec": {
+                    "containers": [container(spec, service)],
+                    "terminationGracePeriodSeconds": service.termination_grace,
+                },
             },
         },
     }

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -34,14 +33,15 @@ from typing import Any
 
 from relman_common.clock import Clock, utcnow
 from relman_common.errors import InvalidArgument, Unavailable
+from relman_common.manifest import Service
 
 from relman_deployer.backends.base import (
     AppSpec,
     BackendEvent,
     Observation,
     RolloutStatus,
-    ServiceSpec,
     ServiceStatus,
+    check_spec,
 )
 from relman_deployer.backends.sim_names import generated_suffix, node_name, template_hash
 from relman_deployer.rollout import ReplicaSetCounts, RollingStrategy, rolling_step
@@ -54,9 +54,6 @@ REVISION_HISTORY_LIMIT = 10
 # Bound on controller passes per sync; every pass scales something, so this is never reached
 # unless the arithmetic is broken, and then the sim stops instead of spinning.
 _MAX_PASSES = 10_000
-
-_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
-_SERVICE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 @dataclass(eq=False)
@@ -91,7 +88,7 @@ class _ReplicaSet:
 @dataclass(eq=False)
 class _Deployment:
     name: str
-    spec: ServiceSpec
+    spec: Service
     current_hash: str
     replica_sets: dict[str, _ReplicaSet] = field(default_factory=dict)
 
@@ -189,39 +186,26 @@ class _App:
         return RolloutStatus(release_id=self.spec.release_id, services=services)
 
 
-def pod_template(spec: AppSpec, service: ServiceSpec) -> dict[str, object]:
+def pod_template(spec: AppSpec, service: Service) -> dict[str, object]:
     """Everything that shapes a pod of ``service`` in ``spec`` (and so its template hash)."""
     return {
         "app": spec.app,
         "release": spec.release_id,
         "build": spec.build_id,
         "env": dict(sorted(spec.env.items())),
-        "service": service.name,
-        "image": service.image,
-        "command": service.command,
-        "port": service.port,
-        "health": asdict(service.health) if service.health is not None else None,
+        "service": asdict(service),
     }
 
 
 def validate_spec(spec: AppSpec) -> str:
     """Raise :class:`InvalidArgument` for a spec the sim cannot run; return the failure mode."""
-    if not _APP_NAME.match(spec.app):
-        raise InvalidArgument(f"invalid app name: {spec.app!r}")
+    check_spec(spec)
     fail = spec.env.get(FAIL_ENV, "")
     if fail not in FAIL_MODES:
         raise InvalidArgument(f"{FAIL_ENV} must be crash or unready, not {fail!r}")
-    seen: set[str] = set()
     for service in spec.services:
-        if not _SERVICE_NAME.match(service.name):
-            raise InvalidArgument(f"invalid service name: {service.name!r}")
-        if service.name in seen:
-            raise InvalidArgument(f"duplicate service: {service.name}")
-        seen.add(service.name)
         if not service.image:
             raise InvalidArgument(f"service {service.name} has no image")
-        if service.replicas < 0:
-            raise InvalidArgument(f"service {service.name}: replicas must not be negative")
         try:
             RollingStrategy(service.max_surge_percent, service.max_unavailable_percent).validate()
         except InvalidArgument as err:

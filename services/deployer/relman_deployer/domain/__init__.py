@@ -1,4 +1,4 @@
-"""The Deployer's domain: deployments, their events, guards, manifests and rollout policy.
+"""The Deployer's domain: deployments, their events, guards and rollout policy.
 
 Nothing here imports gRPC or SQL.
 """

@@ -1,45 +1,18 @@
-"""Deployments and their events, as plain values."""
+"""Deployments, their events and what the Release service says to deploy, as plain values."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import StrEnum
 
 from relman_common.clock import as_utc
-
-
-class Outcome(StrEnum):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    ROLLED_BACK = "rolled-back"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class Phase(StrEnum):
-    """What a running deployment is doing: moving to its release, or back to the previous one."""
-
-    ROLLING_OUT = "rolling-out"
-    ROLLING_BACK = "rolling-back"
-
-
-class Kind(StrEnum):
-    PROMOTE = "promote"
-    ROLLBACK = "rollback"
-
+from relman_common.lifecycle import Kind, Outcome, Phase
+from relman_common.manifest import ReleaseCommand, Service
 
 # Source and reason of the app status events the Deployer itself writes.
 APP_SOURCE = "system/k8s/atom/app"
 STATUS_CHANGE = "StatusChange"
-
-
-class AppStatus(StrEnum):
-    RUNNING = "Running"
-    PENDING = "Pending"
-    UPDATING = "Updating"
-    ROLLBACK = "Rollback"
 
 
 @dataclass(frozen=True)
@@ -56,8 +29,8 @@ class Deployment:
     reason: str = ""
     ended: datetime | None = None
     last_seq: int = 0
-    phase: Phase = Phase.ROLLING_OUT
-    # Progress deadline of each phase, in seconds.
+    phase: Phase = Phase.STARTING
+    # Progress deadline of each rollout (the release's, then the rollback's), in seconds.
     timeout_seconds: int = 600
     # Who asked to cancel it; empty when nobody did.
     cancelled_by: str = ""
@@ -67,7 +40,7 @@ class Deployment:
         return self.outcome is Outcome.RUNNING
 
     def with_outcome(self, outcome: Outcome, reason: str, ended: datetime) -> Deployment:
-        return replace(self, outcome=outcome, reason=reason, ended=ended)
+        return replace(self, outcome=outcome, reason=reason, ended=ended, phase=Phase.ENDED)
 
 
 @dataclass(frozen=True)
@@ -82,30 +55,15 @@ class DeploymentEvent:
     message: str
 
 
-def status_message(before: AppStatus, after: AppStatus) -> str:
-    """The message of an app status event.
-
-    >>> status_message(AppStatus.RUNNING, AppStatus.PENDING)
-    'Status: Running => Pending'
-    """
-    return f"Status: {before.value} => {after.value}"
-
-
-def rfc3339(value: datetime) -> str:
-    """UTC, whole seconds, ``Z`` suffix.
-
-    >>> from datetime import timezone, timedelta
-    >>> rfc3339(datetime(2019, 1, 1, 1, 0, 49, 500, tzinfo=timezone(timedelta(hours=1))))
-    '2019-01-01T00:00:49Z'
-    """
-    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass(frozen=True)
-class Build:
-    id: str
-    manifest: str
-    images: Mapping[str, str] = field(default_factory=dict)
+class PhaseChange:
+    """A deployment entering ``phase`` (and why, for a rollback). Stored in the transaction
+    of the StatusChange event that announces it, so a resumed deployment knows exactly which
+    transitions it has written: the phase and its event are both there, or neither is."""
+
+    deployment_id: str
+    phase: Phase
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,8 +78,21 @@ class Release:
 
 @dataclass(frozen=True)
 class Deployable:
-    """A release to deploy with its build (None if it has none) and the app's active release."""
+    """What the Release service says a release runs (services parsed, images resolved), and
+    what the app runs now (the active release and its services: what a rollback restores)."""
 
     release: Release
-    build: Build | None
-    active: Release | None
+    services: tuple[Service, ...]
+    release_command: ReleaseCommand | None = None
+    active: Release | None = None
+    active_services: tuple[Service, ...] = ()
+
+
+def rfc3339(value: datetime) -> str:
+    """UTC, whole seconds, ``Z`` suffix.
+
+    >>> from datetime import timezone, timedelta
+    >>> rfc3339(datetime(2019, 1, 1, 1, 0, 49, 500, tzinfo=timezone(timedelta(hours=1))))
+    '2019-01-01T00:00:49Z'
+    """
+    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")

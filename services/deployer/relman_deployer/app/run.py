@@ -1,0 +1,90 @@
+"""The in-memory side of one running deployment: its next sequence number, its phase in the
+lifecycle table, a cancellation, and the queue its backend observations arrive on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from relman_common.clock import Clock
+from relman_common.lifecycle import Phase, Transition, Trigger, transition
+
+from relman_deployer.backends.base import BackendEvent, Observation
+from relman_deployer.domain.model import (
+    APP_SOURCE,
+    STATUS_CHANGE,
+    Deployment,
+    DeploymentEvent,
+    PhaseChange,
+)
+from relman_deployer.events import EventLog
+
+log = logging.getLogger("relman.deployer")
+
+
+class Cancelled:
+    """Put into a run's observation queue when a cancellation is requested."""
+
+
+CANCELLED = Cancelled()
+
+QueueItem = Observation | Cancelled | BaseException
+
+
+class Run:
+    def __init__(self, deployment: Deployment, events: EventLog, clock: Clock) -> None:
+        self.deployment = deployment
+        self.seq = deployment.last_seq
+        self.phase = deployment.phase
+        # Why it is rolling back (kept with the phase, so a resumed rollback knows).
+        self.reason = deployment.reason
+        self.cancelled_by = deployment.cancelled_by
+        # The release of the backend's latest status snapshot.
+        self.seen_release: str | None = None
+        self.queue: asyncio.Queue[QueueItem] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        # The deployment as stored when it ended (None while it runs).
+        self.ended: Deployment | None = None
+        self._events = events
+        self._clock = clock
+
+    @property
+    def id(self) -> str:
+        return self.deployment.id
+
+    def _next(self, source: str, reason: str, message: str) -> DeploymentEvent:
+        self.seq += 1
+        return DeploymentEvent(self.id, self.seq, self._clock(), source, reason, message)
+
+    def emit_backend(self, event: BackendEvent) -> None:
+        self.seq += 1
+        self._events.append(
+            DeploymentEvent(
+                self.id, self.seq, event.time, event.source, event.reason, event.message
+            )
+        )
+
+    def advance(self, trigger: Trigger, reason: str = "") -> Transition:
+        """Take ``trigger`` in the current phase (the lifecycle table says where to): a
+        non-final transition writes its StatusChange event together with the new phase."""
+        step = transition(self.phase, trigger)
+        self.phase = step.after
+        if reason:
+            self.reason = reason
+        if step.after is not Phase.ENDED and step.status_message is not None:
+            log.info("deployment %s app %s: %s", self.id, self.deployment.app, step.status_message)
+            event = self._next(APP_SOURCE, STATUS_CHANGE, step.status_message)
+            self._events.append(event, PhaseChange(self.id, step.after, self.reason))
+        return step
+
+    def final_events(self, step: Transition) -> list[DeploymentEvent]:
+        """The StatusChange of a final transition: written with the outcome, not before."""
+        if step.status_message is None:
+            return []
+        log.info("deployment %s app %s: %s", self.id, self.deployment.app, step.status_message)
+        return [self._next(APP_SOURCE, STATUS_CHANGE, step.status_message)]
+
+    def cancel(self, actor: str) -> None:
+        if not self.cancelled_by:
+            self.cancelled_by = actor
+            self.queue.put_nowait(CANCELLED)

@@ -1,0 +1,145 @@
+"""Live fan-out of committed events to the watchers in this process.
+
+A deployment running in this process also keeps its published events in memory (up to
+``RECENT_EVENTS``). A watcher of it takes, in the same step as it subscribes (no ``await`` in
+between), the events published so far: those are its replay, and everything published later
+reaches its subscription, so 1,000 watchers opening at once cost no database reads. The last
+``ENDED_KEPT`` deployments that ended here keep their whole log (and their final state) in
+memory a while longer: watchers that arrive just after the end read nothing from the
+database either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from relman_deployer.domain.model import Deployment, DeploymentEvent
+
+SUBSCRIPTION_BUFFER = 10_000
+# Published events a live deployment keeps in memory for the replays of new watchers.
+RECENT_EVENTS = 10_000
+# Deployments that ended lately whose whole log stays in memory for late watchers.
+ENDED_KEPT = 64
+
+# What a subscription's queue holds: published events; ``None``: look at the database; a
+# Deployment: it ended this way, after the events published before (all durable).
+Item = Sequence[DeploymentEvent] | Deployment | None
+
+
+class Subscription:
+    """Live events of one deployment for one watcher."""
+
+    def __init__(self, deployment_id: str) -> None:
+        self.deployment_id = deployment_id
+        self.queue: asyncio.Queue[Item] = asyncio.Queue(SUBSCRIPTION_BUFFER)
+
+    def offer(self, item: Item) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            # A slow watcher: drop what it has not read; it replays from the database instead.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+
+class EventHub:
+    """In-memory fan-out of committed events to the watchers in this process."""
+
+    def __init__(self, recent_events: int = RECENT_EVENTS) -> None:
+        self._subs: dict[str, set[Subscription]] = {}
+        # Live deployments -> their published events, consecutive by seq (None: unknown).
+        self._recent: dict[str, list[DeploymentEvent] | None] = {}
+        self._recent_max = recent_events
+        # Deployments that ended here lately, with their whole log (neither changes any more).
+        self._ended: OrderedDict[str, tuple[Deployment, list[DeploymentEvent]]] = OrderedDict()
+
+    def subscribe(self, deployment_id: str) -> Subscription:
+        sub = Subscription(deployment_id)
+        self._subs.setdefault(deployment_id, set()).add(sub)
+        return sub
+
+    def subscribe_with_recent(
+        self, deployment_id: str, after_seq: int
+    ) -> tuple[Subscription, list[DeploymentEvent] | None]:
+        """Subscribe, and the published events after ``after_seq`` when memory holds every one
+        of them (else None: replay from the database). Together they miss nothing: an event is
+        either published already (in the list) or will be (to the subscription)."""
+        sub = self.subscribe(deployment_id)
+        recent = self._recent.get(deployment_id)
+        if recent is None:
+            return sub, None
+        if not recent:
+            return sub, None if after_seq > 0 else []
+        first = recent[0].seq
+        if after_seq + 1 < first:
+            return sub, None  # older events were not kept (or were published elsewhere)
+        return sub, recent[max(after_seq + 1 - first, 0) :]
+
+    def ended_log(
+        self, deployment_id: str, after_seq: int
+    ) -> tuple[Deployment, list[DeploymentEvent]] | None:
+        """A deployment that ended here lately, as stored then, and its events after
+        ``after_seq``; None when it is not kept in memory."""
+        kept = self._ended.get(deployment_id)
+        if kept is None:
+            return None
+        ended, events = kept
+        return ended, events[max(after_seq, 0) :]  # events[i].seq == i + 1
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.deployment_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.deployment_id]
+
+    def open(self, deployment_id: str, last_seq: int = 0) -> None:
+        """The deployment runs in this process from now on: its events are published here.
+
+        ``last_seq``: its events written before (by an instance it is resumed from); those are
+        not in memory, so a watcher asking for them replays from the database.
+        """
+        self._recent[deployment_id] = [] if last_seq == 0 else None
+
+    def is_live(self, deployment_id: str) -> bool:
+        return deployment_id in self._recent
+
+    def publish(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> None:
+        self._remember(deployment_id, events)
+        for sub in self._subs.get(deployment_id, ()):
+            sub.offer(events)
+
+    def _remember(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> None:
+        if deployment_id not in self._recent or not events:
+            return
+        recent = self._recent[deployment_id]
+        if recent is None:
+            recent = []  # a resumed deployment: keep what is published from now on
+        elif recent and events[0].seq != recent[-1].seq + 1:
+            recent = []  # a gap (events written by another instance): start again here
+        recent.extend(events)
+        if len(recent) > self._recent_max:
+            del recent[: len(recent) - self._recent_max]
+        self._recent[deployment_id] = recent
+
+    def close(self, deployment_id: str, ended: Deployment | None = None) -> None:
+        """The deployment ended (``ended``: as stored when it ended, after every event of it
+        was durable and published), or stopped running here: watchers look at the database."""
+        recent = self._recent.pop(deployment_id, None)
+        item = ended if ended is not None and not ended.running else None
+        if item is not None and recent is not None and _whole_log(recent, item.last_seq):
+            self._ended[deployment_id] = (item, recent)
+            if len(self._ended) > ENDED_KEPT:
+                self._ended.popitem(last=False)
+        for sub in self._subs.get(deployment_id, ()):
+            sub.offer(item)
+
+
+def _whole_log(events: list[DeploymentEvent], last_seq: int) -> bool:
+    """True when ``events`` (consecutive) are events 1..``last_seq``."""
+    if not events:
+        return last_seq == 0
+    return events[0].seq == 1 and events[-1].seq == last_seq == len(events)

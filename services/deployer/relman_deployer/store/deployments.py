@@ -1,0 +1,139 @@
+"""Deployments: start one (taking its app's lease), cancel, finish, read and list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from relman_common.lifecycle import Outcome, Phase
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from relman_deployer.domain.guards import app_busy, check_cancellable, no_running_deployment
+from relman_deployer.domain.model import Deployment, DeploymentEvent
+from relman_deployer.store import base, rows
+from relman_deployer.store.base import RUNNING, StoreBase
+from relman_deployer.store.tables import deploy_leases, deployment_events, deployments
+
+
+class DeploymentQueries(StoreBase):
+    async def start(self, deployment: Deployment, owner: str, lease_until: datetime) -> None:
+        """Insert ``deployment`` and take its app's lease, or raise the app-busy error."""
+
+        def run(conn: Connection) -> None:
+            lease = base.lease_for_update(conn, deployment.app)
+            running = base.running_of_app(conn, deployment.app)
+            if running is not None:
+                raise app_busy(running)
+            values = {
+                "owner": owner,
+                "deployment_id": deployment.id,
+                "expires_at": lease_until,
+            }
+            if lease is None:
+                conn.execute(insert(deploy_leases).values(app=deployment.app, **values))
+            else:  # left behind by a deployment that ended: take it over
+                conn.execute(
+                    update(deploy_leases)
+                    .where(deploy_leases.c.app == deployment.app)
+                    .values(values)
+                )
+            conn.execute(insert(deployments).values(rows.deployment_row(deployment)))
+
+        try:
+            await self._write(run)
+        except IntegrityError:
+            # Another instance inserted the app's lease at the same moment and won.
+            running = await self.running_of_app(deployment.app)
+            if running is None:
+                raise
+            raise app_busy(running) from None
+
+    async def finish(
+        self,
+        deployment_id: str,
+        outcome: Outcome,
+        reason: str,
+        ended: datetime,
+        final: Sequence[DeploymentEvent] = (),
+    ) -> Deployment:
+        """Record the outcome with the ``final`` events that announce it (the last
+        StatusChange) and free the app's lease, in one transaction: a deployment that wrote
+        its last status line has ended, and one that did not is resumed before it."""
+
+        def run(conn: Connection) -> Deployment:
+            if final:
+                conn.execute(insert(deployment_events), [rows.event_row(e) for e in final])
+            values: dict[str, Any] = {
+                "outcome": outcome.value,
+                "reason": reason,
+                "ended": ended,
+                "phase": Phase.ENDED.value,
+            }
+            if final:
+                values["last_seq"] = final[-1].seq
+            conn.execute(
+                update(deployments)
+                .where(deployments.c.id == deployment_id, deployments.c.outcome == RUNNING)
+                .values(values)
+            )
+            conn.execute(
+                delete(deploy_leases).where(deploy_leases.c.deployment_id == deployment_id)
+            )
+            return base.get(conn, deployment_id)
+
+        return await self._write(run)
+
+    async def request_cancel(self, app: str, actor: str) -> Deployment:
+        """Flag the app's running deployment for cancellation; its owner turns it around."""
+
+        def run(conn: Connection) -> Deployment:
+            running = base.running_of_app(conn, app)
+            if running is None:
+                raise no_running_deployment(app)
+            check_cancellable(running)
+            if not running.cancelled_by:
+                conn.execute(
+                    update(deployments)
+                    .where(deployments.c.id == running.id)
+                    .values(cancelled_by=actor or "anonymous")
+                )
+            return base.get(conn, running.id)
+
+        return await self._write(run)
+
+    async def get(self, deployment_id: str) -> Deployment:
+        return await self._read(lambda conn: base.get(conn, deployment_id))
+
+    async def running_of_app(self, app: str) -> Deployment | None:
+        return await self._read(lambda conn: base.running_of_app(conn, app))
+
+    async def list_deployments(
+        self, app: str, limit: int, page_token: str = ""
+    ) -> tuple[list[Deployment], str]:
+        """Newest first; the token of the next page ('' on the last page)."""
+        after = rows.decode_page_token(page_token) if page_token else None
+
+        def run(conn: Connection) -> list[Deployment]:
+            query = select(deployments)
+            if app:
+                query = query.where(deployments.c.app == app)
+            if after is not None:
+                started, last_id = after
+                query = query.where(
+                    or_(
+                        deployments.c.started < started,
+                        and_(deployments.c.started == started, deployments.c.id < last_id),
+                    )
+                )
+            query = query.order_by(deployments.c.started.desc(), deployments.c.id.desc())
+            found = conn.execute(query.limit(limit + 1)).mappings()
+            return [rows.deployment(row) for row in found]
+
+        found = await self._read(run)
+        if len(found) <= limit:
+            return found, ""
+        page = found[:limit]
+        return page, rows.encode_page_token(page[-1])
