@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
+from relman_common.vocabulary import MESSAGE_SIZE_OPTIONS
 
 from relman_cli.config import Endpoints
 from relman_cli.errors import CliError
@@ -26,7 +27,6 @@ AUTHORIZATION_METADATA = "authorization"
 UNARY_TIMEOUT_SECONDS = 60.0
 RELEASE_SERVICE = "Release service"
 DEPLOYER_SERVICE = "Deployer"
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 # gRPC's wording when there is no connection at all (as opposed to a service that answered
 # UNAVAILABLE itself, e.g. a Deployer that cannot reach the Release service).
@@ -102,8 +102,7 @@ class ServiceClient:
     def stub(self) -> Any:
         if self._stub is None:
             options = [
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                *MESSAGE_SIZE_OPTIONS,
                 ("grpc.enable_retries", 0),
             ]
             if self._tls is None:

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from relman.v1 import types_pb2
 
 from relman_cli.errors import CliError
 
-RUNNING = "running"
-SUCCEEDED = "succeeded"
+RUNNING = types_pb2.OUTCOME_RUNNING
+SUCCEEDED = types_pb2.OUTCOME_SUCCEEDED
 
 # Codes a broken connection or a restarting server produce. Anything else (NOT_FOUND,
 # FAILED_PRECONDITION, ...) is an answer, not an accident, and is reported at once.

@@ -125,12 +125,34 @@ def when(message: Any, field_name: str) -> datetime | None:
 
 
 def to_dict(message: Any) -> dict[str, Any]:
-    """A message as JSON-ready data with proto field names and every field present."""
+    """A message as JSON-ready data with proto field names and every field present; states
+    (outcomes, statuses, kinds) as the words the text output uses (``rolled-back``)."""
     from google.protobuf import json_format
 
     data: dict[str, Any] = json_format.MessageToDict(
         message,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
+        use_integers_for_enums=True,
     )
+    _enum_words(message, data)
     return data
+
+
+def _enum_words(message: Any, data: dict[str, Any]) -> None:
+    from relman_common.pb_enums import word_of_field
+
+    for field in message.DESCRIPTOR.fields:
+        if field.name not in data:
+            continue
+        if field.enum_type is not None:
+            shown = word_of_field(field.enum_type.full_name, data[field.name])
+            if shown is not None:
+                data[field.name] = shown
+        elif field.message_type is not None and not field.message_type.GetOptions().map_entry:
+            value = getattr(message, field.name)
+            if isinstance(data[field.name], list):
+                for item, item_data in zip(value, data[field.name], strict=True):
+                    _enum_words(item, item_data)
+            elif isinstance(data[field.name], dict):
+                _enum_words(value, data[field.name])

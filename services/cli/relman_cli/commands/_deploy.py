@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+from relman_common.lifecycle import Outcome
+from relman_common.pb_enums import from_pb
 
 from relman_cli import output
 from relman_cli.commands._common import client, context_flags, when
@@ -16,15 +18,18 @@ from relman_cli.follow import SUCCEEDED, DeploymentFollower, StreamLost
 RECONNECT_SECONDS = 30.0
 
 _OUTCOME_WORDS = {
-    "rolled-back": "rolled back",
-    "failed": "failed",
-    "cancelled": "was cancelled",
+    Outcome.ROLLED_BACK: "rolled back",
+    Outcome.FAILED: "failed",
+    Outcome.CANCELLED: "was cancelled",
 }
 
 
 def outcome_error(deployment: Any) -> str:
     """``deployment DXXXX rolled back: <reason>`` for a deployment that did not succeed."""
-    words = _OUTCOME_WORDS.get(deployment.outcome, f"ended {deployment.outcome or 'unknown'}")
+    outcome = from_pb(Outcome, deployment.outcome)
+    words = _OUTCOME_WORDS.get(outcome) if outcome is not None else None
+    if words is None:
+        words = f"ended {outcome.value if outcome is not None else 'unknown'}"
     text = f"deployment {deployment.id} {words}"
     return f"{text}: {deployment.reason}" if deployment.reason else text
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 from relman.v1 import release_pb2
+from relman_common.lifecycle import BuildStatus
+from relman_common.pb_enums import word
 
 from relman_cli import output
 from relman_cli.commands._common import (
@@ -31,7 +33,7 @@ def list_result(builds: list[Any], now: Any) -> output.Table:
     rows = [
         [
             b.id,
-            b.status,
+            word(BuildStatus, b.status),
             output.ago(when(b, "started") or when(b, "created"), now),
             output.elapsed(when(b, "started"), when(b, "ended")),
             b.description,
@@ -46,7 +48,7 @@ def info_result(build: Any) -> output.Info:
     images = "\n".join(f"{svc}={build.images[svc]}" for svc in sorted(build.images))
     rows = [
         ("Id", build.id),
-        ("Status", build.status),
+        ("Status", word(BuildStatus, build.status)),
         ("Description", build.description),
         ("Git Sha", build.git_sha),
         ("Images", images),

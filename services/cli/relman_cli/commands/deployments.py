@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 from relman.v1 import deployer_pb2
+from relman_common.lifecycle import Kind, Outcome
+from relman_common.pb_enums import word
 
 from relman_cli import output
 from relman_cli.commands import _deploy
@@ -31,7 +33,7 @@ def list_result(deployments: list[Any], now: datetime) -> output.Table:
         [
             d.id,
             d.release_id,
-            d.outcome,
+            word(Outcome, d.outcome),
             d.actor,
             output.ago(when(d, "started"), now),
             output.ago(when(d, "ended"), now),
@@ -46,11 +48,11 @@ def info_result(d: Any) -> output.Info:
     rows = [
         ("Id", d.id),
         ("App", d.app),
-        ("Kind", d.kind),
+        ("Kind", word(Kind, d.kind)),
         ("Release", d.release_id),
         ("Previous", d.previous_release_id),
         ("Rollback Of", d.rollback_of),
-        ("Outcome", d.outcome),
+        ("Outcome", word(Outcome, d.outcome)),
         ("Reason", d.reason),
         ("Actor", d.actor),
         ("Started", output.rfc3339(when(d, "started"))),

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 from relman.v1 import release_pb2
+from relman_common.lifecycle import ReleaseStatus
+from relman_common.pb_enums import word
 
 from relman_cli import output
 from relman_cli.commands._common import (
@@ -31,7 +33,13 @@ ENV_SOURCE_ERROR = "must specify either --env-from or --use-active-release-env"
 
 def list_result(releases: list[Any], now: datetime) -> output.Table:
     rows = [
-        [r.id, r.status, r.build_id, output.ago(when(r, "created"), now), r.description]
+        [
+            r.id,
+            word(ReleaseStatus, r.status),
+            r.build_id,
+            output.ago(when(r, "created"), now),
+            r.description,
+        ]
         for r in releases
     ]
     headers = ["ID", "STATUS", "BUILD", "CREATED", "DESCRIPTION"]

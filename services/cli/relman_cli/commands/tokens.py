@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 from relman.v1 import auth_pb2
+from relman_common.lifecycle import TokenKind
+from relman_common.pb_enums import to_pb, word
 
 from relman_cli import output
 from relman_cli.commands._common import (
@@ -30,7 +32,7 @@ def list_result(tokens: list[Any], now: Any) -> output.Table:
     rows = [
         [
             t.name,
-            t.kind,
+            word(TokenKind, t.kind),
             output.ago(when(t, "created"), now),
             output.ago(when(t, "revoked"), now),
             t.actor,
@@ -80,7 +82,7 @@ def _list(ctx: click.Context) -> None:
 def create(ctx: click.Context, name: str, kind: str, rack: str | None) -> None:
     """Create a token NAME and print its secret (shown only this once)."""
     created = client(ctx).tokens.call(
-        "CreateToken", auth_pb2.CreateTokenRequest(name=name, kind=kind)
+        "CreateToken", auth_pb2.CreateTokenRequest(name=name, kind=to_pb(TokenKind(kind)))
     )
     sys.stdout.write(created.secret + "\n")
     sys.stdout.flush()
