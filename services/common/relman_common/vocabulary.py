@@ -43,6 +43,8 @@ MAX_NAME_LENGTH = 30
 NAME_RULE = 'use 1 to 30 lowercase letters, digits and "-", starting with a letter'
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENV_KEY_RULE = "keys start with a letter or _ and hold only letters, digits and _"
+# Env keys become the keys of a Kubernetes Secret, which allows at most 253 characters.
+MAX_ENV_KEY_LENGTH = 253
 
 # --- limits ----------------------------------------------------------------------------------
 
@@ -65,14 +67,22 @@ MESSAGE_SIZE_OPTIONS = (
 )
 
 
+def clip(value: str, limit: int = QUOTE_LIMIT) -> str:
+    """An input named in a message, cut to ``limit`` characters (SPEC 10).
+
+    >>> clip("web"), len(clip("a" * 500))
+    ('web', 101)
+    """
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
 def quote(value: str, limit: int = QUOTE_LIMIT) -> str:
     """``value`` in double quotes for a message, cut to ``limit`` characters.
 
     >>> quote("web"), quote("a" * 120)[-6:]
     ('"web"', 'aaaa…"')
     """
-    shown = value if len(value) <= limit else value[:limit] + "…"
-    return '"' + shown.replace("\x00", "\\0") + '"'
+    return '"' + clip(value, limit).replace("\x00", "\\0") + '"'
 
 
 def new_id(prefix: str) -> str:
@@ -138,6 +148,11 @@ def env_key_error(key: str) -> str:
     """The reason an env key is refused, or "" when it is valid."""
     if ENV_KEY.fullmatch(key) is None:
         return f"invalid env key {quote(key)}: {ENV_KEY_RULE}"
+    if len(key) > MAX_ENV_KEY_LENGTH:
+        return (
+            f"invalid env key {quote(key)}: keys are at most {MAX_ENV_KEY_LENGTH} characters "
+            "(the longest key of a Kubernetes Secret)"
+        )
     return ""
 
 

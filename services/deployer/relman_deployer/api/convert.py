@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from relman.v1 import deployer_pb2  # type: ignore[import-not-found]
 from relman_common.pb_enums import to_pb
+from relman_common.timestamps import set_times, timestamp
 
 from relman_deployer.domain.model import Deployment, DeploymentEvent
-
-
-def timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def deployment_to_pb(d: Deployment) -> deployer_pb2.Deployment:
@@ -32,9 +25,7 @@ def deployment_to_pb(d: Deployment) -> deployer_pb2.Deployment:
         kind=to_pb(d.kind),
         rollback_of=d.rollback_of,
     )
-    if d.ended is not None:
-        msg.ended.CopyFrom(timestamp(d.ended))
-    return msg
+    return set_times(msg, ended=d.ended)
 
 
 def event_to_pb(e: DeploymentEvent) -> deployer_pb2.DeploymentEvent:

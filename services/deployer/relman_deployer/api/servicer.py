@@ -13,6 +13,7 @@ from relman.v1 import deployer_pb2, deployer_pb2_grpc  # type: ignore[import-not
 from relman_common.actor import current_actor
 
 from relman_deployer.api.convert import UpdateMessages, deployment_to_pb
+from relman_deployer.domain.model import Deployment
 from relman_deployer.orchestrator import Orchestrator
 
 
@@ -24,32 +25,40 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
     async def Promote(
         self, request: deployer_pb2.PromoteRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
-        deployment = await self._orchestrator.promote(
+        started = self._orchestrator.promote(
             request.app,
             request.release_id,
             force=request.force,
             timeout_seconds=request.timeout_seconds,
             actor=current_actor(),
         )
-        async for item in self._orchestrator.watch(deployment.id, 0):
-            yield self._updates(item)
+        async for update in self._follow(await started, 0):
+            yield update
 
     async def Rollback(
         self, request: deployer_pb2.RollbackRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
-        deployment = await self._orchestrator.rollback(
+        started = self._orchestrator.rollback(
             request.app,
             request.release_id,
             timeout_seconds=request.timeout_seconds,
             actor=current_actor(),
         )
-        async for item in self._orchestrator.watch(deployment.id, 0):
-            yield self._updates(item)
+        async for update in self._follow(await started, 0):
+            yield update
 
     async def Watch(
         self, request: deployer_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
-        async for item in self._orchestrator.watch(request.deployment_id, request.after_seq):
+        async for update in self._follow(request.deployment_id, request.after_seq):
+            yield update
+
+    async def _follow(
+        self, deployment: Deployment | str, after_seq: int
+    ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
+        """The deployment's updates after ``after_seq`` until it ends, as stream messages."""
+        deployment_id = deployment if isinstance(deployment, str) else deployment.id
+        async for item in self._orchestrator.watch(deployment_id, after_seq):
             yield self._updates(item)
 
     async def Cancel(

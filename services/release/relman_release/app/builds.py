@@ -10,17 +10,22 @@ from relman_common.vocabulary import (
     BUILD,
     MAX_GIT_SHA,
     new_id,
-    page_limit,
     validate_app_name,
     validate_text,
 )
 
-from relman_release.app.lookups import active_of, app_named, build_of, latest_of, new_release
+from relman_release.app.lookups import (
+    active_of,
+    app_named,
+    build_of,
+    latest_of,
+    listing,
+    new_release,
+)
 from relman_release.app.results import ImportedBuild, Listing
 from relman_release.domain import composition
 from relman_release.domain.builds import validate_images
 from relman_release.domain.model import Build
-from relman_release.domain.paging import decode_token, encode_token
 from relman_release.ports import UnitOfWork
 
 
@@ -70,11 +75,11 @@ def get_build(uow: UnitOfWork, app_name: str, build_id: str) -> Build:
 
 
 def list_builds(uow: UnitOfWork, app_name: str, limit: int, page_token: str) -> Listing[Build]:
-    validate_app_name(app_name)
-    size = page_limit(limit)
-    before = decode_token("builds", app_name, page_token)
-    with uow.read() as repo:
-        app_named(repo, app_name)
-        page = repo.list_builds(app_name, size, before)
-    token = "" if page.next_cursor is None else encode_token("builds", app_name, page.next_cursor)
-    return Listing(items=page.items, next_page_token=token)
+    return listing(
+        uow,
+        "builds",
+        app_name,
+        limit,
+        page_token,
+        lambda repo, app, size, before: repo.list_builds(app.name, size, before),
+    )

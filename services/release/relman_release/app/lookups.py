@@ -3,15 +3,20 @@ release every write that makes one goes through."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import TypeVar
 
 from relman_common.errors import APP_NOT_FOUND, BUILD_NOT_FOUND, RELEASE_NOT_FOUND, NotFound
 from relman_common.lifecycle import release_status
-from relman_common.vocabulary import BUILD, RELEASE, check_id, new_id
+from relman_common.vocabulary import BUILD, RELEASE, check_id, new_id, page_limit, validate_app_name
 
-from relman_release.domain.model import App, Build, Release
+from relman_release.app.results import Listing
+from relman_release.domain.model import App, Build, Page, Release
+from relman_release.domain.paging import decode_token, encode_token
 from relman_release.ports import Repository, UnitOfWork
+
+T = TypeVar("T")
 
 
 def app_named(repo: Repository, name: str, lock: bool = False, field: str = "app") -> App:
@@ -24,28 +29,27 @@ def app_named(repo: Repository, name: str, lock: bool = False, field: str = "app
 def release_of(repo: Repository, app: App, release_id: str, field: str = "release_id") -> Release:
     """A release of ``app`` (its status filled in), or NotFound."""
     check_id(RELEASE, release_id, field)
-    release = repo.find_release(release_id)
-    if release is None:
-        raise NotFound(f"release not found: {release_id}", reason=RELEASE_NOT_FOUND, field=field)
-    if release.app != app.name:
-        raise NotFound(
-            f"release {release_id} not found in app {app.name}",
-            reason=RELEASE_NOT_FOUND,
-            field=field,
-        )
-    return with_status(release, app)
+    found = _owned(app, release_id, repo.find_release(release_id), RELEASE_NOT_FOUND, field)
+    return with_status(found, app)
 
 
 def build_of(repo: Repository, app: App, build_id: str, field: str = "build_id") -> Build:
+    """A build of ``app``, or NotFound."""
     check_id(BUILD, build_id, field)
-    build = repo.find_build(build_id)
-    if build is None:
-        raise NotFound(f"build not found: {build_id}", reason=BUILD_NOT_FOUND, field=field)
-    if build.app != app.name:
-        raise NotFound(
-            f"build {build_id} not found in app {app.name}", reason=BUILD_NOT_FOUND, field=field
-        )
-    return build
+    return _owned(app, build_id, repo.find_build(build_id), BUILD_NOT_FOUND, field)
+
+
+Owned = TypeVar("Owned", Release, Build)
+
+
+def _owned(app: App, wanted: str, found: Owned | None, reason: str, field: str) -> Owned:
+    """``found`` when it exists and belongs to ``app``; NotFound worded by kind otherwise."""
+    what = "release" if reason == RELEASE_NOT_FOUND else "build"
+    if found is None:
+        raise NotFound(f"{what} not found: {wanted}", reason=reason, field=field)
+    if found.app != app.name:
+        raise NotFound(f"{what} {wanted} not found in app {app.name}", reason=reason, field=field)
+    return found
 
 
 def latest_of(repo: Repository, app: App) -> Release | None:
@@ -88,3 +92,23 @@ def new_release(
     )
     repo.add_release(release)
     return with_status(release, replace(app, latest_release_id=release.id))
+
+
+def listing(
+    uow: UnitOfWork,
+    kind: str,
+    app_name: str,
+    limit: int,
+    page_token: str,
+    fetch: Callable[[Repository, App, int, int | None], Page[T]],
+) -> Listing[T]:
+    """One page of an app's ``kind`` listing (builds, releases), newest first: ``fetch(repo,
+    app, size, before)`` reads it; ``page_token`` continues a previous page."""
+    validate_app_name(app_name)
+    size = page_limit(limit)
+    before = decode_token(kind, app_name, page_token)
+    with uow.read() as repo:
+        page = fetch(repo, app_named(repo, app_name), size, before)
+    cursor = page.next_cursor
+    token = "" if cursor is None else encode_token(kind, app_name, cursor)
+    return Listing(items=page.items, next_page_token=token)

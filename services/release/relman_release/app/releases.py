@@ -13,8 +13,8 @@ from relman_common.errors import (
 )
 from relman_common.vocabulary import (
     BUILD,
+    RELEASE,
     check_id,
-    page_limit,
     validate_app_name,
     validate_env,
     validate_text,
@@ -25,6 +25,7 @@ from relman_release.app.lookups import (
     app_named,
     build_of,
     latest_of,
+    listing,
     new_release,
     release_of,
     with_status,
@@ -32,9 +33,8 @@ from relman_release.app.lookups import (
 from relman_release.app.results import Listing, ReleaseDiff
 from relman_release.domain import composition
 from relman_release.domain.env import diff_env
-from relman_release.domain.model import Release
-from relman_release.domain.paging import decode_token, encode_token
-from relman_release.ports import UnitOfWork
+from relman_release.domain.model import App, Page, Release
+from relman_release.ports import Repository, UnitOfWork
 
 
 def create_release(
@@ -83,15 +83,12 @@ def get_release(uow: UnitOfWork, app_name: str, release_id: str) -> Release:
 
 def list_releases(uow: UnitOfWork, app_name: str, limit: int, page_token: str) -> Listing[Release]:
     """Newest first, without env, with status; ``page_token`` continues a previous listing."""
-    validate_app_name(app_name)
-    size = page_limit(limit)
-    before = decode_token("releases", app_name, page_token)
-    with uow.read() as repo:
-        app = app_named(repo, app_name)
-        page = repo.list_releases(app_name, size, before)
-    items = [with_status(r, app) for r in page.items]
-    token = "" if page.next_cursor is None else encode_token("releases", app_name, page.next_cursor)
-    return Listing(items=items, next_page_token=token)
+
+    def fetch(repo: Repository, app: App, size: int, before: int | None) -> Page[Release]:
+        page = repo.list_releases(app.name, size, before)
+        return Page([with_status(r, app) for r in page.items], page.next_cursor)
+
+    return listing(uow, "releases", app_name, limit, page_token, fetch)
 
 
 def get_release_manifest(uow: UnitOfWork, app_name: str, release_id: str) -> str:
@@ -115,6 +112,9 @@ def create_release_from(
     release's), described ``created-from``."""
     validate_app_name(app_name)
     sources = composition.choose_sources(build_from, env_from, use_active_build, use_active_env)
+    # A malformed id is bad input whatever the app's state (checked before the active release).
+    check_id(RELEASE, sources.build_from, "build_from", required=False)
+    check_id(RELEASE, sources.env_from, "env_from", required=False)
     with uow.write() as repo:
         app = app_named(repo, app_name, lock=True)
         if sources.build_from:
@@ -139,6 +139,8 @@ def diff_releases(uow: UnitOfWork, app_name: str, from_id: str, to_id: str) -> R
     """What changes from ``from_id`` to ``to_id``. Defaults: from the active release, to the
     latest release."""
     validate_app_name(app_name)
+    check_id(RELEASE, from_id, "from_id", required=False)
+    check_id(RELEASE, to_id, "to_id", required=False)
     with uow.read() as repo:
         app = app_named(repo, app_name)
         if from_id:
