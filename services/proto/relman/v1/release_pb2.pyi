@@ -171,6 +171,10 @@ class Build(_message.Message):
     STARTED_FIELD_NUMBER: _builtins.int
     ENDED_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
+    RELEASE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SOURCE_SHA256_FIELD_NUMBER: _builtins.int
+    LOG_LINES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     app: _builtins.str
     manifest: _builtins.str
@@ -179,9 +183,17 @@ class Build(_message.Message):
     git_sha: _builtins.str
     status: Global___BuildStatus.ValueType
     actor: _builtins.str
+    release_id: _builtins.str
+    """The release made from it when it completed (empty before, and for a failed build)."""
+    reason: _builtins.str
+    """Why it failed ("interrupted" when the service stopped while it ran)."""
+    source_sha256: _builtins.str
+    """The source archive it was built from (empty for an imported build)."""
+    log_lines: _builtins.int
+    """Log lines written so far."""
     @_builtins.property
     def images(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """One image reference per service."""
+        """One image reference per service; by digest (repo@sha256:...) when relman built it."""
 
     @_builtins.property
     def created(self) -> _timestamp_pb2.Timestamp: ...
@@ -203,10 +215,14 @@ class Build(_message.Message):
         started: _timestamp_pb2.Timestamp | None = ...,
         ended: _timestamp_pb2.Timestamp | None = ...,
         actor: _builtins.str = ...,
+        release_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        source_sha256: _builtins.str = ...,
+        log_lines: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "ended", b"ended", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "app", b"app", "created", b"created", "description", b"description", "ended", b"ended", "git_sha", b"git_sha", "id", b"id", "images", b"images", "manifest", b"manifest", "started", b"started", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "app", b"app", "created", b"created", "description", b"description", "ended", b"ended", "git_sha", b"git_sha", "id", b"id", "images", b"images", "log_lines", b"log_lines", "manifest", b"manifest", "reason", b"reason", "release_id", b"release_id", "source_sha256", b"source_sha256", "started", b"started", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
