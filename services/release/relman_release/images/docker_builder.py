@@ -50,14 +50,10 @@ API_TIMEOUT = 60
 
 # The daemon's words, by what they mean; the first that matches decides.
 _MEANINGS: list[tuple[str, type[RelmanError], str]] = [
+    (r"connection refused|no such host|i/o timeout", Unavailable, REGISTRY_UNAVAILABLE),
     (r"dockerfile parse error|unknown instruction", InvalidArgument, INVALID_DOCKERFILE),
     (r"(COPY|ADD) failed|file not found in build context", InvalidArgument, MISSING_SOURCE),
     (r"manifest unknown|not found: manifest|pull access denied", NotFound, BASE_NOT_FOUND),
-    (
-        r"connection refused|no such host|i/o timeout|HTTP response",
-        Unavailable,
-        REGISTRY_UNAVAILABLE,
-    ),
     (r"unauthorized|authentication required|denied: requested access", Unauthenticated, ""),
 ]
 

@@ -20,7 +20,7 @@ from relman_common.vocabulary import quote
 
 from relman_release.images.base import MISSING_SOURCE, UNSUPPORTED_INSTRUCTION, USE_DOCKER
 from relman_release.images.basetree import DIR, FILE, LINK, BaseTree
-from relman_release.images.recipe import CopyStep
+from relman_release.images.copystep import CopyStep
 
 _MAGIC = frozenset("*?[")
 # gzip, bzip2, xz, and "ustar" at 257: what Docker's ADD would unpack.

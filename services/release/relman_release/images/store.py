@@ -8,7 +8,6 @@ Manifests are named by a tag or by their digest; deleting by digest is what rete
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,7 +109,3 @@ def open_store(
     if data_dir is None:
         raise ValueError("an OCI layout store needs the data dir")
     return LayoutStore(Path(data_dir) / "images")
-
-
-def copy_file(source: BinaryIO, target: BinaryIO) -> None:
-    shutil.copyfileobj(source, target, 1024 * 1024)
