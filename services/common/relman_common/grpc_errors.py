@@ -76,9 +76,12 @@ def rich_status(err: errors.RelmanError, code: grpc.StatusCode) -> grpc.Status:
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[:MAX_MESSAGE_CHARS] + "…"
     info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN))
+    metadata = {"field": err.field} if err.field else {}
+    info.Pack(
+        error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN, metadata=metadata)
+    )
     details = [info]
-    if err.field:
+    if err.field and isinstance(err, errors.InvalidArgument):
         bad = any_pb2.Any()
         violation = error_details_pb2.BadRequest.FieldViolation(
             field=err.field, description=message
@@ -101,6 +104,7 @@ def error_details(err: grpc.RpcError) -> tuple[str, str]:
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             reason = info.reason
+            field = field or info.metadata.get("field", "")
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
