@@ -22,12 +22,13 @@ from helpers import wait_for
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 from relman_common.errors import InvalidArgument, Unauthenticated
+from relman_common.manifest import EnvSpec, Port, Scale, Service
 from relman_deployer.backends import (
     kubernetes_errors,
     kubernetes_manifests,
     kubernetes_status,
 )
-from relman_deployer.backends.base import AppSpec, RolloutStatus, ServiceSpec, ServiceStatus
+from relman_deployer.backends.base import AppSpec, RolloutStatus, ServiceStatus
 from relman_deployer.backends.kubernetes_manifests import (
     RELEASE_ANNOTATION,
     deployment_manifest,
@@ -57,8 +58,8 @@ def test_doc_examples_hold(module: Any) -> None:
 # -- manifests ---------------------------------------------------------------------------------
 
 
-def spec(*services: ServiceSpec, env: dict[str, str] | None = None) -> AppSpec:
-    return AppSpec("myapp", "RBCDEFGHIJ", "BBCDEFGHIJ", env or {}, services)
+def spec(*services: Service, env: dict[str, str] | None = None, deadline: int = 600) -> AppSpec:
+    return AppSpec("myapp", "RBCDEFGHIJK", "BBCDEFGHIJK", env or {}, services, deadline)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def spec(*services: ServiceSpec, env: dict[str, str] | None = None) -> AppSpec:
 def test_rolling_update_is_the_manifest_percentages(
     minimum: int, maximum: int, expected: dict[str, object]
 ) -> None:
-    service = ServiceSpec("web", "img", deployment_minimum=minimum, deployment_maximum=maximum)
+    service = Service("web", "img", minimum=minimum, maximum=maximum)
     assert rolling_update(service) == expected
 
 
@@ -82,14 +83,16 @@ def test_rolling_update_is_the_manifest_percentages(
     ("bad", "message"),
     [
         (AppSpec("My_App", "R1", "B1"), "invalid app name"),
-        (spec(ServiceSpec("web_1", "img")), "invalid service name"),
-        (spec(ServiceSpec("web", "img"), ServiceSpec("web", "img")), "duplicate service"),
-        (spec(ServiceSpec("web", "")), "invalid image"),
-        (spec(ServiceSpec("web", "img", replicas=-1)), "replicas must not be negative"),
-        (spec(ServiceSpec("web", "img", command="bin/web 'unclosed")), "invalid command"),
-        (spec(ServiceSpec("web", "img", deployment_minimum=-1)), "maxUnavailable"),
-        (spec(ServiceSpec("web", "img"), env={"1BAD": "x"}), "invalid environment key"),
-        (AppSpec("myapp", "", "", {}, (ServiceSpec("web", "img"),)), "invalid release id"),
+        (spec(Service("web_1", "img")), "invalid service name"),
+        (spec(Service("web", "img"), Service("web", "img")), "duplicate service"),
+        (spec(Service("web", "")), "invalid image"),
+        (spec(Service("web", "registry/app:web 1")), "invalid image"),
+        (spec(Service("web", "img", scale=Scale(-1, -1))), "replicas must not be negative"),
+        (spec(Service("web", "img", minimum=-1)), "maxUnavailable"),
+        (spec(Service("web", "img"), env={"1BAD": "x"}), "invalid env key"),
+        (spec(Service("web", "img"), deadline=0), "progress deadline must be positive"),
+        (AppSpec("myapp", "", "", {}, (Service("web", "img"),)), "release id is required"),
+        (AppSpec("myapp", "R1", "", {}, (Service("web", "img"),)), "invalid release id"),
     ],
 )
 def test_specs_the_cluster_would_reject_are_refused_up_front(bad: AppSpec, message: str) -> None:
@@ -112,16 +115,31 @@ def test_namespace_prefix_must_make_valid_namespace_names() -> None:
 
 
 def test_a_service_without_port_gets_no_probe_and_no_args_without_command() -> None:
-    dep = deployment_manifest(
-        spec(ServiceSpec("worker", "img")), ServiceSpec("worker", "img"), "ns", 60
-    )
+    worker = Service("worker", "img")
+    dep = deployment_manifest(spec(worker, deadline=60), worker, "ns")
     (container,) = dep["spec"]["template"]["spec"]["containers"]
     assert set(container) == {"name", "image", "envFrom"}
     assert dep["spec"]["progressDeadlineSeconds"] == 60
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 30
     assert dep["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/name": "worker",
         "relman.io/app": "myapp",
     }
+
+
+def test_an_http_port_probes_without_a_scheme_and_env_defaults_yield_to_the_release() -> None:
+    web = Service(
+        "web",
+        "img",
+        port=Port(5000),
+        environment=(EnvSpec("A", "default-a"), EnvSpec("B", "default-b"), EnvSpec("C")),
+    )
+    dep = deployment_manifest(spec(web, env={"A": "from-release"}), web, "ns")
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": 5000}
+    assert container["ports"] == [{"name": "main", "containerPort": 5000, "protocol": "TCP"}]
+    assert container["env"] == [{"name": "B", "value": "default-b"}]
+    assert "resources" not in container
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -129,7 +147,9 @@ def test_a_service_without_port_gets_no_probe_and_no_args_without_command() -> N
 
 def namespace(release: str, services: dict[str, int]) -> dict[str, Any]:
     """The app's namespace as apply() leaves it for ``release``."""
-    desired = tuple(ServiceSpec(name, "img", replicas) for name, replicas in services.items())
+    desired = tuple(
+        Service(name, "img", scale=Scale(replicas, replicas)) for name, replicas in services.items()
+    )
     return namespace_manifest("relman-myapp", "myapp", AppSpec("myapp", release, "B", {}, desired))
 
 

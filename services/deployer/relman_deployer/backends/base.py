@@ -14,7 +14,13 @@ from typing import Protocol
 
 from relman_common.errors import InvalidArgument
 from relman_common.manifest import Service
-from relman_common.vocabulary import RELEASE, check_id, env_key_error, validate_app_name
+from relman_common.vocabulary import (
+    RELEASE,
+    check_id,
+    env_key_error,
+    service_name_error,
+    validate_app_name,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,12 @@ def check_spec(spec: AppSpec) -> None:
         error = env_key_error(key)
         if error:
             raise InvalidArgument(error)
+    for service in spec.services:
+        error = service_name_error(service.name)
+        if error:
+            raise InvalidArgument(error)
+        if service.replicas < 0:
+            raise InvalidArgument(f"service {service.name}: replicas must not be negative")
     names = [s.name for s in spec.services]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -86,7 +86,7 @@ def validate_spec(spec: AppSpec) -> None:
     """
     check_spec(spec)
     for service in spec.services:
-        if any(c.isspace() for c in service.image):
+        if not service.image or any(c.isspace() for c in service.image):
             raise InvalidArgument(f"service {service.name}: invalid image {service.image!r}")
         try:
             RollingStrategy(service.max_surge_percent, service.max_unavailable_percent).validate()

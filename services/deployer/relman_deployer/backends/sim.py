@@ -187,13 +187,20 @@ class _App:
 
 
 def pod_template(spec: AppSpec, service: Service) -> dict[str, object]:
-    """Everything that shapes a pod of ``service`` in ``spec`` (and so its template hash)."""
+    """Everything that shapes a pod of ``service`` in ``spec`` (and so its template hash).
+
+    The replica count and the rollout strategy belong to the Deployment, not to its pods: a
+    scale alone keeps the ReplicaSet, as in Kubernetes."""
+    shape = asdict(service)
+    shape["scale"] = {"cpu": service.scale.cpu, "memory": service.scale.memory}
+    for key in ("minimum", "maximum", "internal"):
+        del shape[key]
     return {
         "app": spec.app,
         "release": spec.release_id,
         "build": spec.build_id,
         "env": dict(sorted(spec.env.items())),
-        "service": asdict(service),
+        "service": shape,
     }
 
 
