@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from relman_common.clock import Clock, utcnow
@@ -430,6 +430,9 @@ class Orchestrator:
     ) -> Verdict:
         """Apply ``spec`` and follow the backend until the policy decides.
 
+        ``timeout_seconds`` becomes the Deployments' progress deadline: the backend's
+        controller judges it, the policy reads that verdict (with a backstop of its own).
+
         ``after_apply`` is the app status change written once the backend reports on the new
         release (after the events ``apply`` caused, as the seed's listing shows), or, at the
         latest, when the verdict is in.
@@ -442,7 +445,7 @@ class Orchestrator:
             first = await self._first_observation(run)
             if first is not None:
                 pending.append(first)
-            await self.backend.apply(spec)
+            await self.backend.apply(replace(spec, progress_deadline_seconds=timeout_seconds))
             policy = RolloutPolicy(
                 spec.release_id,
                 timeout_seconds=timeout_seconds,

@@ -13,6 +13,7 @@ import doctest
 import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -90,6 +91,7 @@ def test_rolling_update_is_the_manifest_percentages(
         (spec(ServiceSpec("web", "img", deployment_minimum=-1)), "maxUnavailable"),
         (spec(ServiceSpec("web", "img"), env={"1BAD": "x"}), "invalid environment key"),
         (AppSpec("myapp", "", "", {}, (ServiceSpec("web", "img"),)), "invalid release id"),
+        (replace(spec(ServiceSpec("web", "img")), progress_deadline_seconds=0), "deadline"),
     ],
 )
 def test_specs_the_cluster_would_reject_are_refused_up_front(bad: AppSpec, message: str) -> None:
@@ -112,9 +114,8 @@ def test_namespace_prefix_must_make_valid_namespace_names() -> None:
 
 
 def test_a_service_without_port_gets_no_probe_and_no_args_without_command() -> None:
-    dep = deployment_manifest(
-        spec(ServiceSpec("worker", "img")), ServiceSpec("worker", "img"), "ns", 60
-    )
+    app = replace(spec(ServiceSpec("worker", "img")), progress_deadline_seconds=60)
+    dep = deployment_manifest(app, ServiceSpec("worker", "img"), "ns")
     (container,) = dep["spec"]["template"]["spec"]["containers"]
     assert set(container) == {"name", "image", "envFrom"}
     assert dep["spec"]["progressDeadlineSeconds"] == 60
@@ -197,16 +198,55 @@ def test_restarts_come_from_the_current_release_pods_of_the_service_only() -> No
     assert status.services[0].restarts == 4
 
 
+TIMED_OUT = {
+    "type": "Progressing",
+    "status": "False",
+    "reason": "ProgressDeadlineExceeded",
+    "message": 'ReplicaSet "web-6d4cf56db6" has timed out progressing.',
+    "lastUpdateTime": "2019-01-01T00:10:51Z",
+    "lastTransitionTime": "2019-01-01T00:10:51Z",
+}
+UNAVAILABLE = {
+    "type": "Available",
+    "status": "False",
+    "reason": "MinimumReplicasUnavailable",
+    "message": "Deployment does not have minimum availability.",
+    "lastUpdateTime": "2019-01-01T00:00:50Z",
+    "lastTransitionTime": "2019-01-01T00:00:49Z",
+}
+
+
+def test_the_controllers_conditions_and_ready_pods_are_reported() -> None:
+    dep = deployment("R2", updated=1, available=1, conditions=[UNAVAILABLE, TIMED_OUT])
+    dep["status"]["readyReplicas"] = 2
+    (web,) = rollout_status(namespace("R2", {"web": 2}), {"web": dep}, []).services
+    assert web.ready == 2
+    progressing, available = web.progressing, web.availability
+    assert progressing is not None and available is not None
+    assert (progressing.status, progressing.reason, progressing.message) == (
+        "False",
+        "ProgressDeadlineExceeded",
+        'ReplicaSet "web-6d4cf56db6" has timed out progressing.',
+    )
+    assert progressing.last_update_time == T0 + timedelta(minutes=10, seconds=51)
+    assert (available.status, available.reason) == ("False", "MinimumReplicasUnavailable")
+    assert available.last_update_time == T0 + timedelta(seconds=50)
+    assert available.last_transition_time == T0 + timedelta(seconds=49)
+
+
 def test_progress_deadline_exceeded_is_the_failure() -> None:
-    condition = {
-        "type": "Progressing",
-        "status": "False",
-        "reason": "ProgressDeadlineExceeded",
-        "message": 'ReplicaSet "web-6d4cf56db6" has timed out progressing.',
-    }
-    dep = deployment("R2", updated=1, available=1, conditions=[condition])
+    dep = deployment("R2", updated=1, available=1, conditions=[TIMED_OUT])
     status = rollout_status(namespace("R2", {"web": 2}), {"web": dep}, [])
     assert status.failure == 'web: ReplicaSet "web-6d4cf56db6" has timed out progressing.'
+
+
+def test_no_conditions_are_reported_before_the_controller_observed_the_release() -> None:
+    # They describe the rollout of the template before (e.g. the one a rollback undoes).
+    stale = deployment("R2", generation=3, observed=2, conditions=[TIMED_OUT])
+    older = deployment("R1", conditions=[TIMED_OUT])
+    for dep in (stale, older):
+        (web,) = rollout_status(namespace("R2", {"web": 2}), {"web": dep}, []).services
+        assert web.conditions == ()
 
 
 def test_no_namespace_means_no_release() -> None:

@@ -12,6 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from relman_deployer.rollout.progress import (
+    AVAILABLE,
+    PROGRESSING,
+    DeploymentCondition,
+    DeploymentStatus,
+)
+
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+
 
 @dataclass(frozen=True)
 class HealthCheck:
@@ -58,6 +67,9 @@ class AppSpec:
     build_id: str
     env: Mapping[str, str] = field(default_factory=dict)
     services: tuple[ServiceSpec, ...] = ()
+    # Each Deployment's progressDeadlineSeconds: the rollout fails when no pod moved forward
+    # for longer (the orchestrator passes the deployment's timeout).
+    progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -78,16 +90,21 @@ class BackendEvent:
 
 @dataclass(frozen=True)
 class ServiceStatus:
-    """Rollout progress of one service towards the release in the current AppSpec."""
+    """Rollout progress of one service towards the release in the current AppSpec: the status
+    its Deployment controller reports."""
 
     name: str
     desired: int
-    # Pods of the current template / of any template / ready and available.
+    # Pods of the current template / of any template / available.
     updated: int
     total: int
     available: int
     # Highest container restart count among the current template's pods.
     restarts: int = 0
+    # Pods passing their readiness probe (``readyReplicas``).
+    ready: int = 0
+    # The Deployment's Progressing and Available conditions, as its controller set them.
+    conditions: tuple[DeploymentCondition, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -96,6 +113,30 @@ class ServiceStatus:
             self.updated == self.desired
             and self.total == self.desired
             and self.available == self.desired
+        )
+
+    @property
+    def progressing(self) -> DeploymentCondition | None:
+        return self.condition(PROGRESSING)
+
+    @property
+    def availability(self) -> DeploymentCondition | None:
+        return self.condition(AVAILABLE)
+
+    def condition(self, type_: str) -> DeploymentCondition | None:
+        for condition in self.conditions:
+            if condition.type == type_:
+                return condition
+        return None
+
+    def deployment_status(self) -> DeploymentStatus:
+        """What the progress judge reads."""
+        return DeploymentStatus(
+            replicas=self.total,
+            updated_replicas=self.updated,
+            ready_replicas=self.ready,
+            available_replicas=self.available,
+            conditions=self.conditions,
         )
 
 
@@ -133,7 +174,7 @@ class Backend(Protocol):
         """Events and status snapshots for ``app`` from now on, until the iterator is closed.
 
         Open it *before* :meth:`apply` so nothing is missed. A status snapshot is yielded at
-        the start and whenever the counts change.
+        the start and whenever it changes (counts, restarts or conditions).
         """
         ...
 

@@ -19,8 +19,10 @@ Deployments still have to be written.
 Events, each in a thread (the official client is synchronous), feeding the event loop with
 ``call_soon_threadsafe``. It yields a :class:`RolloutStatus` once everything is listed, then
 every Event that happens from then on (``system/k8s/<involvedObject.name>``, the Event's reason
-and message, in Kubernetes' own words) and a new snapshot whenever the counts change. Blocking
-API calls of :meth:`apply` run on a small executor of the backend's own, never on the loop.
+and message, in Kubernetes' own words) and a new snapshot whenever the status changes (counts,
+restarts, or the conditions in which the Deployment controller gives its progress verdict).
+Blocking API calls of :meth:`apply` run on a small executor of the backend's own, never on the
+loop.
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ from relman_deployer.backends.base import AppSpec, Observation, RolloutStatus
 from relman_deployer.backends.kubernetes_errors import api_error, connection_error
 from relman_deployer.backends.kubernetes_manifests import (
     APP_LABEL,
-    DEFAULT_PROGRESS_DEADLINE_SECONDS,
     FIELD_MANAGER,
     MANAGED_BY,
     decode_env,
@@ -323,22 +324,17 @@ class KubernetesBackend:
         kubeconfig: str | None = None,
         context: str | None = None,
         namespace_prefix: str = "relman",
-        progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE_SECONDS,
         watch_timeout_seconds: int = 30,
         api_threads: int = 4,
         clock: Clock = utcnow,
     ) -> None:
-        """``progress_deadline_seconds`` becomes each Deployment's progressDeadlineSeconds;
-        ``watch_timeout_seconds`` is how long one watch request lasts before it is renewed
+        """``watch_timeout_seconds`` is how long one watch request lasts before it is renewed
         (also the longest a stopped watch thread may take to notice, had its socket not been
         shut); ``api_threads`` bounds concurrent blocking API calls of :meth:`apply`."""
         validate_prefix(namespace_prefix)
-        if progress_deadline_seconds <= 0:
-            raise InvalidArgument("progress_deadline_seconds must be positive")
         if watch_timeout_seconds <= 0:
             raise InvalidArgument("watch_timeout_seconds must be positive")
         self.namespace_prefix = namespace_prefix
-        self.progress_deadline_seconds = progress_deadline_seconds
         self.watch_timeout_seconds = watch_timeout_seconds
         self._configuration = load_configuration(kubeconfig, context)
         self._clock = clock
@@ -428,7 +424,7 @@ class KubernetesBackend:
         if spec.services:
             self._ensure_secret(core, ns, spec)
         for service in spec.services:
-            body = deployment_manifest(spec, service, ns, self.progress_deadline_seconds)
+            body = deployment_manifest(spec, service, ns)
             with _api(f"applying Deployment {ns}/{service.name}"):
                 server_side_apply(
                     api, f"/apis/apps/v1/namespaces/{ns}/deployments/{service.name}", body

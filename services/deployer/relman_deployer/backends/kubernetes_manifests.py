@@ -7,9 +7,9 @@ each release gets its own ReplicaSet and a rollback to a release scales its old 
 >>> spec = AppSpec("myapp", "RBCDEFGHIJ", "BABCDEFGHI", {"FOO": "bar"},
 ...                (ServiceSpec("web", "registry/myapp:web.1", replicas=2, command="bin/web -v",
 ...                             port=5000, health=HealthCheck("/health", 3, 4, 2)),))
->>> dep = deployment_manifest(spec, spec.services[0], "relman-myapp", 600)
->>> dep["spec"]["strategy"]["rollingUpdate"]
-{'maxSurge': '100%', 'maxUnavailable': '50%'}
+>>> dep = deployment_manifest(spec, spec.services[0], "relman-myapp")
+>>> dep["spec"]["strategy"]["rollingUpdate"], dep["spec"]["progressDeadlineSeconds"]
+({'maxSurge': '100%', 'maxUnavailable': '50%'}, 600)
 >>> main = dep["spec"]["template"]["spec"]["containers"][0]
 >>> main["args"], main["envFrom"]
 (['bin/web', '-v'], [{'secretRef': {'name': 'env-rbcdefghij'}}])
@@ -46,7 +46,6 @@ BUILD_ANNOTATION = "relman.io/build"
 # RELEASE_ANNOTATION, written last by apply(), so observers know the whole desired state even
 # before the Deployments exist.
 SERVICES_ANNOTATION = "relman.io/services"
-DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 # A DNS-1123 label: valid as a Deployment name and as a label value.
@@ -89,6 +88,10 @@ def validate_spec(spec: AppSpec) -> None:
         raise InvalidArgument(f"invalid app name: {spec.app!r}")
     if spec.services and not _RELEASE_ID.match(spec.release_id):
         raise InvalidArgument(f"invalid release id: {spec.release_id!r}")
+    if not 0 < spec.progress_deadline_seconds < 2**31 - 1:  # MaxInt32 means "no deadline"
+        raise InvalidArgument(
+            f"invalid progress deadline: {spec.progress_deadline_seconds}s (must be positive)"
+        )
     for key in spec.env:
         if not _ENV_KEY.match(key):
             raise InvalidArgument(f"invalid environment key: {key!r}")
@@ -204,10 +207,12 @@ def readiness_probe(port: int, health: HealthCheck | None) -> Json:
     }
 
 
-def deployment_manifest(
-    spec: AppSpec, service: ServiceSpec, namespace: str, progress_deadline_seconds: int
-) -> Json:
-    """The Deployment of one service, as server-side apply wants it (only fields we own)."""
+def deployment_manifest(spec: AppSpec, service: ServiceSpec, namespace: str) -> Json:
+    """The Deployment of one service, as server-side apply wants it (only fields we own).
+
+    Its ``progressDeadlineSeconds`` is the spec's: the controller fails the rollout with
+    ``ProgressDeadlineExceeded`` when no pod moved forward for longer.
+    """
     container: Json = {
         "name": CONTAINER,
         "image": service.image,
@@ -234,7 +239,7 @@ def deployment_manifest(
         },
         "spec": {
             "replicas": service.replicas,
-            "progressDeadlineSeconds": progress_deadline_seconds,
+            "progressDeadlineSeconds": spec.progress_deadline_seconds,
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update(service)},
             "template": {
