@@ -5,7 +5,13 @@ Per app a namespace ``relman-<app>``; per service a Deployment whose ReplicaSets
 node ``instance-<12 hex>``. The controller runs :func:`relman_deployer.rollout.rolling_step`
 one pass at a time (scale the new ReplicaSet up if allowed, else old ones down) and every scale
 goes through :meth:`SimBackend._scale_replica_set_and_record_event`, which records exactly one
-``ScalingReplicaSet`` event, as ``scaleReplicaSetAndRecordEvent`` does in Kubernetes.
+``ScalingReplicaSet`` event, as ``scaleReplicaSetAndRecordEvent`` does in Kubernetes. After each
+pass the Deployment's status is written by the progress judge
+(:func:`relman_deployer.rollout.sync_rollout_status`): its counts and its ``Progressing`` and
+``Available`` conditions, as ``syncRolloutStatus`` writes them. A rollout that stops moving is
+judged again when its progress deadline passes (a timer, as ``requeueStuckDeployment`` does),
+so it fails with ``ProgressDeadlineExceeded`` without anybody polling.
+
 
 Pods take ``pod_delay`` seconds from creation to ready (half to pull and start, half to pass
 readiness). Nothing runs a task per pod: pod steps are event-loop timer callbacks
@@ -30,6 +36,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from relman_common.clock import Clock, utcnow
@@ -44,7 +51,17 @@ from relman_deployer.backends.base import (
     ServiceStatus,
 )
 from relman_deployer.backends.sim_names import generated_suffix, node_name, template_hash
-from relman_deployer.rollout import ReplicaSetCounts, RollingStrategy, rolling_step
+from relman_deployer.rollout import (
+    DeploymentStatus,
+    ReplicaSetCounts,
+    RollingStrategy,
+    Rollout,
+    max_unavailable,
+    new_replica_set_condition,
+    requeue_after,
+    rolling_step,
+    sync_rollout_status,
+)
 
 FAIL_ENV = "RELMAN_SIM_FAIL"
 FAIL_MODES = ("", "crash", "unready")
@@ -54,6 +71,9 @@ REVISION_HISTORY_LIMIT = 10
 # Bound on controller passes per sync; every pass scales something, so this is never reached
 # unless the arithmetic is broken, and then the sim stops instead of spinning.
 _MAX_PASSES = 10_000
+# A stuck Deployment is judged again this long after its deadline: it times out only strictly
+# after ``lastUpdateTime + progressDeadlineSeconds`` (the controller waits a whole second).
+_RECHECK_MARGIN = 0.02
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 _SERVICE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -93,7 +113,14 @@ class _Deployment:
     name: str
     spec: ServiceSpec
     current_hash: str
+    progress_deadline_seconds: int
     replica_sets: dict[str, _ReplicaSet] = field(default_factory=dict)
+    # The status as the controller last wrote it (counts and conditions).
+    written: DeploymentStatus = field(default_factory=DeploymentStatus)
+    # The current ReplicaSet was created by the last apply and no sync has recorded it yet.
+    created_replica_set: bool = False
+    # The progress check of a stuck rollout (requeueStuckDeployment).
+    recheck: asyncio.TimerHandle | None = None
 
     @property
     def current(self) -> _ReplicaSet:
@@ -108,16 +135,39 @@ class _Deployment:
     def strategy(self) -> RollingStrategy:
         return RollingStrategy(self.spec.max_surge_percent, self.spec.max_unavailable_percent)
 
-    def status(self) -> ServiceStatus:
-        current = self.current
+    def rollout(self) -> Rollout:
+        """What the progress judge reads of this Deployment."""
+        return Rollout(
+            name=self.name,
+            replicas=self.spec.replicas,
+            max_unavailable=max_unavailable(self.spec.replicas, self.strategy),
+            progress_deadline_seconds=self.progress_deadline_seconds,
+            new_replica_set=self.current.name,
+        )
+
+    def counts(self) -> DeploymentStatus:
+        """The pods as they are now (``calculateStatus``; ready is available: no
+        minReadySeconds)."""
         all_pods = [p for rs in self.replica_sets.values() for p in rs.pods.values()]
+        available = sum(1 for p in all_pods if p.ready)
+        return DeploymentStatus(
+            replicas=len(all_pods),
+            updated_replicas=len(self.current.pods),
+            ready_replicas=available,
+            available_replicas=available,
+        )
+
+    def status(self) -> ServiceStatus:
+        written = self.written
         return ServiceStatus(
             name=self.name,
             desired=self.spec.replicas,
-            updated=len(current.pods),
-            total=len(all_pods),
-            available=sum(1 for p in all_pods if p.ready),
-            restarts=max((p.restarts for p in current.pods.values()), default=0),
+            updated=written.updated_replicas,
+            total=written.replicas,
+            available=written.available_replicas,
+            restarts=max((p.restarts for p in self.current.pods.values()), default=0),
+            ready=written.ready_replicas,
+            conditions=written.conditions,
         )
 
 
@@ -208,6 +258,10 @@ def validate_spec(spec: AppSpec) -> str:
     """Raise :class:`InvalidArgument` for a spec the sim cannot run; return the failure mode."""
     if not _APP_NAME.match(spec.app):
         raise InvalidArgument(f"invalid app name: {spec.app!r}")
+    if spec.progress_deadline_seconds <= 0:
+        raise InvalidArgument(
+            f"invalid progress deadline: {spec.progress_deadline_seconds}s (must be positive)"
+        )
     fail = spec.env.get(FAIL_ENV, "")
     if fail not in FAIL_MODES:
         raise InvalidArgument(f"{FAIL_ENV} must be crash or unready, not {fail!r}")
@@ -283,7 +337,9 @@ class SimBackend:
             dep = app.deployments.get(service.name)
             if dep is None:
                 hash_ = template_hash(template)
-                dep = app.deployments[service.name] = _Deployment(service.name, service, hash_)
+                dep = app.deployments[service.name] = _Deployment(
+                    service.name, service, hash_, spec.progress_deadline_seconds
+                )
             # The existing ReplicaSet of this template (a rollback), or a new one; a hash that
             # another template already owns is moved away from (``collisionCount``).
             collisions = 0
@@ -292,8 +348,10 @@ class SimBackend:
                 collisions += 1
                 hash_ = template_hash(template, collisions)
             dep.spec = service
+            dep.progress_deadline_seconds = spec.progress_deadline_seconds
             dep.current_hash = hash_
             if hash_ not in dep.replica_sets:
+                dep.created_replica_set = True
                 dep.replica_sets[hash_] = _ReplicaSet(
                     name=f"{service.name}-{hash_}",
                     template_hash=hash_,
@@ -317,6 +375,7 @@ class SimBackend:
         self._closed = True
         for app in self._apps.values():
             for dep in app.deployments.values():
+                _stop_recheck(dep)
                 for rs in dep.replica_sets.values():
                     for pod in rs.pods.values():
                         _cancel(pod)
@@ -377,6 +436,8 @@ class SimBackend:
         self._publish_status(app)
 
     def _sync_deployment(self, app: _App, dep: _Deployment) -> None:
+        """Controller passes until nothing moves; after each one the status is written."""
+        now: datetime | None = None  # the time of this sync, taken after its first scale
         for _ in range(_MAX_PASSES):
             current = dep.current
             by_name = {rs.name: rs for rs in dep.replica_sets.values()}
@@ -386,14 +447,43 @@ class SimBackend:
                 current.counts(),
                 [rs.counts() for rs in dep.old()],
             )
-            if not scales:
-                break
             for scale in scales:
                 rs = by_name[scale.name]
                 if self._scale_replica_set_and_record_event(app, dep, rs, scale.replicas):
                     self._sync_replica_set(app, rs)
+            if now is None:
+                now = self._clock()
+            self._sync_rollout_status(dep, now)
+            if not scales:
+                break
         if dep.status().complete:
             self._cleanup_deployment(dep)
+        if now is not None:
+            self._requeue_stuck_deployment(app, dep, now)
+
+    def _sync_rollout_status(self, dep: _Deployment, now: datetime) -> None:
+        """Write the Deployment's status as ``syncRolloutStatus`` does (the one judge)."""
+        rollout = dep.rollout()
+        status = new_replica_set_condition(
+            rollout, dep.written, created=dep.created_replica_set, now=now
+        )
+        dep.created_replica_set = False
+        dep.written = sync_rollout_status(rollout, status, dep.counts(), now)
+
+    def _requeue_stuck_deployment(self, app: _App, dep: _Deployment, now: datetime) -> None:
+        """Judge ``dep`` again once its progress deadline has passed, unless it moves first."""
+        _stop_recheck(dep)
+        after = requeue_after(dep.rollout(), dep.written, now)
+        if after is None or self._closed or self._loop is None:
+            return
+        dep.recheck = self._loop.call_later(after + _RECHECK_MARGIN, self._recheck, app, dep)
+
+    def _recheck(self, app: _App, dep: _Deployment) -> None:
+        dep.recheck = None
+        if self._closed or app.deployments.get(dep.name) is not dep:
+            return
+        self._sync_deployment(app, dep)
+        self._publish_status(app)
 
     def _scale_replica_set_and_record_event(
         self, app: _App, dep: _Deployment, rs: _ReplicaSet, replicas: int
@@ -470,6 +560,7 @@ class SimBackend:
 
     def _delete_deployment(self, app: _App, dep: _Deployment) -> None:
         """A service left the spec: its Deployment is deleted and the GC kills its pods."""
+        _stop_recheck(dep)
         for rs in dep.replica_sets.values():
             for pod in rs.pods.values():
                 _cancel(pod)
@@ -512,3 +603,9 @@ def _cancel(pod: _Pod) -> None:
     if pod.timer is not None:
         pod.timer.cancel()
         pod.timer = None
+
+
+def _stop_recheck(dep: _Deployment) -> None:
+    if dep.recheck is not None:
+        dep.recheck.cancel()
+        dep.recheck = None
