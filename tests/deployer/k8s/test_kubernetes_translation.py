@@ -234,12 +234,6 @@ def test_the_controllers_conditions_and_ready_pods_are_reported() -> None:
     assert available.last_transition_time == T0 + timedelta(seconds=49)
 
 
-def test_progress_deadline_exceeded_is_the_failure() -> None:
-    dep = deployment("R2", updated=1, available=1, conditions=[TIMED_OUT])
-    status = rollout_status(namespace("R2", {"web": 2}), {"web": dep}, [])
-    assert status.failure == 'web: ReplicaSet "web-6d4cf56db6" has timed out progressing.'
-
-
 def test_no_conditions_are_reported_before_the_controller_observed_the_release() -> None:
     # They describe the rollout of the template before (e.g. the one a rollback undoes).
     stale = deployment("R2", generation=3, observed=2, conditions=[TIMED_OUT])

@@ -146,17 +146,10 @@ class RolloutStatus:
 
     release_id: str
     services: tuple[ServiceStatus, ...]
-    # Set when the backend itself saw a rollout fail for good (e.g. ProgressDeadlineExceeded).
-    failure: str = ""
 
     @property
     def complete(self) -> bool:
         return all(s.complete for s in self.services)
-
-    @property
-    def progress_key(self) -> tuple[tuple[str, int, int, int], ...]:
-        """Changes whenever the rollout makes progress (resets the progress deadline)."""
-        return tuple((s.name, s.updated, s.total, s.available) for s in self.services)
 
 
 Observation = BackendEvent | RolloutStatus

@@ -34,7 +34,7 @@ from relman_deployer.backends.kubernetes_manifests import (
     RELEASE_ANNOTATION,
     SERVICES_ANNOTATION,
 )
-from relman_deployer.rollout import PROGRESS_DEADLINE_EXCEEDED, DeploymentCondition
+from relman_deployer.rollout import DeploymentCondition
 
 Json = dict[str, Any]
 
@@ -154,12 +154,7 @@ def rollout_status(
         )
         for name, desired in services.items()
     )
-    failures = [
-        f"{s.name}: {p.message or PROGRESS_DEADLINE_EXCEEDED}"
-        for s in statuses
-        if (p := s.progressing) is not None and p.reason == PROGRESS_DEADLINE_EXCEEDED
-    ]
-    return RolloutStatus(release_id=release, services=statuses, failure="; ".join(failures))
+    return RolloutStatus(release_id=release, services=statuses)
 
 
 def parse_time(value: object) -> datetime | None:
