@@ -12,11 +12,14 @@ pass the Deployment's status is written by the progress judge
 judged again when its progress deadline passes (a timer, as ``requeueStuckDeployment`` does),
 so it fails with ``ProgressDeadlineExceeded`` without anybody polling.
 
-
 Pods take ``pod_delay`` seconds from creation to ready (half to pull and start, half to pass
-readiness). Nothing runs a task per pod: pod steps are event-loop timer callbacks
-(``call_soon`` when ``pod_delay`` is 0), and all state changes happen synchronously inside
-them, so there are no locks and no partial states to observe.
+readiness). The pods one sync of a ReplicaSet creates form a batch that steps together: they
+become ready at the same moment and the Deployment controller then runs once for all of them,
+as it does when the ReplicaSet controller reports them in one status update (one controller
+pass per pod would take twice the ScalingReplicaSet steps a real cluster takes). Nothing runs
+a task per pod: batch steps are event-loop timer callbacks (``call_soon`` when ``pod_delay``
+is 0), and all state changes happen synchronously inside them, so there are no locks and no
+partial states to observe.
 
 Failures are chosen by the release's environment, visibly: ``RELMAN_SIM_FAIL=crash`` makes the
 new pods crash-loop (``BackOff`` every ``retry_interval`` seconds, restarts counted) and
@@ -86,6 +89,14 @@ class _Pod:
     seq: int
     ready: bool = False
     restarts: int = 0
+    batch: _PodBatch | None = None  # while it waits for its next step
+
+
+@dataclass(eq=False)
+class _PodBatch:
+    """The pods one sync of a ReplicaSet created: they pull, start and get ready together."""
+
+    pods: list[_Pod] = field(default_factory=list)
     timer: asyncio.Handle | None = None
 
 
@@ -406,7 +417,7 @@ class SimBackend:
             for dep in app.deployments.values()
             for rs in dep.replica_sets.values()
             for pod in rs.pods.values()
-            if pod.timer is not None
+            if pod.batch is not None and pod.batch.timer is not None
         )
 
     def pods(self, app: str, service: str) -> dict[str, str]:
@@ -498,10 +509,16 @@ class SimBackend:
         return True
 
     def _sync_replica_set(self, app: _App, rs: _ReplicaSet) -> None:
-        """The ReplicaSet controller: create or delete pods until they match ``replicas``."""
+        """The ReplicaSet controller: create or delete pods until they match ``replicas``.
+
+        The pods one sync creates are one batch: scheduled together, they get ready together.
+        """
         diff = rs.replicas - len(rs.pods)
-        for _ in range(diff):
-            self._create_pod(app, rs)
+        if diff > 0:
+            batch = _PodBatch([self._create_pod(app, rs) for _ in range(diff)])
+            for pod in batch.pods:
+                pod.batch = batch
+            batch.timer = self._later(self.pod_delay / 2, self._pods_started, app, rs, batch)
         if diff < 0:
             # getPodsToDelete: not-ready before ready, more restarts first, newest first.
             doomed = sorted(rs.pods.values(), key=lambda p: (p.ready, -p.restarts, -p.seq))
@@ -511,7 +528,7 @@ class SimBackend:
                 self._emit(app, rs.name, "SuccessfulDelete", f"Deleted pod: {pod.name}")
                 self._emit(app, pod.name, "Killing", f"Stopping container {CONTAINER}")
 
-    def _create_pod(self, app: _App, rs: _ReplicaSet) -> None:
+    def _create_pod(self, app: _App, rs: _ReplicaSet) -> _Pod:
         name = f"{rs.name}-{generated_suffix(self._rng)}"
         while name in rs.pods:
             name = f"{rs.name}-{generated_suffix(self._rng)}"
@@ -525,37 +542,43 @@ class SimBackend:
             f"Successfully assigned {app.namespace}/{name} to {pod.node}",
         )
         self._emit(app, name, "Pulling", f'Pulling image "{rs.image}"')
-        pod.timer = self._later(self.pod_delay / 2, self._pod_started, app, rs, pod)
+        return pod
 
-    def _pod_started(self, app: _App, rs: _ReplicaSet, pod: _Pod) -> None:
-        pod.timer = None
-        if rs.pods.get(pod.name) is not pod or self._closed:
+    def _pods_started(self, app: _App, rs: _ReplicaSet, batch: _PodBatch) -> None:
+        batch.timer = None
+        if self._closed or not batch.pods:
             return
-        self._emit(app, pod.name, "Pulled", f'Successfully pulled image "{rs.image}"')
-        self._emit(app, pod.name, "Created", f"Created container {CONTAINER}")
-        self._emit(app, pod.name, "Started", f"Started container {CONTAINER}")
-        pod.timer = self._later(self.pod_delay / 2, self._pod_probed, app, rs, pod)
+        for pod in batch.pods:
+            self._emit(app, pod.name, "Pulled", f'Successfully pulled image "{rs.image}"')
+            self._emit(app, pod.name, "Created", f"Created container {CONTAINER}")
+            self._emit(app, pod.name, "Started", f"Started container {CONTAINER}")
+        batch.timer = self._later(self.pod_delay / 2, self._pods_probed, app, rs, batch)
 
-    def _pod_probed(self, app: _App, rs: _ReplicaSet, pod: _Pod) -> None:
-        """The pod's container has run for a while: it is ready, or it fails again."""
-        pod.timer = None
-        if rs.pods.get(pod.name) is not pod or self._closed:
+    def _pods_probed(self, app: _App, rs: _ReplicaSet, batch: _PodBatch) -> None:
+        """The batch's containers have run for a while: they are ready, or fail again."""
+        batch.timer = None
+        if self._closed or not batch.pods:
             return
         if rs.fail == "crash":
-            pod.restarts += 1
-            self._emit(app, pod.name, "BackOff", "Back-off restarting failed container")
+            for pod in batch.pods:
+                pod.restarts += 1
+                self._emit(app, pod.name, "BackOff", "Back-off restarting failed container")
         elif rs.fail == "unready":
-            self._emit(
-                app,
-                pod.name,
-                "Unhealthy",
-                "Readiness probe failed: HTTP probe failed with statuscode: 503",
-            )
+            for pod in batch.pods:
+                self._emit(
+                    app,
+                    pod.name,
+                    "Unhealthy",
+                    "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                )
         else:
-            pod.ready = True
-            self._sync_app(app)
+            for pod in batch.pods:
+                pod.ready = True
+                pod.batch = None
+            batch.pods.clear()
+            self._sync_app(app)  # one status update of the ReplicaSet, one controller run
             return
-        pod.timer = self._later(self.retry_interval, self._pod_probed, app, rs, pod)
+        batch.timer = self._later(self.retry_interval, self._pods_probed, app, rs, batch)
         self._publish_status(app)
 
     def _delete_deployment(self, app: _App, dep: _Deployment) -> None:
@@ -576,7 +599,7 @@ class SimBackend:
     # -- output ------------------------------------------------------------------------------
 
     def _later(
-        self, delay: float, callback: Callable[[_App, _ReplicaSet, _Pod], None], *args: Any
+        self, delay: float, callback: Callable[[_App, _ReplicaSet, _PodBatch], None], *args: Any
     ) -> asyncio.Handle:
         assert self._loop is not None  # set by apply(), the only way pods come to exist
         if delay <= 0:
@@ -600,9 +623,14 @@ class SimBackend:
 
 
 def _cancel(pod: _Pod) -> None:
-    if pod.timer is not None:
-        pod.timer.cancel()
-        pod.timer = None
+    """The pod is gone: it leaves its batch, whose timer stops once no pod is left in it."""
+    batch, pod.batch = pod.batch, None
+    if batch is None:
+        return
+    batch.pods.remove(pod)
+    if not batch.pods and batch.timer is not None:
+        batch.timer.cancel()
+        batch.timer = None
 
 
 def _stop_recheck(dep: _Deployment) -> None:
