@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from relman_deployer.rollout.arithmetic import deployment_complete
 from relman_deployer.rollout.progress import (
     AVAILABLE,
     PROGRESSING,
@@ -108,12 +109,8 @@ class ServiceStatus:
 
     @property
     def complete(self) -> bool:
-        """Like the Deployment controller's DeploymentComplete."""
-        return (
-            self.updated == self.desired
-            and self.total == self.desired
-            and self.available == self.desired
-        )
+        """The Deployment controller's DeploymentComplete."""
+        return deployment_complete(self.desired, self.updated, self.total, self.available)
 
     @property
     def progressing(self) -> DeploymentCondition | None:

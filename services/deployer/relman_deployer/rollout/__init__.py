@@ -9,12 +9,9 @@ from relman_deployer.rollout.arithmetic import (
     max_surge,
     max_unavailable,
     new_rs_new_replicas,
-    reconcile_new_replica_set,
     reconcile_old_replica_sets,
     resolve_fenceposts,
     rolling_step,
-    scale_down_old_replica_sets_for_rolling_update,
-    scaled_value_from_percent,
 )
 from relman_deployer.rollout.progress import (
     AVAILABLE,
@@ -50,12 +47,9 @@ __all__ = [
     "max_unavailable",
     "new_replica_set_condition",
     "new_rs_new_replicas",
-    "reconcile_new_replica_set",
     "reconcile_old_replica_sets",
     "requeue_after",
     "resolve_fenceposts",
     "rolling_step",
-    "scale_down_old_replica_sets_for_rolling_update",
-    "scaled_value_from_percent",
     "sync_rollout_status",
 ]
