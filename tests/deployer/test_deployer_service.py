@@ -4,6 +4,7 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 
 import grpc
@@ -103,10 +104,9 @@ async def test_unready_release_rolls_back_when_the_timeout_passes(stack: Stack) 
     assert got.statuses == ROLLED_BACK
     assert any(m.startswith("Readiness probe failed") for m in got.messages)
     assert got.last is not None
-    assert (got.last.outcome, got.last.reason) == (
-        types_pb2.OUTCOME_ROLLED_BACK,
-        "no progress for 1s",
-    )
+    # The sim's controller gave up after the deadline, in the real controller's words.
+    assert got.last.outcome == types_pb2.OUTCOME_ROLLED_BACK
+    assert re.fullmatch(r'web: ReplicaSet "web-\w+" has timed out progressing\.', got.last.reason)
     app = await stack.release.GetApp(release_pb2.GetAppRequest(name="myapp"))
     assert app.active_release_id == good
 

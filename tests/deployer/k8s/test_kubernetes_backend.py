@@ -10,6 +10,7 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -283,44 +284,45 @@ async def test_new_release_rolls_pods_over_and_scales_the_old_replica_set_to_zer
 
 
 async def test_crash_looping_release_never_completes_and_reports_restarts_and_deadline(
-    kube_cluster: KubeCluster, app_name: str
+    backend: KubernetesBackend, follow: Callable[[str], Follower], app_name: str
 ) -> None:
-    # A backend of its own; a short progress deadline, to see the controller give up.
-    backend = KubernetesBackend(kubeconfig=str(kube_cluster.kubeconfig))
-    try:
-        follower = Follower(backend.observe(app_name))
-        await backend.apply(app_spec(app_name, "RBCDEFGHIJK", services=(("web", 2),)))
-        await follower.complete("RBCDEFGHIJK")
+    follower = follow(app_name)
+    await backend.apply(app_spec(app_name, "RBCDEFGHIJK", services=(("web", 2),)))
+    await follower.complete("RBCDEFGHIJK")
 
-        crash = app_spec(app_name, "RCDEFGHIJKL", tag="crash", services=(("web", 2),), deadline=3)
-        await backend.apply(crash)
+    # A short progress deadline, to see the controller give up.
+    crashing = app_spec(app_name, "RCDEFGHIJKL", tag="crash", services=(("web", 2),))
+    await backend.apply(replace(crashing, progress_deadline_seconds=3))
 
-        def failed_after_restarts(seen: list[Observation]) -> bool:
-            last = seen[-1]
-            return (
-                isinstance(last, RolloutStatus)
-                and last.release_id == "RCDEFGHIJKL"
-                and last.failure != ""
-                and last.services[0].restarts >= 2
-                and len(events(seen, "BackOff")) >= 2
-            )
+    def timed_out(status: RolloutStatus) -> bool:
+        progressing = status.services[0].progressing
+        return progressing is not None and progressing.reason == "ProgressDeadlineExceeded"
 
-        seen = await follower.until(failed_after_restarts, "a failed rollout with restarts")
-        crash = statuses(seen, "RCDEFGHIJKL")
-        assert not any(s.complete for s in crash)
-        restarts = [s.services[0].restarts for s in crash]
-        assert restarts == sorted(restarts) and restarts[-1] >= 2
-        assert re.fullmatch(
-            r'web: ReplicaSet "web-\w+" has timed out progressing\.', crash[-1].failure
+    def failed_after_restarts(seen: list[Observation]) -> bool:
+        last = seen[-1]
+        return (
+            isinstance(last, RolloutStatus)
+            and last.release_id == "RCDEFGHIJKL"
+            and timed_out(last)
+            and last.services[0].restarts >= 2
+            and len(events(seen, "BackOff")) >= 2
         )
-        backoff = events(seen, "BackOff")
-        assert all(e.message == "Back-off restarting failed container" for e in backoff)
-        assert all(re.fullmatch(rf"system/k8s/web-{A}+-{A}{{5}}", e.source) for e in backoff)
-        # maxUnavailable 50% of 2: one old pod keeps serving all along.
-        assert all(s.services[0].available >= 1 for s in crash)
-        await follower.observer.aclose()
-    finally:
-        await backend.close()
+
+    seen = await follower.until(failed_after_restarts, "a failed rollout with restarts")
+    crash = statuses(seen, "RCDEFGHIJKL")
+    assert not any(s.complete for s in crash)
+    restarts = [s.services[0].restarts for s in crash]
+    assert restarts == sorted(restarts) and restarts[-1] >= 2
+    progressing = crash[-1].services[0].progressing
+    assert progressing is not None and progressing.status == "False"
+    assert re.fullmatch(r'ReplicaSet "web-\w+" has timed out progressing\.', progressing.message)
+    backoff = events(seen, "BackOff")
+    assert all(e.message == "Back-off restarting failed container" for e in backoff)
+    assert all(re.fullmatch(rf"system/k8s/web-{A}+-{A}{{5}}", e.source) for e in backoff)
+    # maxUnavailable 50% of 2: one old pod keeps serving all along.
+    assert all(s.services[0].available >= 1 for s in crash)
+    available = crash[-1].services[0].availability
+    assert available is not None and available.reason == "MinimumReplicasAvailable"
 
 
 async def test_rollback_scales_the_old_replica_set_back_and_restores_its_env(

@@ -4,6 +4,7 @@ streams the cluster's own events and a crash-looping release is rolled back by i
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,32 @@ async def test_promote_streams_cluster_events_and_a_crashing_release_rolls_back(
         )
     finally:
         api.close()
+    assert web.metadata.annotations["relman.io/release"] == good
+    assert web.status.available_replicas == 2
+
+
+async def test_a_stuck_release_fails_at_its_deadline_in_the_controllers_words(
+    services: Services, kube_cluster: KubeCluster, app_name: str
+) -> None:
+    await services.release.CreateApp(release_pb2.CreateAppRequest(name=app_name), metadata=ACTOR)
+    good = await import_build(services, app_name, "BGOOD")
+    promote = services.deployer.Promote(deployer_pb2.PromoteRequest(app=app_name), metadata=ACTOR)
+    got = await asyncio.wait_for(read_stream(promote), DEADLINE)
+    assert got.last is not None and got.last.outcome == types_pb2.OUTCOME_SUCCEEDED, got.messages
+
+    await import_build(services, app_name, "unready")
+    promote = services.deployer.Promote(
+        deployer_pb2.PromoteRequest(app=app_name, timeout_seconds=3), metadata=ACTOR
+    )
+    got = await asyncio.wait_for(read_stream(promote), DEADLINE)
+    assert got.last is not None
+    assert got.last.outcome == types_pb2.OUTCOME_ROLLED_BACK, (got.last.reason, got.messages)
+    # kube-controller-manager's verdict, worded as the sim words it (test_deployer_service.py).
+    assert re.fullmatch(r'web: ReplicaSet "web-\w+" has timed out progressing\.', got.last.reason)
+    app = await services.release.GetApp(release_pb2.GetAppRequest(name=app_name))
+    assert app.active_release_id == good
+    web = await read_web(kube_cluster, app_name)
+    assert web.spec.progress_deadline_seconds == 3  # the deployment's (and its rollback's)
     assert web.metadata.annotations["relman.io/release"] == good
     assert web.status.available_replicas == 2
 

@@ -90,7 +90,7 @@ def test_rolling_update_is_the_manifest_percentages(
         (spec(Service("web", "img", scale=Scale(-1, -1))), "replicas must not be negative"),
         (spec(Service("web", "img", minimum=-1)), "maxUnavailable"),
         (spec(Service("web", "img"), env={"1BAD": "x"}), "invalid env key"),
-        (spec(Service("web", "img"), deadline=0), "progress deadline must be positive"),
+        (spec(Service("web", "img"), deadline=0), "invalid progress deadline"),
         (AppSpec("myapp", "", "", {}, (Service("web", "img"),)), "release id is required"),
         (AppSpec("myapp", "R1", "", {}, (Service("web", "img"),)), "invalid release id"),
     ],
@@ -217,16 +217,49 @@ def test_restarts_come_from_the_current_release_pods_of_the_service_only() -> No
     assert status.services[0].restarts == 4
 
 
-def test_progress_deadline_exceeded_is_the_failure() -> None:
-    condition = {
-        "type": "Progressing",
-        "status": "False",
-        "reason": "ProgressDeadlineExceeded",
-        "message": 'ReplicaSet "web-6d4cf56db6" has timed out progressing.',
-    }
-    dep = deployment("R2", updated=1, available=1, conditions=[condition])
-    status = rollout_status(namespace("R2", {"web": 2}), {"web": dep}, [])
-    assert status.failure == 'web: ReplicaSet "web-6d4cf56db6" has timed out progressing.'
+TIMED_OUT = {
+    "type": "Progressing",
+    "status": "False",
+    "reason": "ProgressDeadlineExceeded",
+    "message": 'ReplicaSet "web-6d4cf56db6" has timed out progressing.',
+    "lastUpdateTime": "2019-01-01T00:10:51Z",
+    "lastTransitionTime": "2019-01-01T00:10:51Z",
+}
+UNAVAILABLE = {
+    "type": "Available",
+    "status": "False",
+    "reason": "MinimumReplicasUnavailable",
+    "message": "Deployment does not have minimum availability.",
+    "lastUpdateTime": "2019-01-01T00:00:50Z",
+    "lastTransitionTime": "2019-01-01T00:00:49Z",
+}
+
+
+def test_the_controllers_conditions_and_ready_pods_are_reported() -> None:
+    dep = deployment("R2", updated=1, available=1, conditions=[UNAVAILABLE, TIMED_OUT])
+    dep["status"]["readyReplicas"] = 2
+    (web,) = rollout_status(namespace("R2", {"web": 2}), {"web": dep}, []).services
+    assert web.ready == 2
+    progressing, available = web.progressing, web.availability
+    assert progressing is not None and available is not None
+    assert (progressing.status, progressing.reason, progressing.message) == (
+        "False",
+        "ProgressDeadlineExceeded",
+        'ReplicaSet "web-6d4cf56db6" has timed out progressing.',
+    )
+    assert progressing.last_update_time == T0 + timedelta(minutes=10, seconds=51)
+    assert (available.status, available.reason) == ("False", "MinimumReplicasUnavailable")
+    assert available.last_update_time == T0 + timedelta(seconds=50)
+    assert available.last_transition_time == T0 + timedelta(seconds=49)
+
+
+def test_no_conditions_are_reported_before_the_controller_observed_the_release() -> None:
+    # They describe the rollout of the template before (e.g. the one a rollback undoes).
+    stale = deployment("R2", generation=3, observed=2, conditions=[TIMED_OUT])
+    older = deployment("R1", conditions=[TIMED_OUT])
+    for dep in (stale, older):
+        (web,) = rollout_status(namespace("R2", {"web": 2}), {"web": dep}, []).services
+        assert web.conditions == ()
 
 
 def test_no_namespace_means_no_release() -> None:

@@ -288,6 +288,76 @@ async def test_unready_never_completes_and_reports_failed_readiness(sim: SimBack
     assert not events(seen, "SuccessfulDelete")
 
 
+def progressing(status: RolloutStatus) -> tuple[str, str, str]:
+    condition = status.services[0].progressing
+    assert condition is not None
+    return condition.status, condition.reason, condition.message
+
+
+async def test_conditions_are_the_ones_the_deployment_controller_writes(sim: SimBackend) -> None:
+    observer = sim.observe("myapp")
+    await sim.apply(spec("RAAAAAAAAAA", replicas=3))
+    await collect_until(observer, completed("RAAAAAAAAAA"))
+    await sim.apply(spec("RBBBBBBBBBB", replicas=3))
+    seen = await collect_until(observer, completed("RBBBBBBBBBB"))
+    _, new = sim.replica_sets("myapp", "web")
+    reasons = [progressing(s)[1] for s in statuses(seen, "RBBBBBBBBBB")]
+    # Created, then progressing (lastUpdateTime moving on), then available; in that order.
+    assert reasons[0] in ("NewReplicaSetCreated", "ReplicaSetUpdated")
+    assert set(reasons) <= {"NewReplicaSetCreated", "ReplicaSetUpdated", "NewReplicaSetAvailable"}
+    assert reasons[-1] == "NewReplicaSetAvailable"
+    final = statuses(seen, "RBBBBBBBBBB")[-1]
+    assert progressing(final) == ("True", "NewReplicaSetAvailable",
+                                  f'ReplicaSet "{new}" has successfully progressed.')  # fmt: skip
+    available = final.services[0].availability
+    assert available is not None
+    assert (available.status, available.reason, available.message) == (
+        "True",
+        "MinimumReplicasAvailable",
+        "Deployment has minimum availability.",
+    )
+    assert final.services[0].ready == 3
+    # The Progressing condition stayed True throughout: its transition time never moved.
+    conditions = [s.services[0].progressing for s in statuses(seen, "RBBBBBBBBBB")]
+    assert len({c.last_transition_time for c in conditions if c is not None}) == 1
+
+
+async def test_a_stuck_rollout_times_out_strictly_after_its_deadline_and_says_so(
+    sim: SimBackend,
+) -> None:
+    observer = sim.observe("myapp")
+    await sim.apply(spec("RAAAAAAAAAA", replicas=2))
+    await collect_until(observer, completed("RAAAAAAAAAA"))
+    stuck = replace(
+        spec("RBBBBBBBBBB", env={"RELMAN_SIM_FAIL": "unready"}), progress_deadline_seconds=1
+    )
+    await sim.apply(stuck)
+
+    def timed_out(items: list[Observation]) -> bool:
+        last = items[-1]
+        return isinstance(last, RolloutStatus) and progressing(last)[1] == (
+            "ProgressDeadlineExceeded"
+        )
+
+    # Nothing polls: the sim judges the stuck Deployment again when its deadline has passed.
+    seen = await collect_until(observer, timed_out)
+    _, new = sim.replica_sets("myapp", "web")
+    assert progressing(sim.status("myapp")) == (
+        "False",
+        "ProgressDeadlineExceeded",
+        f'ReplicaSet "{new}" has timed out progressing.',
+    )
+    stuck_statuses = statuses(seen, "RBBBBBBBBBB")
+    last_progress = stuck_statuses[-2].services[0].progressing
+    verdict = stuck_statuses[-1].services[0].progressing
+    assert last_progress is not None and verdict is not None
+    assert last_progress.reason == "ReplicaSetUpdated"
+    assert verdict.last_update_time > last_progress.last_update_time + timedelta(seconds=1)
+    # A condition is status, not an event: the controller records none for the timeout.
+    first_probe = seen.index(events(seen, "Unhealthy")[0])
+    assert {e.reason for e in events(seen[first_probe:])} == {"Unhealthy"}
+
+
 async def test_rollback_reuses_the_old_replica_set_and_completes(sim: SimBackend) -> None:
     observer = sim.observe("myapp")
     await sim.apply(spec(R1, replicas=3))

@@ -224,7 +224,11 @@ def _resources(scale: Scale) -> Json:
 
 
 def deployment_manifest(spec: AppSpec, service: Service, namespace: str) -> Json:
-    """The Deployment of one service, as server-side apply wants it (only fields we own)."""
+    """The Deployment of one service, as server-side apply wants it (only fields we own).
+
+    Its ``progressDeadlineSeconds`` is the spec's: the controller fails the rollout with
+    ``ProgressDeadlineExceeded`` when no pod moved forward for longer.
+    """
     selector = {NAME_LABEL: service.name, APP_LABEL: spec.app}
     return {
         "apiVersion": "apps/v1",
