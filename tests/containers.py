@@ -65,6 +65,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -73,7 +74,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 import pytest
 
@@ -201,7 +202,10 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def _spawn(argv: list[str], log: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], log: Path, env: Mapping[str, str], die_with_parent: bool = True
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session (Ctrl-C reaches pytest only), output to ``log``."""
     with log.open("ab") as out:
         return subprocess.Popen(
             argv,
@@ -210,7 +214,7 @@ def _spawn(argv: list[str], log: Path, env: Mapping[str, str]) -> subprocess.Pop
             stderr=subprocess.STDOUT,
             env=dict(env),
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
 
 
@@ -411,6 +415,7 @@ class DockerDaemon:
     startup_seconds: float = 0.0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     containerd: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    guard: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def host(self) -> str:
@@ -491,22 +496,23 @@ class DockerDaemon:
         return status == 200 and body == b"OK"
 
 
-def _data_dirs(workdir: Path) -> tuple[Path, Path]:
-    return workdir / "data", workdir / "exec"
-
-
 def start_docker_daemon(workdir: Path) -> DockerDaemon:
-    """Start containerd + dockerd under ``workdir``; raises ContainersUnavailable with why."""
+    """Start containerd + dockerd under ``workdir``; raises ContainersUnavailable with why.
+
+    A guardian process is started first (``python tests/containers.py guard WORKDIR``). It
+    waits for its stdin to close, which happens when the session stops the daemon or when
+    pytest dies however it dies, then runs :func:`cleanup_docker_workdir`: one cleanup path
+    that puts things down in order (containers, dockerd, containerd, mounts, dirs, bridge).
+    """
     cli = docker_cli_path()
     if cli is None:
         raise ContainersUnavailable("no docker CLI found")
     workdir.mkdir(parents=True, exist_ok=True)
-    data_root, exec_root = _data_dirs(workdir)
+    data_root, exec_root = workdir / "data", workdir / "exec"
     # Unix socket paths are limited to 107 bytes: containerd's and dockerd's sockets live in
     # the exec root, which moves to a short directory when the session's tmp path is long.
     if len(str(exec_root / "containerd" / "containerd.sock.ttrpc")) > 100:
         exec_root = Path(tempfile.mkdtemp(prefix="relman-dockerd-"))
-        (workdir / "exec-root").write_text(str(exec_root))
     for d in (data_root, exec_root, workdir / "cli-config"):
         d.mkdir(parents=True, exist_ok=True)
     sock = exec_root / "docker.sock"
@@ -520,16 +526,42 @@ def start_docker_daemon(workdir: Path) -> DockerDaemon:
         "[grpc]\n"
         f'  address = "{ctd_sock}"\n'
     )
+    state: dict[str, Any] = {
+        "cli": cli,
+        "host": f"unix://{sock}",
+        "data_root": str(data_root),
+        "exec_root": str(exec_root),
+    }
+    _save_state(workdir, state)
     env = {"PATH": _SYSTEM_PATH, "HOME": str(workdir), "LANG": "C.UTF-8"}
     t0 = time.monotonic()
-    bridge = create_bridge()
-    daemon = DockerDaemon(workdir=workdir, socket_path=sock, cli=cli, bridge=bridge)
+    with (workdir / "guard.log").open("ab") as guard_log:
+        guard = subprocess.Popen(
+            [sys.executable, "-I", __file__, "guard", str(workdir)],
+            stdin=subprocess.PIPE,
+            stdout=guard_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
+        bridge = create_bridge()
+    except BaseException:
+        _close_guard(guard)
+        raise
+    state["bridge"] = bridge.name
+    _save_state(workdir, state)
+    daemon = DockerDaemon(workdir=workdir, socket_path=sock, cli=cli, bridge=bridge, guard=guard)
+    try:
+        # No parent-death signal for these two: if pytest dies, the guardian stops them in
+        # order (containerd going first would strand the containers' shims and mounts).
         daemon.containerd = _spawn(
             [_which("containerd") or "containerd", "--config", str(workdir / "containerd.toml")],
             workdir / "containerd.log",
             env,
+            die_with_parent=False,
         )
+        state["containerd"] = daemon.containerd.pid
+        _save_state(workdir, state)
         _wait_ready("containerd", daemon.containerd, ctd_sock.is_socket, workdir / "containerd.log")
         daemon.proc = _spawn(
             [
@@ -543,14 +575,17 @@ def start_docker_daemon(workdir: Path) -> DockerDaemon:
                 "--storage-driver", "overlay2",
                 "--exec-opt", "native.cgroupdriver=cgroupfs",
                 "--default-runtime", "runc",
-                "--bridge", bridge.name,
+                "--bridge", daemon.bridge.name,
                 "--iptables=false",
                 "--ip-forward=false",
                 "--ip-masq=false",
             ],
             daemon.log,
             env,
+            die_with_parent=False,
         )  # fmt: skip
+        state["dockerd"] = daemon.proc.pid
+        _save_state(workdir, state)
         _wait_ready("dockerd", daemon.proc, daemon.ping, daemon.log)
     except BaseException:
         stop_docker_daemon(daemon)
@@ -560,26 +595,97 @@ def start_docker_daemon(workdir: Path) -> DockerDaemon:
 
 
 def stop_docker_daemon(daemon: DockerDaemon) -> None:
-    """Stop dockerd then containerd by pid; unmount, remove the roots and the bridge."""
-    if daemon.proc is not None and daemon.proc.poll() is None:
-        # Containers a test left running would hold the daemon's shutdown for their stop
-        # timeout (10 s each for a PID 1 that ignores SIGTERM): kill them first.
+    """Close the guardian's stdin and wait for its cleanup; then make sure, and reap."""
+    if daemon.guard is not None:
+        _close_guard(daemon.guard)
+    cleanup_docker_workdir(daemon.workdir)  # a no-op when the guardian did its work
+    for proc in (daemon.proc, daemon.containerd):
+        if proc is not None:
+            _stop(proc)  # only reaps: the cleanup stopped it
+
+
+def _close_guard(guard: subprocess.Popen[bytes]) -> None:
+    """Tell the guardian to clean up (EOF on its stdin) and wait until it has."""
+    with contextlib.suppress(OSError):
+        if guard.stdin is not None:
+            guard.stdin.close()
+    try:
+        guard.wait(STOP_TIMEOUT * 3)
+    except subprocess.TimeoutExpired:
+        guard.kill()
+        guard.wait(10)
+
+
+def _save_state(workdir: Path, state: Mapping[str, Any]) -> None:
+    tmp = workdir / "state.json.tmp"
+    tmp.write_text(json.dumps(state))
+    tmp.replace(workdir / "state.json")
+
+
+def _running(pid: int, marker: str) -> bool:
+    """Whether ``pid`` runs (not a zombie) and is ours: its command line holds ``marker``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and marker in cmdline
+
+
+def _terminate(pid: int, marker: str, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM ``pid`` (if it is ours) and wait for it to go; SIGKILL after ``timeout``."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        if not _running(pid, marker):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while _running(pid, marker) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def cleanup_docker_workdir(workdir: Path) -> None:
+    """Put down what start_docker_daemon set up under ``workdir`` (idempotent).
+
+    Containers still running are killed (each would hold dockerd's shutdown for its stop
+    timeout), then dockerd and containerd are stopped by pid, leftover mounts unmounted, the
+    data and exec roots removed and the bridge deleted. The logs stay.
+    """
+    try:
+        state = json.loads((workdir / "state.json").read_text())
+    except (OSError, ValueError):
+        return
+    marker = str(workdir)
+    dockerd, containerd = state.get("dockerd"), state.get("containerd")
+    if dockerd and _running(dockerd, marker):
+        env = dict(os.environ, DOCKER_HOST=state["host"], DOCKER_CONFIG=str(workdir / "cli-config"))
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            running = daemon.docker("ps", "-q", check=False, timeout=20).stdout.split()
-            if running:
-                daemon.docker("kill", *running, check=False, timeout=30)
-    if daemon.proc is not None:
-        _stop(daemon.proc)
-    if daemon.containerd is not None:
-        _stop(daemon.containerd)
-    data_root, exec_root = _data_dirs(daemon.workdir)
-    moved = daemon.workdir / "exec-root"
-    if moved.exists():
-        exec_root = Path(moved.read_text())
-    for root in (exec_root, data_root):
+            ps = subprocess.run(
+                [state["cli"], "ps", "-q"], capture_output=True, text=True, env=env, timeout=20
+            )
+            if ps.stdout.split():
+                subprocess.run(
+                    [state["cli"], "kill", *ps.stdout.split()],
+                    capture_output=True,
+                    env=env,
+                    timeout=30,
+                )
+        _terminate(dockerd, marker)
+    if containerd:
+        _terminate(containerd, marker)
+    for key in ("exec_root", "data_root"):
+        root = Path(state[key])
         _unmount_all(root)
         shutil.rmtree(root, ignore_errors=True)
-    delete_bridge(daemon.bridge.name)
+    if state.get("bridge"):
+        delete_bridge(state["bridge"])
+
+
+def _guard(workdir: Path) -> None:
+    """The guardian: block until stdin closes (stop, or pytest gone), then clean up."""
+    with contextlib.suppress(OSError):
+        sys.stdin.buffer.read()
+    cleanup_docker_workdir(workdir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -796,3 +902,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 def base_image(docker_daemon: DockerDaemon, registry: Registry) -> BaseImage:
     """The busybox base, built once per session and pushed to ``registry``."""
     return build_base_image(docker_daemon, registry)
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "guard":
+    _guard(Path(sys.argv[2]))

@@ -11,12 +11,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -170,8 +169,7 @@ def test_a_daemon_that_fails_to_start_says_why_and_leaves_nothing(
         pid for pid in os.listdir("/proc") if pid.isdigit() and str(workdir) in _cmdline(pid)
     ]
     assert leftovers == [], "containerd (or something) of the failed start still runs"
-    moved = workdir / "exec-root"  # this test's tmp path is long enough to move it
-    exec_root = Path(moved.read_text()) if moved.exists() else workdir / "exec"
+    exec_root = Path(json.loads((workdir / "state.json").read_text())["exec_root"])
     assert not (workdir / "data").exists() and not exec_root.exists()
     links = json.loads(
         subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True).stdout
@@ -192,47 +190,90 @@ def _cmdline(pid: str) -> str:
 
 
 INNER_TEST = """
-import json, os
+import json, os, threading
 
 def test_leave_things_running(docker_daemon, registry, base_image):
-    docker_daemon.docker("run", "-d", base_image.ref, "sleep", "600")
+    cid = docker_daemon.docker("run", "-d", base_image.ref, "sleep", "600").stdout.strip()
+    container_pid = docker_daemon.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout
     data = docker_daemon.workdir / "data"
     exec_root = docker_daemon.socket_path.parent
     assert any(data.joinpath("overlay2").iterdir())
-    with open(os.environ["INNER_OUT"], "w") as fh:
+    with open(os.environ["INNER_OUT"] + ".tmp", "w") as fh:
         json.dump({
-            "pids": [docker_daemon.pid, docker_daemon.containerd.pid, registry.pid],
+            "pids": [docker_daemon.pid, docker_daemon.containerd.pid, registry.pid,
+                     int(container_pid)],
             "bridge": docker_daemon.bridge.name,
             "dirs": [str(data), str(exec_root)],
         }, fh)
+    os.replace(os.environ["INNER_OUT"] + ".tmp", os.environ["INNER_OUT"])
+    if os.environ.get("INNER_HANG"):
+        threading.Event().wait(120)  # until the outer test kills this pytest
 """
 
 
-def test_a_session_leaves_nothing_behind(docker_daemon: DockerDaemon, tmp_path: Path) -> None:
-    """A second session (its own daemon, beside this one) ends with nothing left running."""
-    (tmp_path / "test_inner.py").write_text(textwrap.dedent(INNER_TEST))
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie (an orphan's exit is reaped by PID 1, when it reaps)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def _leftovers(inner: dict[str, Any]) -> list[str]:
+    """What the inner session left: live pids, its bridge, its dirs, mounts, processes."""
+    left = [f"pid {pid}" for pid in inner["pids"] if not _gone(pid)]
+    links = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True).stdout
+    if inner["bridge"] in {link["ifname"] for link in json.loads(links)}:
+        left.append(f"bridge {inner['bridge']}")
+    mounts = Path("/proc/self/mountinfo").read_text()
+    for d in inner["dirs"]:
+        if Path(d).exists():
+            left.append(f"dir {d}")
+        if d in mounts:
+            left.append(f"mounts under {d}")
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and any(d in _cmdline(pid) for d in inner["dirs"]) and not _gone(int(pid)):
+            left.append(f"process {pid}: {_cmdline(pid)[:100]}")
+    return left
+
+
+@pytest.mark.parametrize("end", ["ends", "is-killed"])
+def test_a_session_leaves_nothing_behind(
+    docker_daemon: DockerDaemon, tmp_path: Path, end: str
+) -> None:
+    """A second session (its own daemon, beside this one) leaves nothing running, whether it
+    ends or pytest is killed with SIGKILL while a container runs (its guardian cleans up)."""
+    (tmp_path / "test_inner.py").write_text(INNER_TEST)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     out_file = tmp_path / "inner.json"
     env = dict(os.environ, PYTHONPATH=str(REPO), INNER_OUT=str(out_file))
-    proc = subprocess.run(
+    if end == "is-killed":
+        env["INNER_HANG"] = "1"
+    proc = subprocess.Popen(
         [
             sys.executable, "-m", "pytest", "-q", "-p", "tests.containers",
             "-p", "no:cacheprovider", "-c", str(tmp_path / "pytest.ini"),
             "--basetemp", str(tmp_path / "inner-tmp"), str(tmp_path / "test_inner.py"),
         ],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False,
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout + proc.stderr
+    try:
+        if end == "is-killed":
+            _until(lambda: out_file.exists() or proc.poll() is not None, 120, "the inner test")
+            assert out_file.exists(), proc.communicate()[0]
+            proc.kill()
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if end == "ends":
+        assert proc.returncode == 0 and "1 passed" in output, output
     inner = json.loads(out_file.read_text())
-    for pid in inner["pids"]:
-        assert not Path(f"/proc/{pid}").exists(), f"pid {pid} still running"
-    links = subprocess.run(
-        ["ip", "-j", "link", "show"], capture_output=True, text=True, check=True
-    ).stdout
-    assert inner["bridge"] not in {link["ifname"] for link in json.loads(links)}
-    mounts = Path("/proc/self/mountinfo").read_text()
-    for d in inner["dirs"]:
-        assert not Path(d).exists(), f"{d} was not removed"
-        assert d not in mounts
     assert inner["bridge"] != docker_daemon.bridge.name
+    deadline = time.monotonic() + 60  # the guardian works after pytest is gone
+    while (left := _leftovers(inner)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == [], f"the inner session left behind: {left}"
     assert docker_daemon.ping(), "the other session's teardown touched this session's daemon"
