@@ -41,7 +41,9 @@ Networking and isolation (why two sessions, or two xdist workers, never collide)
   docker-proxy: publish on ``127.0.0.1`` and test through them. A build that must download
   something uses ``--network host``.
 * Processes are started in their own session (Ctrl-C reaches pytest, which tears down in
-  order) with a parent-death signal: if pytest is killed, they get SIGTERM.
+  order). A guardian process per daemon waits for pytest to stop the daemon or to die
+  (even by SIGKILL) and then puts everything down in order; the registry gets SIGTERM from
+  the kernel when pytest dies (a parent-death signal).
 * In ``make test`` (``-n 2 --dist loadgroup``) the tests that use these fixtures are marked
   ``@pytest.mark.xdist_group("containers")``, so one worker starts one daemon and one
   registry for all of them instead of one per worker. That is economy, not safety: a second
