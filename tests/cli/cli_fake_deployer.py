@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from relman.v1 import deployer_pb2, deployer_pb2_grpc
+from relman.v1 import deployer_pb2, deployer_pb2_grpc, types_pb2
 
 T0 = datetime(2019, 1, 1, 0, 0, 0, tzinfo=UTC)
+
+RUNNING = types_pb2.OUTCOME_RUNNING
 
 # The seed page's promotion, as (seconds after T0, source, reason, message).
 SEED_PROMOTE = [
@@ -57,7 +59,7 @@ SEED_PROMOTE_LINES = [
 @dataclass
 class Script:
     events: list[tuple[int, str, str, str]] = field(default_factory=lambda: list(SEED_PROMOTE))
-    outcome: str = "succeeded"
+    outcome: types_pb2.Outcome.ValueType = types_pb2.OUTCOME_SUCCEEDED
     reason: str = ""
     # Written before the hold; the rest only once the test calls FakeDeployer.release_hold().
     hold_after: int | None = None
@@ -124,7 +126,7 @@ class FakeDeployer(deployer_pb2_grpc.DeployerServiceServicer):
                 "can not promote an older release, try rollback",
             )
         release_id = request.release_id or "RLATESTXXXX"
-        run = self._start(request.app, release_id, "promote", "")
+        run = self._start(request.app, release_id, types_pb2.DEPLOYMENT_KIND_PROMOTE, "")
         async for update in self._stream(run, 0, context):
             yield update
 
@@ -132,7 +134,9 @@ class FakeDeployer(deployer_pb2_grpc.DeployerServiceServicer):
         self, request: deployer_pb2.RollbackRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
         self._note(request, context)
-        run = self._start(request.app, "RDEFGHIJKLM", "rollback", request.release_id)
+        run = self._start(
+            request.app, "RDEFGHIJKLM", types_pb2.DEPLOYMENT_KIND_ROLLBACK, request.release_id
+        )
         async for update in self._stream(run, 0, context):
             yield update
 
@@ -156,8 +160,8 @@ class FakeDeployer(deployer_pb2_grpc.DeployerServiceServicer):
         self._note(request, context)
         for deployment_id in reversed(self.order):
             run = self.runs[deployment_id]
-            if run.deployment.app == request.app and run.deployment.outcome == "running":
-                run.script.outcome = "cancelled"
+            if run.deployment.app == request.app and run.deployment.outcome == RUNNING:
+                run.script.outcome = types_pb2.OUTCOME_CANCELLED
                 run.script.reason = f"cancelled by {self.actors[-1]}"
                 run.held.set()
                 return run.deployment
@@ -194,7 +198,13 @@ class FakeDeployer(deployer_pb2_grpc.DeployerServiceServicer):
         metadata = dict(context.invocation_metadata() or ())
         self.actors.append(str(metadata.get("x-relman-actor", "")))
 
-    def _start(self, app: str, release_id: str, kind: str, rollback_of: str) -> _Run:
+    def _start(
+        self,
+        app: str,
+        release_id: str,
+        kind: types_pb2.DeploymentKind.ValueType,
+        rollback_of: str,
+    ) -> _Run:
         self._next += 1
         deployment_id = "D" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[self._next % 26] * 10
         script = self.scripts.get(rollback_of or release_id, Script())
@@ -206,7 +216,7 @@ class FakeDeployer(deployer_pb2_grpc.DeployerServiceServicer):
                 previous_release_id="RPREVIOUSXX",
                 actor=self.actors[-1],
                 started=_ts(T0),
-                outcome="running",
+                outcome=RUNNING,
                 kind=kind,
                 rollback_of=rollback_of,
             ),
@@ -269,10 +279,10 @@ class FakeDeployer(deployer_pb2_grpc.DeployerServiceServicer):
         while True:
             async with run.changed:
                 await run.changed.wait_for(
-                    lambda sent=sent: len(run.events) > sent or run.deployment.outcome != "running"  # type: ignore[misc]
+                    lambda sent=sent: len(run.events) > sent or run.deployment.outcome != RUNNING  # type: ignore[misc]
                 )
                 pending = run.events[sent:]
-                finished = run.deployment.outcome != "running"
+                finished = run.deployment.outcome != RUNNING
             for event in pending:
                 if event.seq in run.script.drop_before and event.seq not in run.dropped:
                     run.dropped.add(event.seq)

@@ -23,10 +23,13 @@ import pytest
 from cli_fake_deployer import SEED_PROMOTE_LINES, FakeDeployer, Script, start_server
 from cli_run import ACTOR, RELMAN, Done, arun, cli_env
 from helpers import free_port
-from relman.v1 import deployer_pb2
-from relman_cli.client import DEPLOYER_SERVICE, ServiceClient, _deployer_stub
+from relman.v1 import deployer_pb2, types_pb2
+from relman_cli.client import DEPLOYER_SERVICE, ServiceClient, deployer_stub
 from relman_cli.errors import CliError
 from relman_cli.follow import DeploymentFollower
+
+RUNNING = types_pb2.OUTCOME_RUNNING
+SUCCEEDED = types_pb2.OUTCOME_SUCCEEDED
 
 
 @dataclass
@@ -68,21 +71,21 @@ def env(deployer: Deployer, tmp_path: Path) -> dict[str, str]:
 
 def follow_promote(
     addr: str, release_id: str, **kwargs: Any
-) -> tuple[Any, list[int], DeploymentFollower]:
+) -> tuple[deployer_pb2.Deployment | None, list[int], DeploymentFollower]:
     """Promote through a real channel and follow it; returns (final, event seqs, follower)."""
-    client = ServiceClient(DEPLOYER_SERVICE, addr, _deployer_stub)
+    client = ServiceClient(DEPLOYER_SERVICE, addr, deployer_stub)
     seqs: list[int] = []
 
-    def watch(deployment_id: str, after_seq: int) -> Iterator[Any]:
+    def watch(deployment_id: str, after_seq: int) -> Iterator[deployer_pb2.DeploymentUpdate]:
         request = deployer_pb2.WatchRequest(deployment_id=deployment_id, after_seq=after_seq)
-        return client.stream("Watch", request)
+        return client.stream(lambda stub: stub.Watch, request)
 
     follower = DeploymentFollower(
         watch, client.error, lambda e: seqs.append(e.seq), first_backoff=0.01, **kwargs
     )
     request = deployer_pb2.PromoteRequest(app="myapp", release_id=release_id)
     try:
-        final = follower.follow(client.stream("Promote", request))
+        final = follower.follow(client.stream(lambda stub: stub.Promote, request))
     finally:
         client.close()
     return final, seqs, follower
@@ -92,7 +95,7 @@ async def test_dropped_stream_resumes_without_gaps_or_duplicates(deployer: Deplo
     deployer.fake.scripts["RDROPPEDXXX"] = Script(drop_before={3, 7})
     final, seqs, follower = await asyncio.to_thread(follow_promote, deployer.addr, "RDROPPEDXXX")
     assert seqs == list(range(1, 10))
-    assert final.outcome == "succeeded"
+    assert final is not None and final.outcome == SUCCEEDED
     deployment_id = deployer.fake.only_run().deployment.id
     assert deployer.fake.watches == [(deployment_id, 2), (deployment_id, 6)]
     assert follower.seen.reconnects == 2
@@ -108,7 +111,7 @@ async def test_stream_resumes_across_a_deployer_restart(deployer: Deployer) -> N
     deployer.fake.release_hold(run.deployment.id)
     final, seqs, follower = await asyncio.wait_for(following, 60)
     assert seqs == list(range(1, 10))
-    assert final.outcome == "succeeded"
+    assert final is not None and final.outcome == SUCCEEDED
     assert follower.seen.reconnects >= 1
     assert all(after == 4 for _, after in deployer.fake.watches)
 
@@ -195,7 +198,7 @@ async def test_promote_that_rolls_back_prints_events_then_fails(
     reason = "pods of web crash-looping (BackOff 3 times); rolled back to RPREVIOUSXX"
     deployer.fake.scripts["RBADBADBADX"] = Script(
         events=[(49, "system/k8s/atom/app", "StatusChange", "Status: Running => Pending")],
-        outcome="rolled-back",
+        outcome=types_pb2.OUTCOME_ROLLED_BACK,
         reason=reason,
     )
     done = await arun(["releases", "promote", "RBADBADBADX", "-a", "myapp"], env)
@@ -257,7 +260,7 @@ async def test_ctrl_c_detaches_and_the_deployment_goes_on(
         f"Detached; deployment {deployment_id} goes on. "
         f"Follow it with: relman deployments logs {deployment_id} --follow -a myapp\n"
     )
-    assert run.deployment.outcome == "running"
+    assert run.deployment.outcome == RUNNING
     assert not any(isinstance(r, deployer_pb2.CancelRequest) for r in deployer.fake.requests)
 
 
@@ -308,6 +311,17 @@ async def test_deployments_list_info_and_logs(deployer: Deployer, env: dict[str,
     assert [e["seq"] for e in parsed] == [str(n) for n in range(1, 10)]  # int64 → string
 
 
+async def test_the_largest_page_is_asked_for_as_given(
+    deployer: Deployer, env: dict[str, str]
+) -> None:
+    assert (await arun(["releases", "promote", "RCDEFGHIJKL", "-a", "myapp"], env)).code == 0
+    listed = await arun(["deployments", "list", "--limit", "1000", "-a", "myapp"], env)
+    assert (listed.code, listed.err, len(listed.lines)) == (0, "", 2)
+    request = deployer.fake.requests[-1]
+    assert isinstance(request, deployer_pb2.ListDeploymentsRequest)
+    assert (request.app, request.limit) == ("myapp", 1000)
+
+
 async def test_logs_without_follow_stop_at_what_is_written(
     deployer: Deployer, env: dict[str, str]
 ) -> None:
@@ -351,7 +365,7 @@ async def test_unreachable_deployer_is_named(env: dict[str, str]) -> None:
 # --- the follower with scripted streams, no network ---------------------------------------------
 
 
-def _deployment(outcome: str) -> deployer_pb2.DeploymentUpdate:
+def _deployment(outcome: types_pb2.Outcome.ValueType) -> deployer_pb2.DeploymentUpdate:
     d = deployer_pb2.Deployment(id="DSCRIPTEDXX", release_id="RSCRIPTEDXX", outcome=outcome)
     return deployer_pb2.DeploymentUpdate(deployment=d)
 
@@ -364,23 +378,23 @@ def _event(seq: int) -> deployer_pb2.DeploymentUpdate:
 def test_a_stream_that_ends_mid_deployment_is_resumed_and_replays_are_skipped() -> None:
     watches: list[tuple[str, int]] = []
 
-    def watch(deployment_id: str, after_seq: int) -> Iterator[Any]:
+    def watch(deployment_id: str, after_seq: int) -> Iterator[deployer_pb2.DeploymentUpdate]:
         watches.append((deployment_id, after_seq))
         # A server that replays one event too many must not make the user see it twice.
-        return iter([_deployment("running"), _event(2), _event(3), _deployment("succeeded")])
+        return iter([_deployment(RUNNING), _event(2), _event(3), _deployment(SUCCEEDED)])
 
     seqs: list[int] = []
     follower = DeploymentFollower(
         watch, lambda e: CliError(str(e)), lambda e: seqs.append(e.seq), sleep=lambda _s: None
     )
-    final = follower.follow(iter([_deployment("running"), _event(1), _event(2)]))
-    assert final.outcome == "succeeded"
+    final = follower.follow(iter([_deployment(RUNNING), _event(1), _event(2)]))
+    assert final is not None and final.outcome == SUCCEEDED
     assert seqs == [1, 2, 3]
     assert watches == [("DSCRIPTEDXX", 2)]
 
 
 def test_a_stream_that_ends_before_naming_a_deployment_is_not_resumed() -> None:
-    def watch(deployment_id: str, after_seq: int) -> Iterator[Any]:
+    def watch(deployment_id: str, after_seq: int) -> Iterator[deployer_pb2.DeploymentUpdate]:
         raise AssertionError("nothing to watch")
 
     follower = DeploymentFollower(watch, lambda e: CliError(str(e)), lambda e: None)
@@ -388,13 +402,14 @@ def test_a_stream_that_ends_before_naming_a_deployment_is_not_resumed() -> None:
 
 
 def test_follow_can_stop_at_a_given_event_of_a_running_deployment() -> None:
-    def watch(deployment_id: str, after_seq: int) -> Iterator[Any]:
+    def watch(deployment_id: str, after_seq: int) -> Iterator[deployer_pb2.DeploymentUpdate]:
         raise AssertionError("not needed")
 
     seqs: list[int] = []
     follower = DeploymentFollower(
         watch, lambda e: CliError(str(e)), lambda e: seqs.append(e.seq), stop_after_seq=2
     )
-    stream = iter([_deployment("running"), _event(1), _event(2), _event(3)])
-    assert follower.follow(stream).outcome == "running"
+    stream = iter([_deployment(RUNNING), _event(1), _event(2), _event(3)])
+    final = follower.follow(stream)
+    assert final is not None and final.outcome == RUNNING
     assert seqs == [1, 2]

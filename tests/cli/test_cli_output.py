@@ -16,6 +16,7 @@ from relman_cli.commands.env import parse_pairs
 from relman_cli.commands.releases import BUILD_SOURCE_ERROR, ENV_SOURCE_ERROR, check_sources
 from relman_cli.errors import CliError
 from relman_cli.git import build_description
+from relman_cli.main import main
 
 NOW = datetime(2019, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -214,6 +215,33 @@ def test_create_from_accepts_every_valid_combination() -> None:
     check_sources(None, True, "RY", False)
     check_sources("RX", False, None, True)
     check_sources(None, True, None, True)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["releases", "--limit", "99999999999"],  # does not fit the request's int32
+        ["releases", "list", "--limit", "99999999999"],
+        ["builds", "--limit", "2147483648"],
+        ["deployments", "list", "--limit", "1001"],  # more than the server's largest page
+    ],
+)
+def test_a_limit_beyond_the_largest_page_is_an_error_not_a_traceback(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*args, "-a", "myapp"]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"ERROR: invalid --limit {args[-1]}: use 1 to 1000\n")
+
+
+@pytest.mark.parametrize("command", ["promote", "rollback"])
+def test_a_timeout_that_does_not_fit_the_request_is_an_error_not_a_traceback(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["releases", command, "RBCDEFGHIJK", "--timeout", "99999999999", "-a", "myapp"]
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "ERROR: invalid --timeout 99999999999: use 1 to 2147483647\n")
 
 
 # --- racks -----------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from pathlib import Path
 import grpc
 import pytest
 from cli_run import RELMAN, Done, cli_env, run
+from google.protobuf.timestamp_pb2 import Timestamp
 from helpers import ServiceProcess, free_port, read_token
-from relman.v1 import release_pb2, release_pb2_grpc
+from relman.v1 import release_pb2, release_pb2_grpc, types_pb2
 from relman_common.auth import call_metadata
 
 BUILD_ID = r"B[A-Z]{10}"
@@ -89,14 +90,22 @@ def git_repo(path: Path, subject: str) -> str:
 
 def mark_active(addr: str, token: str, app: str, release_id: str) -> None:
     """What the Deployer does after a successful deployment: a real RPC of the contract."""
+    started = Timestamp()
+    started.GetCurrentTime()
     with grpc.insecure_channel(addr) as channel:
-        release_pb2_grpc.ReleaseServiceStub(channel).MarkReleaseActive(
-            release_pb2.MarkReleaseActiveRequest(
-                app=app, release_id=release_id, deployment_id="DTESTTESTTE"
+        reported = release_pb2_grpc.ReleaseServiceStub(channel).ReportDeployment(
+            release_pb2.ReportDeploymentRequest(
+                deployment_id="DTESTTESTTE",
+                app=app,
+                release_id=release_id,
+                outcome=types_pb2.OUTCOME_SUCCEEDED,
+                started=started,
             ),
             metadata=call_metadata(token),
             timeout=30,
         )
+    assert reported.current
+    assert reported.release.status == release_pb2.RELEASE_STATUS_ACTIVE
 
 
 def expect_table(headers: list[str], rows: list[list[str]]) -> list[str]:

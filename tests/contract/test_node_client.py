@@ -89,14 +89,21 @@ def services(tmp_path: Path) -> Any:
 
 
 def error_info(result: dict[str, Any]) -> tuple[str, str]:
-    """(reason, field) from the google.rpc.Status the client decoded."""
+    """(reason, field) from the google.rpc.Status the client decoded: the field from the
+    ErrorInfo's metadata, and for invalid input also from a BadRequest (they must agree)."""
     reason = field = ""
+    violations: list[str] = []
     for detail in (result.get("status") or {}).get("details", []):
         if detail["type"] == "google.rpc.ErrorInfo":
             assert detail["domain"] == "relman.dev"
             reason = detail["reason"]
+            field = (detail.get("metadata") or {}).get("field", "")
         if detail["type"] == "google.rpc.BadRequest":
-            field = detail["field_violations"][0]["field"]
+            violations = [v["field"] for v in detail["field_violations"]]
+    if result["code"] == INVALID_ARGUMENT:
+        assert violations == [field], (violations, field)
+    else:
+        assert not violations, "BadRequest is for invalid input only"
     return reason, field
 
 

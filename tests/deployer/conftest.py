@@ -15,6 +15,7 @@ person by naming them; the actor the services record is then that token's name.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,41 @@ import pytest
 from helpers import aio_token_interceptors, free_port, read_token
 from relman.v1 import auth_pb2, auth_pb2_grpc, deployer_pb2_grpc, release_pb2_grpc
 from relman_common import tokens
-from relman_common.auth import call_metadata
+from relman_common.auth import ON_BEHALF_OF_METADATA, call_metadata
+from relman_common.lifecycle import TokenKind
+from relman_common.pb_enums import to_pb
 from relman_common.server import Service
 from relman_deployer.api.server import DeployerService, Settings
+from relman_deployer.backends.base import Backend
 from relman_deployer.orchestrator import Orchestrator
 from relman_deployer.release_client import CHANNEL_OPTIONS
 from relman_release.api.server import create_service
 
 USERS = ("alice", "bob")
 DEFAULT_USER = "alice"
+RELEASE_SERVICE = "/relman.v1.ReleaseService/"
+
+
+@dataclass
+class ReleaseCalls(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Counts the calls the Release service receives from Deployers: ReleaseService calls made
+    for a person (``x-relman-on-behalf-of``, which only a service token may send). The
+    test's own calls, and the Deployer's token checks, are not counted."""
+
+    methods: list[str] = field(default_factory=list)
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        metadata = dict(details.invocation_metadata or ())
+        if details.method.startswith(RELEASE_SERVICE) and ON_BEHALF_OF_METADATA in metadata:
+            self.methods.append(details.method.removeprefix(RELEASE_SERVICE))
+        return await continuation(details)
+
+    def mark(self) -> int:
+        """Where the calls made from now on start (for :meth:`since`)."""
+        return len(self.methods)
+
+    def since(self, mark: int) -> list[str]:
+        return self.methods[mark:]
 
 
 class Stack:
@@ -49,6 +76,8 @@ class Stack:
         )
         self.deployer: deployer_pb2_grpc.DeployerServiceStub | None = None
         self.deployer_addr = ""
+        # The Deployers' calls to the Release service, as it received them.
+        self.release_calls = ReleaseCalls()
 
     def token_for(self, metadata: Sequence[tuple[str, Any]]) -> str:
         """The token of the user a call names in ``x-relman-actor`` (alice by default)."""
@@ -66,17 +95,19 @@ class Stack:
         self.release_service = create_service(
             self.release_addr, self.db_url, data_dir=self.data_dir, auth=True, announce=_quiet
         )
+        # Counted before authentication, as the calls arrive.
+        self.release_service._interceptors.insert(0, self.release_calls)
         await self.release_service.start()
         if not self.admin_token:
             self.admin_token = read_token(self.data_dir)
             for name in USERS:
                 self.user_tokens[name] = await self.create_token(name)
 
-    async def create_token(self, name: str, kind: str = "user") -> str:
+    async def create_token(self, name: str, kind: TokenKind = TokenKind.USER) -> str:
         """A new token made by the admin; its secret."""
         async with grpc.aio.insecure_channel(self.release_addr) as channel:
             created = await auth_pb2_grpc.TokenServiceStub(channel).CreateToken(
-                auth_pb2.CreateTokenRequest(name=name, kind=kind),
+                auth_pb2.CreateTokenRequest(name=name, kind=to_pb(kind)),
                 metadata=call_metadata(self.admin_token),
             )
         return str(created.secret)
@@ -93,9 +124,11 @@ class Stack:
         self.release_service = None
 
     async def start_deployer(
-        self, pod_delay: float = 0.02, **settings: Any
+        self, pod_delay: float = 0.02, backend: Backend | None = None, **settings: Any
     ) -> deployer_pb2_grpc.DeployerServiceStub:
-        """A Deployer instance (another one each call); its stub becomes ``self.deployer``."""
+        """A Deployer instance (another one each call); its stub becomes ``self.deployer``.
+
+        ``backend``: one the test holds (default: a new ``sim`` with ``pod_delay``)."""
         addr = f"127.0.0.1:{free_port()}"
         options = {
             "lease_ttl": 2.0,
@@ -111,6 +144,7 @@ class Stack:
                 backend_options={"pod_delay": pod_delay},
                 **options,
             ),
+            backend=backend,
         )
         await service.start()
         self.deployers.append(service)

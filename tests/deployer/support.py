@@ -7,8 +7,13 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from relman.v1 import deployer_pb2, release_pb2, release_pb2_grpc
+from relman_common.lifecycle import ReleaseStatus
+from relman_common.pb_enums import word
+from relman_deployer.backends.base import AppSpec, Observation
+from relman_deployer.backends.sim import SimBackend
 
 ACTOR = (("x-relman-actor", "alice"),)
 EVENT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ system/k8s/\S+ .+$")
@@ -61,8 +66,9 @@ async def set_env(release: release_pb2_grpc.ReleaseServiceStub, app: str, **env:
 
 
 async def release_status(release: release_pb2_grpc.ReleaseServiceStub, app: str) -> dict[str, str]:
+    """``{release id: the STATUS word}`` ("" when there is nothing to say)."""
     resp = await release.ListReleases(release_pb2.ListReleasesRequest(app=app, limit=100))
-    return {r.id: r.status for r in resp.releases}
+    return {r.id: word(ReleaseStatus, r.status) for r in resp.releases}
 
 
 @dataclass
@@ -118,3 +124,24 @@ async def eventually(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+class RecordingSim:
+    """The ``sim`` backend, keeping every AppSpec the Deployer applied (in order): what the
+    Deployer made of the Release service's answer, exactly as a backend receives it."""
+
+    name = "sim"
+
+    def __init__(self, **options: Any) -> None:
+        self.sim = SimBackend(**options)
+        self.applied: list[AppSpec] = []
+
+    async def apply(self, spec: AppSpec) -> None:
+        self.applied.append(spec)
+        await self.sim.apply(spec)
+
+    def observe(self, app: str) -> AsyncIterator[Observation]:
+        return self.sim.observe(app)
+
+    async def close(self) -> None:
+        await self.sim.close()

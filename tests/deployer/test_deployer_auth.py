@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from relman.v1 import deployer_pb2, deployer_pb2_grpc, release_pb2
+from relman.v1 import deployer_pb2, deployer_pb2_grpc, release_pb2, types_pb2
 from relman_common import tokens
 from relman_common.auth import UNAUTHENTICATED_MESSAGE, call_metadata
 from relman_common.errors import Unavailable
@@ -128,7 +128,7 @@ async def test_deployments_and_rollback_copies_record_the_token_name_as_actor(
             metadata=(("x-relman-actor", "alice"),),
         )
     )
-    assert rolled.last is not None and rolled.last.outcome == "succeeded"
+    assert rolled.last is not None and rolled.last.outcome == types_pb2.OUTCOME_SUCCEEDED
     copy = await stack.release.GetRelease(
         release_pb2.GetReleaseRequest(app="myapp", id=rolled.first.release_id)
     )
@@ -161,7 +161,10 @@ async def test_the_deployer_waits_for_its_token_file_made_after_it_started(
         got = await asyncio.wait_for(promote, 30)
     finally:
         promote.cancel()
-    assert got.last is not None and (got.last.outcome, got.first.actor) == ("succeeded", "alice")
+    assert got.last is not None and (got.last.outcome, got.first.actor) == (
+        types_pb2.OUTCOME_SUCCEEDED,
+        "alice",
+    )
 
 
 async def test_a_token_file_that_appears_while_waiting_is_read(tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ from pathlib import Path
 import grpc
 import pytest
 from helpers import ServiceProcess, authorized, free_port, read_token
-from relman.v1 import deployer_pb2, deployer_pb2_grpc, release_pb2, release_pb2_grpc
+from relman.v1 import deployer_pb2, deployer_pb2_grpc, release_pb2, release_pb2_grpc, types_pb2
 from relman_common.db import make_engine
+from relman_common.lifecycle import ReleaseStatus
+from relman_common.pb_enums import word
 from sqlalchemy import text
 
 from deployer.support import EVENT_LINE, manifest
@@ -149,7 +151,7 @@ def test_promote_succeeds_and_a_crashing_release_rolls_back(procs: Processes) ->
         "Status: Updating => Running",
     ]
     assert any(u.event.reason == "ScalingReplicaSet" for u in updates if u.HasField("event"))
-    assert outcome_of(updates).outcome == "succeeded"
+    assert outcome_of(updates).outcome == types_pb2.OUTCOME_SUCCEEDED
     app = procs.release.GetApp(release_pb2.GetAppRequest(name="myapp"))
     assert app.active_release_id == good
 
@@ -160,9 +162,9 @@ def test_promote_succeeds_and_a_crashing_release_rolls_back(procs: Processes) ->
     )
     updates = list(procs.deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
     assert statuses(updates)[-2:] == ["Status: Updating => Rollback", "Status: Rollback => Running"]
-    assert outcome_of(updates).outcome == "rolled-back"
+    assert outcome_of(updates).outcome == types_pb2.OUTCOME_ROLLED_BACK
     listed = procs.release.ListReleases(release_pb2.ListReleasesRequest(app="myapp"))
-    status = {r.id: r.status for r in listed.releases}
+    status = {r.id: word(ReleaseStatus, r.status) for r in listed.releases}
     assert (status[good], status[bad]) == ("active", "failed")
     log = procs.deployer_proc.logs() if procs.deployer_proc else ""
     assert "rolled-back (pods of web crash-looping (restarted 3 times))" in log
@@ -179,7 +181,10 @@ def test_a_deployer_started_before_the_release_service_made_its_token_works(
         p.release_proc.start(p.release_addr)
         new_app(p, "myapp")
         updates = list(p.deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
-        assert (outcome_of(updates).outcome, outcome_of(updates).actor) == ("succeeded", "admin")
+        assert (outcome_of(updates).outcome, outcome_of(updates).actor) == (
+            types_pb2.OUTCOME_SUCCEEDED,
+            "admin",
+        )
         apps = p.release.ListApps(release_pb2.ListAppsRequest()).apps
         assert [(a.name, a.active_release_id != "") for a in apps] == [("myapp", True)]
     finally:
@@ -202,16 +207,16 @@ def test_kill_9_mid_rollout_then_restart_ends_the_deployment(procs_on: Processes
     p.start_deployer(pod_delay=0.05)
     updates = list(p.deployer.Watch(deployer_pb2.WatchRequest(deployment_id=first.id)))
     final = outcome_of(updates)
-    assert final.outcome in ("succeeded", "rolled-back"), final
+    assert final.outcome in (types_pb2.OUTCOME_SUCCEEDED, types_pb2.OUTCOME_ROLLED_BACK), final
     seqs = [u.event.seq for u in updates if u.HasField("event")]
     assert seqs == list(range(1, final.last_seq + 1))  # one log, no gaps, across the crash
     assert p.deployer_db_rows("SELECT app FROM deploy_leases") == []
-    if final.outcome == "succeeded":
+    if final.outcome == types_pb2.OUTCOME_SUCCEEDED:
         app = p.release.GetApp(release_pb2.GetAppRequest(name="myapp"))
         assert app.active_release_id == rid
     # Not stuck: the app takes another deployment.
     again = list(p.deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
-    assert outcome_of(again).outcome == "succeeded"
+    assert outcome_of(again).outcome == types_pb2.OUTCOME_SUCCEEDED
 
 
 def test_sigterm_hands_the_deployment_over_to_the_next_instance(procs: Processes) -> None:
@@ -225,12 +230,22 @@ def test_sigterm_hands_the_deployment_over_to_the_next_instance(procs: Processes
     assert procs.deployer_db_rows("SELECT outcome FROM deployments") == [("running",)]
     lease = procs.deployer_db_rows("SELECT deployment_id FROM deploy_leases")
     assert lease == [(first.id,)]  # kept, but expired: the next instance resumes at once
+    ((phase, last_seq),) = procs.deployer_db_rows("SELECT phase, last_seq FROM deployments")
+    assert phase in ("pending", "updating")
 
     procs.start_deployer(pod_delay=0.05)
     updates = list(procs.deployer.Watch(deployer_pb2.WatchRequest(deployment_id=first.id)))
-    assert outcome_of(updates).outcome == "succeeded"
+    assert outcome_of(updates).outcome == types_pb2.OUTCOME_SUCCEEDED
+    # Resumed from the stored phase: each status line once, one log without gaps.
+    assert statuses(updates) == [
+        "Status: Running => Pending",
+        "Status: Pending => Updating",
+        "Status: Updating => Running",
+    ]
+    seqs = [u.event.seq for u in updates if u.HasField("event")]
+    assert seqs == list(range(1, outcome_of(updates).last_seq + 1))
     assert procs.deployer_proc is not None
-    assert "resuming (rolling-out" in procs.deployer_proc.logs()
+    assert f"app myapp: resuming ({phase}, last event {last_seq})" in procs.deployer_proc.logs()
 
 
 def run_cli(p: Processes, *args: str) -> subprocess.CompletedProcess[str]:

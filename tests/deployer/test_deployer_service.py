@@ -4,13 +4,21 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 
 import grpc
 import pytest
-from relman.v1 import deployer_pb2, release_pb2
+from relman.v1 import deployer_pb2, release_pb2, types_pb2
 from relman_common.clock import utcnow
-from relman_deployer.domain.model import Deployment, Phase
+from relman_common.lifecycle import Phase
+from relman_deployer.domain.model import (
+    APP_SOURCE,
+    STATUS_CHANGE,
+    Deployment,
+    DeploymentEvent,
+    PhaseChange,
+)
 
 from deployer.conftest import Stack
 from deployer.support import (
@@ -42,15 +50,21 @@ async def test_promote_streams_the_rollout_and_makes_the_release_active(stack: S
     got = await read_stream(
         deployer.Promote(deployer_pb2.PromoteRequest(app="myapp"), metadata=ACTOR)
     )
-    assert (got.first.release_id, got.first.outcome, got.first.actor) == (rid, "running", "alice")
-    assert got.first.kind == "promote" and got.first.previous_release_id == ""
+    assert (got.first.release_id, got.first.outcome, got.first.actor) == (
+        rid,
+        types_pb2.OUTCOME_RUNNING,
+        "alice",
+    )
+    assert (
+        got.first.kind == types_pb2.DEPLOYMENT_KIND_PROMOTE and got.first.previous_release_id == ""
+    )
     assert got.statuses == SUCCESS
     assert got.events[0].source == "system/k8s/atom/app"
     assert got.seqs == list(range(1, len(got.events) + 1))
     assert any(m.startswith("Scaled up replica set web-") for m in got.messages)
     assert got.messages.index("Status: Pending => Updating") > 1  # after apply's first events
     assert got.last is not None
-    assert (got.last.outcome, got.last.last_seq) == ("succeeded", len(got.events))
+    assert (got.last.outcome, got.last.last_seq) == (types_pb2.OUTCOME_SUCCEEDED, len(got.events))
     assert got.last.HasField("ended")
     app = await stack.release.GetApp(release_pb2.GetAppRequest(name="myapp"))
     assert app.active_release_id == rid
@@ -60,7 +74,7 @@ async def test_promote_streams_the_rollout_and_makes_the_release_active(stack: S
         deployer.Watch(deployer_pb2.WatchRequest(deployment_id=got.first.id))
     )
     assert [(e.seq, e.message) for e in replay.events] == [(e.seq, e.message) for e in got.events]
-    assert replay.last is not None and replay.last.outcome == "succeeded"
+    assert replay.last is not None and replay.last.outcome == types_pb2.OUTCOME_SUCCEEDED
 
 
 async def test_crash_looping_release_rolls_back_by_itself(stack: Stack) -> None:
@@ -72,7 +86,7 @@ async def test_crash_looping_release_rolls_back_by_itself(stack: Stack) -> None:
     assert got.statuses == ROLLED_BACK
     assert "Back-off restarting failed container" in got.messages
     assert got.last is not None
-    assert got.last.outcome == "rolled-back"
+    assert got.last.outcome == types_pb2.OUTCOME_ROLLED_BACK
     assert got.last.reason == "pods of web crash-looping (restarted 3 times)"
     assert got.first.previous_release_id == good
     statuses = await release_status(stack.release, "myapp")
@@ -90,7 +104,9 @@ async def test_unready_release_rolls_back_when_the_timeout_passes(stack: Stack) 
     assert got.statuses == ROLLED_BACK
     assert any(m.startswith("Readiness probe failed") for m in got.messages)
     assert got.last is not None
-    assert (got.last.outcome, got.last.reason) == ("rolled-back", "no progress for 1s")
+    # The sim's controller gave up after the deadline, in the real controller's words.
+    assert got.last.outcome == types_pb2.OUTCOME_ROLLED_BACK
+    assert re.fullmatch(r'web: ReplicaSet "web-\w+" has timed out progressing\.', got.last.reason)
     app = await stack.release.GetApp(release_pb2.GetAppRequest(name="myapp"))
     assert app.active_release_id == good
 
@@ -100,7 +116,7 @@ async def test_failed_first_promotion_rolls_back_to_no_services(stack: Stack) ->
     await new_app(stack.release, "myapp")
     await set_env(stack.release, "myapp", RELMAN_SIM_FAIL="crash")
     got = await read_stream(deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
-    assert got.last is not None and got.last.outcome == "rolled-back"
+    assert got.last is not None and got.last.outcome == types_pb2.OUTCOME_ROLLED_BACK
     assert "Stopping container main" in got.messages  # its workloads were removed
     app = await stack.release.GetApp(release_pb2.GetAppRequest(name="myapp"))
     assert app.active_release_id == ""
@@ -169,7 +185,7 @@ async def test_guards_refuse_without_writing_anything(stack: Stack) -> None:
     forced = await read_stream(
         deployer.Promote(deployer_pb2.PromoteRequest(app="myapp", release_id=old, force=True))
     )
-    assert forced.last is not None and forced.last.outcome == "succeeded"
+    assert forced.last is not None and forced.last.outcome == types_pb2.OUTCOME_SUCCEEDED
 
 
 async def test_promoting_the_active_release_again_redeploys_it(stack: Stack) -> None:
@@ -178,7 +194,7 @@ async def test_promoting_the_active_release_again_redeploys_it(stack: Stack) -> 
     await read_stream(deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
     again = await read_stream(deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
     assert again.statuses == SUCCESS
-    assert again.last is not None and again.last.outcome == "succeeded"
+    assert again.last is not None and again.last.outcome == types_pb2.OUTCOME_SUCCEEDED
     assert again.first.previous_release_id == rid
 
 
@@ -192,7 +208,7 @@ async def test_watch_after_a_disconnect_gives_every_event_exactly_once(stack: St
     rest = await read_stream(
         deployer.Watch(deployer_pb2.WatchRequest(deployment_id=part.first.id, after_seq=3))
     )
-    assert rest.last is not None and rest.last.outcome == "succeeded"
+    assert rest.last is not None and rest.last.outcome == types_pb2.OUTCOME_SUCCEEDED
     full = await read_stream(deployer.Watch(deployer_pb2.WatchRequest(deployment_id=part.first.id)))
     resumed = [(e.seq, e.message) for e in part.events + rest.events]
     assert resumed == [(e.seq, e.message) for e in full.events]
@@ -235,7 +251,7 @@ async def test_cancel_turns_the_running_deployment_into_a_rollback(stack: Stack)
     got = await read_stream(deployer.Watch(deployer_pb2.WatchRequest(deployment_id=cancelled.id)))
     assert got.statuses[-2:] == ["Status: Updating => Rollback", "Status: Rollback => Running"]
     assert got.last is not None
-    assert (got.last.outcome, got.last.reason) == ("cancelled", "cancelled by bob")
+    assert (got.last.outcome, got.last.reason) == (types_pb2.OUTCOME_CANCELLED, "cancelled by bob")
     app = await stack.release.GetApp(release_pb2.GetAppRequest(name="myapp"))
     assert app.active_release_id == good
 
@@ -251,9 +267,9 @@ async def test_rollback_promotes_a_copy_of_the_old_release(stack: Stack) -> None
     )
     copy = got.first.release_id
     assert copy not in ("", first)
-    assert (got.first.kind, got.first.rollback_of) == ("rollback", first)
+    assert (got.first.kind, got.first.rollback_of) == (types_pb2.DEPLOYMENT_KIND_ROLLBACK, first)
     assert got.statuses == SUCCESS
-    assert got.last is not None and got.last.outcome == "succeeded"
+    assert got.last is not None and got.last.outcome == types_pb2.OUTCOME_SUCCEEDED
     rel = await stack.release.GetRelease(release_pb2.GetReleaseRequest(app="myapp", id=copy))
     assert rel.description == f"rollback to {first}"
     app = await stack.release.GetApp(release_pb2.GetAppRequest(name="myapp"))
@@ -276,7 +292,7 @@ async def test_get_and_list_deployments_newest_first_in_pages(stack: Stack) -> N
     assert [d.id for d in page1.deployments] + [d.id for d in page2.deployments] == ids[::-1]
     assert page2.next_page_token == ""
     one = await deployer.GetDeployment(deployer_pb2.GetDeploymentRequest(id=ids[0]))
-    assert (one.outcome, one.app) == ("succeeded", "myapp")
+    assert (one.outcome, one.app) == (types_pb2.OUTCOME_SUCCEEDED, "myapp")
     for bad, code in (
         ("nope", grpc.StatusCode.INVALID_ARGUMENT),
         ("DAAAAAAAAAA", grpc.StatusCode.NOT_FOUND),
@@ -294,7 +310,7 @@ async def test_many_concurrent_promotes_lose_no_event(stack: Stack) -> None:
         *(read_stream(deployer.Promote(deployer_pb2.PromoteRequest(app=a))) for a in apps)
     )
     for got in results:
-        assert got.last is not None and got.last.outcome == "succeeded", got.last
+        assert got.last is not None and got.last.outcome == types_pb2.OUTCOME_SUCCEEDED, got.last
         assert got.seqs == list(range(1, got.last.last_seq + 1))
         assert got.statuses == SUCCESS
     store = stack.orchestrator.store
@@ -312,10 +328,10 @@ async def test_release_becomes_active_once_the_release_service_is_back(stack: St
     backend = stack.orchestrator.backend
     await eventually(lambda: backend.status("myapp").complete, what="rollout complete")  # type: ignore[attr-defined]
     running = await deployer.GetDeployment(deployer_pb2.GetDeploymentRequest(id=first.first.id))
-    assert running.outcome == "running"  # waiting to tell the Release service
+    assert running.outcome == types_pb2.OUTCOME_RUNNING  # waiting to tell the Release service
     await stack.start_release()
     rest = await read_stream(call, so_far=first)
-    assert rest.last is not None and rest.last.outcome == "succeeded"
+    assert rest.last is not None and rest.last.outcome == types_pb2.OUTCOME_SUCCEEDED
     assert rest.statuses == SUCCESS
     app = await stack.release.GetApp(release_pb2.GetAppRequest(name="myapp"))
     assert app.active_release_id == rid
@@ -341,7 +357,7 @@ async def test_a_deployment_whose_owner_died_is_resumed_and_finished(stack: Stac
         stack.deployer.Watch(deployer_pb2.WatchRequest(deployment_id=orphan.id))  # type: ignore[union-attr]
     )
     assert got.statuses == SUCCESS
-    assert got.last is not None and got.last.outcome == "succeeded"
+    assert got.last is not None and got.last.outcome == types_pb2.OUTCOME_SUCCEEDED
     assert await stack.orchestrator.store.lease_of("myapp") is None
     app = await stack.release.GetApp(release_pb2.GetAppRequest(name="myapp"))
     assert app.active_release_id == rid
@@ -364,12 +380,27 @@ async def test_an_orphan_in_its_rollback_phase_continues_the_rollback(stack: Sta
     )
     store = stack.orchestrator.store
     await store.start(orphan, "dead-owner", now - timedelta(seconds=1))
-    await store.set_phase(orphan.id, Phase.ROLLING_BACK, "no progress for 30s")
+    # What its owner wrote before it died: each status line with the phase it enters.
+    written = [
+        ("Status: Running => Pending", PhaseChange(orphan.id, Phase.PENDING)),
+        ("Status: Pending => Updating", PhaseChange(orphan.id, Phase.UPDATING)),
+        (
+            "Status: Updating => Rollback",
+            PhaseChange(orphan.id, Phase.ROLLING_BACK, "no progress for 30s"),
+        ),
+    ]
+    for seq, (message, phase) in enumerate(written, 1):
+        event = DeploymentEvent(orphan.id, seq, now, APP_SOURCE, STATUS_CHANGE, message)
+        await store.append_events([event], [phase])
     assert await stack.orchestrator.resume_orphans() == [orphan.id]
     got = await read_stream(deployer.Watch(deployer_pb2.WatchRequest(deployment_id=orphan.id)))
-    assert got.statuses == ["Status: Updating => Rollback", "Status: Rollback => Running"]
+    assert got.statuses == ROLLED_BACK  # the rollback line is not written again
+    assert got.seqs == list(range(1, len(got.events) + 1))
     assert got.last is not None
-    assert (got.last.outcome, got.last.reason) == ("rolled-back", "no progress for 30s")
+    assert (got.last.outcome, got.last.reason) == (
+        types_pb2.OUTCOME_ROLLED_BACK,
+        "no progress for 30s",
+    )
     statuses = await release_status(stack.release, "myapp")
     assert (statuses[good], statuses[bad]) == ("active", "failed")
 
@@ -381,7 +412,10 @@ async def test_back_to_back_promotes_leave_no_release_shown_promoting(stack: Sta
     second = await set_env(stack.release, "myapp", COLOR="blue")
     two = await read_stream(deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
     assert one.last is not None and two.last is not None
-    assert (one.last.outcome, two.last.outcome) == ("succeeded", "succeeded")
+    assert (one.last.outcome, two.last.outcome) == (
+        types_pb2.OUTCOME_SUCCEEDED,
+        types_pb2.OUTCOME_SUCCEEDED,
+    )
     statuses = await release_status(stack.release, "myapp")
     assert (statuses[first], statuses[second]) == ("", "active")
     # The outcomes were written before each stream ended: no release shows `promoting` once it

@@ -7,11 +7,18 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from relman_common.clock import as_utc
 from relman_common.db import DbExecutor, make_engine
 from relman_common.errors import FailedPrecondition, InvalidArgument
-from relman_deployer.domain.model import Deployment, DeploymentEvent, Outcome, Phase
+from relman_common.lifecycle import Outcome, Phase
+from relman_deployer.domain.model import (
+    APP_SOURCE,
+    STATUS_CHANGE,
+    Deployment,
+    DeploymentEvent,
+    PhaseChange,
+)
 from relman_deployer.store.repository import DeploymentStore, migrate
-from sqlalchemy.exc import IntegrityError
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 TTL = timedelta(seconds=15)
@@ -45,6 +52,10 @@ def events(d: Deployment, seqs: range) -> list[DeploymentEvent]:
     return [
         DeploymentEvent(d.id, s, T0, "system/k8s/web", "ScalingReplicaSet", f"e{s}") for s in seqs
     ]
+
+
+def status_event(d: Deployment, seq: int, message: str) -> DeploymentEvent:
+    return DeploymentEvent(d.id, seq, T0, APP_SOURCE, STATUS_CHANGE, message)
 
 
 async def test_one_running_deployment_per_app_and_the_refusal_names_it(
@@ -106,13 +117,105 @@ async def test_events_get_written_in_batches_across_deployments_and_advance_last
     assert ((await store.get(a.id)).last_seq, (await store.get(b.id)).last_seq) == (5, 2)
 
 
-async def test_an_event_sequence_number_is_never_written_twice(store: DeploymentStore) -> None:
+async def test_seqs_another_instance_wrote_drop_only_that_deployments_events_and_raise_nothing(
+    store: DeploymentStore,
+) -> None:
+    """Another instance took ``a`` over and wrote its seq 2 already: this instance's batch
+    still writes ``b``'s events and phase, drops ``a``'s (events and phase: they travel in one
+    transaction), and no storage error reaches the event log."""
+    a, b = deployment(1), deployment(2, app="other")
+    await store.start(a, "o", T0 + TTL)
+    await store.start(b, "o", T0 + TTL)
+    await store.append_events(events(a, range(1, 3)))
+    batch = [*events(a, range(2, 4)), status_event(b, 1, "Status: Running => Pending")]
+    phases = [PhaseChange(a.id, Phase.UPDATING), PhaseChange(b.id, Phase.PENDING)]
+    written = await store.append_events(batch, phases)
+    assert [(e.deployment_id, e.seq) for e in written] == [(b.id, 1)]
+    assert [e.message for e in await store.events_after(a.id, 0)] == ["e1", "e2"]
+    after_a, after_b = await store.get(a.id), await store.get(b.id)
+    assert (after_a.last_seq, after_a.phase) == (2, Phase.STARTING)
+    assert (after_b.last_seq, after_b.phase) == (1, Phase.PENDING)
+    # Alone in its batch, a taken seq is dropped just the same.
+    assert await store.append_events(events(a, range(1, 2))) == []
+    assert (await store.get(a.id)).last_seq == 2
+
+
+async def test_a_phase_and_the_status_change_that_enters_it_are_written_together(
+    store: DeploymentStore,
+) -> None:
     d = deployment(1)
     await store.start(d, "o", T0 + TTL)
+    assert (await store.get(d.id)).phase is Phase.STARTING
+    first = status_event(d, 1, "Status: Running => Pending")
+    assert await store.append_events([first], [PhaseChange(d.id, Phase.PENDING)]) == [first]
+    row = await store.get(d.id)
+    assert (row.phase, row.last_seq, row.reason) == (Phase.PENDING, 1, "")
+    await store.append_events(events(d, range(2, 4)))
+    rollback = status_event(d, 4, "Status: Updating => Rollback")
+    change = PhaseChange(d.id, Phase.ROLLING_BACK, "no progress for 30s")
+    await store.append_events([rollback], [change])
+    row = await store.get(d.id)
+    assert (row.phase, row.last_seq, row.reason) == (
+        Phase.ROLLING_BACK,
+        4,
+        "no progress for 30s",
+    )
+    assert [e.message for e in await store.events_after(d.id, 0)][-1] == (
+        "Status: Updating => Rollback"
+    )
+    # The event cannot be written (another instance wrote seq 4): neither is the phase.
+    taken = status_event(d, 4, "Status: Rollback => Running")
+    assert await store.append_events([taken], [PhaseChange(d.id, Phase.UPDATING)]) == []
+    row = await store.get(d.id)
+    assert (row.phase, row.last_seq) == (Phase.ROLLING_BACK, 4)
+
+
+async def test_finish_writes_the_last_event_the_outcome_and_the_end_and_frees_the_lease(
+    store: DeploymentStore,
+) -> None:
+    d = deployment(1)
+    await store.start(d, "owner-a", T0 + TTL)
+    await store.append_events(
+        [status_event(d, 1, "Status: Running => Pending")], [PhaseChange(d.id, Phase.PENDING)]
+    )
+    await store.append_events(
+        [status_event(d, 2, "Status: Pending => Updating")], [PhaseChange(d.id, Phase.UPDATING)]
+    )
+    last = status_event(d, 3, "Status: Updating => Running")
+    ended_at = T0 + timedelta(seconds=9)
+    ended = await store.finish(d.id, Outcome.SUCCEEDED, "", ended_at, [last])
+    assert (ended.outcome, ended.phase, ended.last_seq, ended.ended) == (
+        Outcome.SUCCEEDED,
+        Phase.ENDED,
+        3,
+        ended_at,
+    )
+    assert await store.get(d.id) == ended
+    assert (await store.events_after(d.id, 2)) == [last]
+    assert await store.lease_of("myapp") is None
+    assert await store.orphans(T0 + 10 * TTL) == []
+
+
+async def test_finish_is_all_or_nothing(store: DeploymentStore) -> None:
+    """When the last event cannot be written, the outcome is not written and the lease is
+    kept: the deployment is still running for whoever resumes it. The refusal is the
+    project's error, not the database driver's."""
+    d = deployment(1)
+    await store.start(d, "owner-a", T0 + TTL)
     await store.append_events(events(d, range(1, 3)))
-    with pytest.raises(IntegrityError):
-        await store.append_events(events(d, range(2, 4)))
-    assert [e.seq for e in await store.events_after(d.id, 0)] == [1, 2]
+    taken = status_event(d, 2, "Status: Updating => Running")  # another instance wrote seq 2
+    with pytest.raises(FailedPrecondition, match="written by another instance"):
+        await store.finish(d.id, Outcome.SUCCEEDED, "", T0, [taken])
+    row = await store.get(d.id)
+    assert (row.outcome, row.phase, row.last_seq, row.ended) == (
+        Outcome.RUNNING,
+        Phase.STARTING,
+        2,
+        None,
+    )
+    lease = await store.lease_of("myapp")
+    assert lease is not None and lease["deployment_id"] == d.id
+    assert [e.message for e in await store.events_after(d.id, 0)] == ["e1", "e2"]
 
 
 async def test_renewal_fails_once_another_owner_holds_the_lease(store: DeploymentStore) -> None:
@@ -128,6 +231,19 @@ async def test_renewal_fails_once_another_owner_holds_the_lease(store: Deploymen
     lease = await store.lease_of("myapp")
     assert lease is not None and lease["owner"] == "owner-b"
     assert await store.orphans(now) == []
+
+
+async def test_renewal_extends_only_the_leases_of_the_runs_named(store: DeploymentStore) -> None:
+    """A deployment whose run died in this instance is not renewed with the others: its
+    lease expires and it is resumed."""
+    alive, dead = deployment(1), deployment(2, app="other")
+    await store.start(alive, "owner-a", T0 + TTL)
+    await store.start(dead, "owner-a", T0 + TTL)
+    assert await store.renew("owner-a", [alive.id], T0 + 3 * TTL) == {alive.id: ""}
+    now = T0 + 2 * TTL
+    assert [o.id for o in await store.orphans(now)] == [dead.id]
+    lease = await store.lease_of("other")
+    assert lease is not None and as_utc(lease["expires_at"]) == T0 + TTL  # not renewed
 
 
 async def test_a_running_deployment_without_lease_is_an_orphan_and_blocks_the_app(
@@ -149,7 +265,10 @@ async def test_cancel_sets_a_flag_the_owner_reads_on_renewal(store: DeploymentSt
     await store.start(d, "owner-a", T0 + TTL)
     assert (await store.request_cancel("myapp", "bob")).cancelled_by == "bob"
     assert await store.renew("owner-a", [d.id], T0 + TTL) == {d.id: "bob"}
-    await store.set_phase(d.id, Phase.ROLLING_BACK, "cancelled by bob")
+    await store.append_events(
+        [status_event(d, 1, "Status: Updating => Rollback")],
+        [PhaseChange(d.id, Phase.ROLLING_BACK, "cancelled by bob")],
+    )
     with pytest.raises(FailedPrecondition, match="already rolling back"):
         await store.request_cancel("myapp", "carol")
 

@@ -16,6 +16,7 @@ import pytest
 from helpers import ServiceProcess, free_port
 from relman.v1 import release_pb2_grpc
 from relman_common.secretbox import SecretBox
+from relman_common.vocabulary import MESSAGE_SIZE_OPTIONS
 from relman_release.api.server import build_service
 from relman_release.store.uow import SqlUnitOfWork, open_store
 from sqlalchemy import text
@@ -60,7 +61,8 @@ async def release_server(db_url: str) -> AsyncIterator[ReleaseServer]:
     service = build_service(addr, uow)
     await service.start()
     try:
-        async with grpc.aio.insecure_channel(addr) as channel:
+        # Messages of up to 16 MiB both ways, as every relman client allows.
+        async with grpc.aio.insecure_channel(addr, options=MESSAGE_SIZE_OPTIONS) as channel:
             yield ReleaseServer(
                 addr=addr, stub=release_pb2_grpc.ReleaseServiceStub(channel), uow=uow
             )

@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
 import pytest
+from relman.v1 import release_pb2, types_pb2
 from relman_common.errors import FailedPrecondition, InvalidArgument
-from relman_common.secretbox import SecretBox
-from relman_release.domain import composition
-from relman_release.domain.env import NO_CHANGE, apply_env_change, diff_env, validate_change
-from relman_release.domain.manifest import parse_manifest, validate_images
-from relman_release.domain.names import validate_app_name, validate_env_key
-from relman_release.domain.paging import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    decode_token,
-    encode_token,
-    page_limit,
+from relman_common.lifecycle import (
+    BuildStatus,
+    Kind,
+    Outcome,
+    ReleaseStatus,
+    TokenKind,
+    release_status,
 )
+from relman_common.manifest import (
+    HTTP,
+    HTTPS,
+    BuildSpec,
+    EnvSpec,
+    Health,
+    Port,
+    ReleaseCommand,
+    Scale,
+    Service,
+    parse_manifest,
+)
+from relman_common.pb_enums import from_pb, to_pb, word
+from relman_common.secretbox import SecretBox
+from relman_common.vocabulary import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    page_limit,
+    validate_app_name,
+    validate_env_key,
+)
+from relman_release.domain import composition
+from relman_release.domain.deployments import judge_report
+from relman_release.domain.env import NO_CHANGE, apply_env_change, diff_env, validate_change
+from relman_release.domain.model import App, DeploymentReport, Release
+from relman_release.domain.paging import decode_token, encode_token
 from relman_release.store.codec import decode_env, encode_env, serialize_env
+
+from .manifests import BAD_MANIFESTS, FULL_MANIFEST
 
 # --- names -----------------------------------------------------------------------------------
 
@@ -44,6 +74,16 @@ def test_invalid_env_keys_are_refused_naming_the_key(key: str) -> None:
     assert str(err.value) == (
         f'invalid env key "{key}": '
         "keys start with a letter or _ and hold only letters, digits and _"
+    )
+
+
+def test_env_keys_are_at_most_as_long_as_a_kubernetes_secret_key() -> None:
+    assert validate_env_key("K" * 253) == "K" * 253
+    with pytest.raises(InvalidArgument) as err:
+        validate_env_key("K" * 254)
+    assert str(err.value) == (
+        f'invalid env key "{"K" * 100}…": keys are at most 253 characters '
+        "(the longest key of a Kubernetes Secret)"
     )
 
 
@@ -153,39 +193,87 @@ def test_env_codec_round_trips_any_text_and_sorts_keys() -> None:
 
 # --- manifest --------------------------------------------------------------------------------
 
-FULL_MANIFEST = """\
-environment: [FOO, BAR=default]
-services:
-  web:
-    build: .
-    command: bin/web
-    port: 5000
-    health: /health
-    scale: {count: 2}
-    deployment: {minimum: 25, maximum: 150}
-  worker:
-    image: registry.example/worker:1.4
-    command: [bin/worker, --fast]
-    health:
-      path: /ready
-      grace: 0
-      interval: 10
-      timeout: 3
-"""
 
-
-def test_a_full_manifest_parses_into_services_with_their_settings() -> None:
+def test_the_full_spec_manifest_parses_into_services_with_every_setting() -> None:
     manifest = parse_manifest(FULL_MANIFEST)
-    assert [(e.key, e.default) for e in manifest.environment] == [("FOO", None), ("BAR", "default")]
-    web, worker = manifest.services["web"], manifest.services["worker"]
-    assert (web.build, web.command, web.port, web.health.path) == (".", "bin/web", 5000, "/health")
-    assert (web.count, web.minimum, web.maximum) == (2, 25, 150)
+    assert manifest.environment == (EnvSpec("FOO"), EnvSpec("BAR", "default"))
+    assert manifest.names == ("web", "worker", "api", "cache")  # in the manifest's order
+    assert manifest.release == ReleaseCommand(("bin/migrate", "--all"), "worker", 300)
+
+    web = manifest.service("web")
+    assert web == Service(
+        name="web",
+        build=BuildSpec(".", "Dockerfile"),
+        command=("bin/web",),
+        port=Port(5443, HTTPS),
+        ports=(5001, 5002),
+        health=Health(path="/health", grace=5, interval=5, timeout=4),
+        scale=Scale(count=2, max=2, cpu=250, memory=512),
+        # The app's entries, then the service's own, which win for the same key.
+        environment=(EnvSpec("FOO"), EnvSpec("WORKERS", "2"), EnvSpec("BAR", "web")),
+        minimum=25,
+        maximum=150,
+        termination_grace=45,
+        internal=False,
+    )
+    assert (web.replicas, web.max_unavailable_percent, web.max_surge_percent) == (2, 75, 50)
+    assert web.env_defaults({"FOO": "x", "WORKERS": "8"}) == {"BAR": "web"}
     assert web.needs_built_image
-    assert worker.image == "registry.example/worker:1.4"
-    assert worker.command == ["bin/worker", "--fast"]
-    assert (worker.health.path, worker.health.grace, worker.health.interval) == ("/ready", 0, 10)
-    assert (worker.count, worker.minimum, worker.maximum) == (1, 50, 200)
-    assert not worker.needs_built_image
+
+    worker = manifest.service("worker")
+    assert worker == Service(
+        name="worker",
+        build=BuildSpec("worker", "Dockerfile.worker"),
+        command=("bin/worker", "--fast"),
+        port=Port(8080, HTTP),
+        health=Health(path="/ready", grace=0, interval=10, timeout=3),
+        scale=Scale(count=1, max=4),
+        environment=(EnvSpec("FOO"), EnvSpec("BAR", "default")),
+        internal=True,
+    )
+    # Defaults: 50 / 200 percent, 30 s of grace.
+    assert (worker.minimum, worker.maximum, worker.termination_grace) == (50, 200, 30)
+    assert (worker.replicas, worker.max_unavailable_percent, worker.max_surge_percent) == (
+        1,
+        50,
+        100,
+    )
+
+    api, cache = manifest.service("api"), manifest.service("cache")
+    assert (api.image, api.port, api.build) == ("registry.example/api:old", Port(3000), None)
+    assert (cache.image, cache.port, cache.command) == ("registry.example/cache:1.4", None, ())
+    assert not api.needs_built_image and not cache.needs_built_image
+    assert manifest.missing_env({}) == ["FOO"]
+    assert manifest.missing_env({"FOO": ""}) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "port"),
+    [("5000", Port(5000, HTTP)), ("http:80", Port(80, HTTP)), ("https:443", Port(443, HTTPS))],
+)
+def test_a_port_is_a_number_with_an_optional_scheme(value: str, port: Port) -> None:
+    manifest = parse_manifest(f"services:\n  web:\n    image: x\n    port: {value}\n")
+    assert manifest.services[0].port == port
+
+
+def test_a_release_block_defaults_to_the_first_service_and_ten_minutes() -> None:
+    manifest = parse_manifest(
+        "services:\n  web:\n    image: x\n  worker:\n    image: y\n"
+        "release:\n  command: [bin/migrate, --all]\n"
+    )
+    assert manifest.release == ReleaseCommand(("bin/migrate", "--all"), "web", 600)
+
+
+def test_a_service_with_no_settings_has_the_defaults() -> None:
+    (web,) = parse_manifest("services:\n  web:\n").services
+    assert web == Service(name="web")
+    assert (web.health, web.scale, web.port, web.build) == (
+        Health("/", 5, 5, 4),
+        Scale(),
+        None,
+        None,
+    )
+    assert web.needs_built_image
 
 
 @pytest.mark.parametrize("text", ["", "# nothing\n", "services:\n", "services: {}\n"])
@@ -193,87 +281,29 @@ def test_an_empty_manifest_has_no_services(text: str) -> None:
     assert parse_manifest(text).empty
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        (
-            "services:\n  web:\n    image: x\n    scale: {count: 0}\n",
-            "manifest line 4: services.web.scale.count must be a positive integer",
-        ),
-        (
-            "services:\n  web:\n    image: x\n    scale:\n      count: two\n",
-            "manifest line 5: services.web.scale.count must be a positive integer",
-        ),
-        (
-            "services:\n  web:\n    image: x\n    scale: {count: true}\n",
-            "manifest line 4: services.web.scale.count must be a positive integer",
-        ),
-        (
-            "services:\n  web:\n    port: 70000\n",
-            "manifest line 3: services.web.port must be a port number from 1 to 65535",
-        ),
-        (
-            "services:\n  web:\n    deployment: {minimum: 120}\n",
-            "manifest line 3: services.web.deployment.minimum must be an integer from 0 to 100",
-        ),
-        (
-            "services:\n  web:\n    deployment:\n      maximum: 50\n",
-            "manifest line 4: services.web.deployment.maximum must be an integer from 100 to 1000",
-        ),
-        (
-            "services:\n  web:\n    imgae: x\n",
-            "manifest line 3: unknown key services.web.imgae (expected one of:",
-        ),
-        ("servcies:\n  web: {}\n", "manifest line 1: unknown key servcies"),
-        ("services:\n  Web: {}\n", 'manifest line 2: invalid service name "Web"'),
-        (
-            "services:\n  web:\n    health: ready\n",
-            "manifest line 3: services.web.health must be a path starting with /",
-        ),
-        (
-            "services:\n  web:\n    command: {a: b}\n",
-            "manifest line 3: services.web.command must be text or a list of text",
-        ),
-        ("services:\n  web: [1, 2]\n", "manifest line 2: services.web must be a mapping"),
-        ("services: [web]\n", "manifest line 1: services must be a mapping of service names"),
-        ("- a\n- b\n", "manifest line 1: the manifest must be a mapping"),
-        ("environment: [FOO, 1BAD=x]\n", 'manifest line 1: environment: invalid env key "1BAD"'),
-        ("environment:\n  - FOO\n  - {a: b}\n", "manifest line 3: environment entries must be"),
-        (
-            "services:\n  web:\n    image: x\n  web:\n    image: y\n",
-            'manifest line 4: duplicate key "web"',
-        ),
-        ("services:\n  web:\n    image: [unclosed\n", "manifest line 4: invalid YAML"),
-        ("services:\n  web:\n\timage: x\n", "manifest line 3: invalid YAML"),
-    ],
-)
-def test_invalid_manifests_are_refused_with_line_and_reason(text: str, message: str) -> None:
+@pytest.mark.parametrize(("text", "message"), BAD_MANIFESTS)
+def test_invalid_manifests_are_refused_with_line_path_and_reason(text: str, message: str) -> None:
     with pytest.raises(InvalidArgument) as err:
         parse_manifest(text)
-    assert str(err.value).startswith(message), str(err.value)
+    assert str(err.value) == message
+    assert (err.value.reason, err.value.field) == ("INVALID_MANIFEST", "manifest")
 
 
-def test_images_are_required_for_services_that_build_or_name_no_image() -> None:
-    manifest = parse_manifest("services:\n  web:\n    build: .\n  api: {}\n  db:\n    image: pg\n")
-    with pytest.raises(InvalidArgument, match="no image given for service api, web"):
-        validate_images(manifest, {})
-    assert validate_images(manifest, {"web": "r/web:1", "api": "r/api:1"}) == {
-        "api": "r/api:1",
-        "web": "r/web:1",
-    }
-    # A service with its own image may still be given one.
-    assert "db" in validate_images(manifest, {"web": "w", "api": "a", "db": "r/db:2"})
-
-
-def test_images_for_services_not_in_the_manifest_are_refused() -> None:
-    manifest = parse_manifest("services:\n  web:\n    image: x\n")
-    with pytest.raises(InvalidArgument, match="not in the manifest: ghost"):
-        validate_images(manifest, {"ghost": "r/ghost:1"})
-    with pytest.raises(InvalidArgument, match="invalid image reference for service web"):
-        validate_images(manifest, {"web": "has space"})
-
-
-# --- composition -----------------------------------------------------------------------------
+def test_manifest_errors_quote_little_of_a_huge_input() -> None:
+    long = "k" * 100_000
+    for text in [
+        f"services:\n  web:\n    ? {long}\n    : 1\n",  # an explicit key may be that long
+        f"? {long}\n: 1\n",
+        f"services:\n  web:\n    {long}: 1\n",
+        f"services:\n  web:\n    image: x\n    health:\n      ? {long}\n      : 1\n"
+        f"      ? {long}\n      : 2\n",
+        f"services:\n  web:\n    build: {long}/../../x\n",
+        f"services:\n  web:\n    image: x\nrelease:\n  command: x\n  service: {long}\n",
+    ]:
+        with pytest.raises(InvalidArgument) as err:
+            parse_manifest(text)
+        assert str(err.value).startswith("manifest line "), str(err.value)[:300]
+        assert len(str(err.value)) < 300, str(err.value)[:300]
 
 
 @pytest.mark.parametrize(
@@ -322,37 +352,134 @@ def test_create_from_error_messages_are_the_documented_ones() -> None:
 @pytest.mark.parametrize(
     ("release_id", "active", "outcome", "status"),
     [
-        ("R1", "R1", "", "active"),
-        ("R1", "R1", "rolled-back", "active"),
-        ("R2", "R1", "running", "promoting"),
-        ("R2", "", "running", "promoting"),
-        ("R2", "R1", "rolled-back", "failed"),
-        ("R2", "R1", "failed", "failed"),
-        ("R2", "R1", "succeeded", ""),
-        ("R2", "R1", "cancelled", ""),
-        ("R2", "R1", "", ""),
-        ("R2", "", "", ""),
+        ("R1", "R1", None, "active"),
+        ("R1", "R1", Outcome.ROLLED_BACK, "active"),
+        ("R2", "R1", Outcome.RUNNING, "promoting"),
+        ("R2", "", Outcome.RUNNING, "promoting"),
+        ("R2", "R1", Outcome.ROLLED_BACK, "failed"),
+        ("R2", "R1", Outcome.FAILED, "failed"),
+        ("R2", "R1", Outcome.SUCCEEDED, ""),
+        ("R2", "R1", Outcome.CANCELLED, ""),
+        ("R2", "R1", None, ""),
+        ("R2", "", None, ""),
     ],
 )
-def test_release_status_rule(release_id: str, active: str, outcome: str, status: str) -> None:
-    assert composition.release_status(release_id, active, outcome) == status
+def test_release_status_rule(
+    release_id: str, active: str, outcome: Outcome | None, status: str
+) -> None:
+    assert release_status(release_id, active, outcome) == ReleaseStatus(status)
 
 
 def test_rollback_copy_is_described_with_the_release_it_copies() -> None:
     assert composition.rollback_description("RBCDEFGHIJK") == "rollback to RBCDEFGHIJK"
 
 
-@pytest.mark.parametrize("outcome", ["", "done", "Running", "rolled_back"])
-def test_unknown_deployment_outcomes_are_refused(outcome: str) -> None:
-    with pytest.raises(InvalidArgument, match="invalid deployment outcome"):
-        composition.validate_outcome(outcome)
+@pytest.mark.parametrize("enum", [Outcome, Kind, BuildStatus, ReleaseStatus, TokenKind])
+def test_every_lifecycle_word_has_its_proto_enum_value_and_back(enum: type[Enum]) -> None:
+    for member in enum:
+        value = to_pb(member)
+        if member.value == "":
+            assert value == 0 and from_pb(enum, value) is None  # ReleaseStatus.NONE
+            continue
+        assert value != 0
+        assert from_pb(enum, value) is member
+        assert word(enum, value) == member.value
+    assert from_pb(enum, 0) is None and word(enum, 0) == ""
+    assert from_pb(enum, 99) is None  # a value of a newer peer
+
+
+def test_outcome_words_are_the_cli_words() -> None:
+    assert word(Outcome, types_pb2.OUTCOME_ROLLED_BACK) == "rolled-back"
+    assert to_pb(Outcome.CANCELLED) == types_pb2.OUTCOME_CANCELLED
+    assert to_pb(ReleaseStatus.PROMOTING) == release_pb2.RELEASE_STATUS_PROMOTING
+    assert to_pb(BuildStatus.COMPLETE) == release_pb2.BUILD_STATUS_COMPLETE
+    assert to_pb(None) == 0
+
+
+# --- deployment reports ----------------------------------------------------------------------
+
+T0 = datetime(2019, 1, 1, tzinfo=UTC)
+LATER = T0 + timedelta(seconds=1)
+EARLIER = T0 - timedelta(seconds=1)
+
+
+def judged(
+    *,
+    outcome: Outcome,
+    deployment: str = "DBBBBBBBBBB",
+    started: datetime = T0,
+    current: str = "DBBBBBBBBBB",
+    last: tuple[str, Outcome] | None = None,
+    active: str = "RAAAAAAAAAA",
+) -> tuple[bool, bool, bool, bool]:
+    """What a report about release RBBBBBBBBBB changes, for an app whose current deployment
+    (started at T0) is ``current`` ("" for none), whose active release is ``active``, and
+    whose release's last recorded deployment is ``last``."""
+    app = App(
+        "web",
+        T0,
+        "alice",
+        active_release_id=active,
+        current_deployment_id=current,
+        current_deployment_started=T0 if current else None,
+    )
+    release = Release("RBBBBBBBBBB", "web", "BAAAAAAAAAA", {}, "", T0, "alice")
+    if last is not None:
+        release = replace(release, last_deployment_id=last[0], last_deployment_outcome=last[1])
+    report = DeploymentReport(deployment, "web", release.id, outcome, "", started)
+    effect = judge_report(app, release, report)
+    return effect.current, effect.becomes_current, effect.record, effect.activate
+
+
+RUN = Outcome.RUNNING
+OK = Outcome.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("case", "effect"),
+    [
+        # The first report of an app: it becomes the current deployment.
+        ({"outcome": RUN, "current": ""}, (True, True, True, False)),
+        ({"outcome": OK, "current": ""}, (True, True, True, True)),
+        # Older than the current deployment: late, changes nothing.
+        ({"outcome": OK, "deployment": "DAAAAAAAAAA", "started": EARLIER}, (False,) * 4),
+        # Started at the same instant: the larger id is the later one.
+        ({"outcome": OK, "deployment": "DAAAAAAAAAA"}, (False,) * 4),
+        ({"outcome": RUN, "deployment": "DCCCCCCCCCC"}, (True, True, True, False)),
+        # Newer than the current deployment: it becomes the current one.
+        (
+            {"outcome": RUN, "deployment": "DAAAAAAAAAA", "started": LATER},
+            (True, True, True, False),
+        ),
+        # The current deployment goes on, then succeeds: its release becomes active.
+        ({"outcome": OK, "last": ("DBBBBBBBBBB", RUN)}, (True, False, True, True)),
+        # Repeats change nothing.
+        ({"outcome": RUN, "last": ("DBBBBBBBBBB", RUN)}, (True, False, False, False)),
+        (
+            {"outcome": OK, "last": ("DBBBBBBBBBB", OK), "active": "RBBBBBBBBBB"},
+            (True, False, False, False),
+        ),
+        # An ended deployment stays ended: a late RUNNING or another ending changes nothing.
+        (
+            {"outcome": RUN, "last": ("DBBBBBBBBBB", OK), "active": "RBBBBBBBBBB"},
+            (True, False, False, False),
+        ),
+        ({"outcome": OK, "last": ("DBBBBBBBBBB", Outcome.FAILED)}, (True, False, False, False)),
+        (
+            {"outcome": Outcome.FAILED, "last": ("DBBBBBBBBBB", Outcome.ROLLED_BACK)},
+            (True, False, False, False),
+        ),
+        # The release's last record is of another deployment: this one is recorded.
+        ({"outcome": Outcome.FAILED, "last": ("DAAAAAAAAAA", OK)}, (True, False, True, False)),
+    ],
+)
+def test_which_deployment_reports_count(
+    case: dict[str, Any], effect: tuple[bool, bool, bool, bool]
+) -> None:
+    assert judged(**case) == effect
 
 
 def test_release_without_a_build_has_no_manifest() -> None:
-    from datetime import UTC, datetime
-
-    from relman_release.domain.model import Release
-
     release = Release("RAAAAAAAAAA", "app", "", {}, "env add:A", datetime.now(UTC), "me")
     with pytest.raises(FailedPrecondition) as err:
         composition.require_build(release)
@@ -378,8 +505,8 @@ def test_damaged_page_tokens_are_refused(token: str) -> None:
 
 
 def test_page_limit_defaults_caps_and_refuses_negatives() -> None:
-    assert page_limit(0) == DEFAULT_LIMIT == 10
+    assert page_limit(0) == DEFAULT_PAGE_SIZE == 10
     assert page_limit(3) == 3
-    assert page_limit(10**6) == MAX_LIMIT
+    assert page_limit(10**6) == MAX_PAGE_SIZE == 1000
     with pytest.raises(InvalidArgument):
         page_limit(-1)

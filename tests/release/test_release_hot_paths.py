@@ -13,8 +13,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
 from relman_common.errors import AlreadyExists, NotFound
-from relman_release import services
-from relman_release.api.converters import timestamp
+from relman_common.lifecycle import Outcome
+from relman_common.timestamps import timestamp
+from relman_common.vocabulary import DEPLOYMENT, new_id
+from relman_release.app import apps, builds, deployments, env, releases
+from relman_release.domain.model import DeploymentReport
 from relman_release.store.uow import SqlUnitOfWork, open_store
 from sqlalchemy import event
 
@@ -38,6 +41,14 @@ def statements(uow: SqlUnitOfWork) -> Iterator[list[str]]:
         event.remove(uow.engine, "before_cursor_execute", capture)
 
 
+def activate(uow: SqlUnitOfWork, release_id: str, app: str = "myapp") -> None:
+    """What the Deployer reports when a newly started deployment of the release succeeds."""
+    report = DeploymentReport(
+        new_id(DEPLOYMENT), app, release_id, Outcome.SUCCEEDED, "", datetime.now(UTC)
+    )
+    assert deployments.report_deployment(uow, report).current
+
+
 @pytest.fixture
 def uow(db_url: str) -> Iterator[SqlUnitOfWork]:
     store = open_store(db_url, new_box())
@@ -48,49 +59,49 @@ def uow(db_url: str) -> Iterator[SqlUnitOfWork]:
 def test_release_create_writes_one_row_and_never_reads_the_build_manifest(
     uow: SqlUnitOfWork,
 ) -> None:
-    services.create_app(uow, "myapp", "t")
-    build = services.import_build(uow, "myapp", MANIFEST, {"web": "img:1"}, "", "", "t").build
+    apps.create_app(uow, "myapp", "t")
+    build = builds.import_build(uow, "myapp", MANIFEST, {"web": "img:1"}, "", "", "t").build
 
     with statements(uow) as seen:
-        release = services.create_release(uow, "myapp", build.id, {"A": "1"}, "d", "t")
+        release = releases.create_release(uow, "myapp", build.id, {"A": "1"}, "d", "t")
 
     sql = [s for s in seen if not s.startswith(("BEGIN", "SELECT 1"))]
     # The app (locked) and its build's owner in one SELECT, then the row and the app's latest.
     assert [s.split()[0] for s in sql] == ["SELECT", "INSERT", "UPDATE"], sql
     assert not any("manifest" in s for s in sql), sql
-    assert services.get_release(uow, "myapp", release.id).env == {"A": "1"}
-    assert services.get_app(uow, "myapp").latest_release_id == release.id
+    assert releases.get_release(uow, "myapp", release.id).env == {"A": "1"}
+    assert apps.get_app(uow, "myapp").latest_release_id == release.id
 
 
 def test_release_create_refuses_a_build_of_another_app_and_writes_nothing(
     uow: SqlUnitOfWork,
 ) -> None:
-    services.create_app(uow, "myapp", "t")
-    services.create_app(uow, "other", "t")
-    theirs = services.import_build(uow, "other", MANIFEST, {"web": "img:1"}, "", "", "t").build
-    services.create_release(uow, "myapp", "", {}, "first", "t")
-    before = services.list_releases(uow, "myapp", 100, "").items
+    apps.create_app(uow, "myapp", "t")
+    apps.create_app(uow, "other", "t")
+    theirs = builds.import_build(uow, "other", MANIFEST, {"web": "img:1"}, "", "", "t").build
+    releases.create_release(uow, "myapp", "", {}, "first", "t")
+    before = releases.list_releases(uow, "myapp", 100, "").items
 
     with pytest.raises(NotFound, match=f"build {theirs.id} not found in app myapp"):
-        services.create_release(uow, "myapp", theirs.id, {}, "d", "t")
+        releases.create_release(uow, "myapp", theirs.id, {}, "d", "t")
     with pytest.raises(NotFound, match="build not found: BZZZZZZZZZZ"):
-        services.create_release(uow, "myapp", "BZZZZZZZZZZ", {}, "d", "t")
+        releases.create_release(uow, "myapp", "BZZZZZZZZZZ", {}, "d", "t")
     with pytest.raises(NotFound, match="app not found: nosuchapp"):  # the app is checked first
-        services.create_release(uow, "nosuchapp", theirs.id, {}, "d", "t")
+        releases.create_release(uow, "nosuchapp", theirs.id, {}, "d", "t")
 
-    assert services.list_releases(uow, "myapp", 100, "").items == before
+    assert releases.list_releases(uow, "myapp", 100, "").items == before
 
 
 def test_env_change_reads_the_latest_release_once_when_it_is_also_the_active_one(
     uow: SqlUnitOfWork,
 ) -> None:
-    services.create_app(uow, "myapp", "t")
-    first = services.change_env(uow, "myapp", {"A": "1"}, [], False, "t").release
+    apps.create_app(uow, "myapp", "t")
+    first = env.change_env(uow, "myapp", {"A": "1"}, [], False, "t").release
     assert first is not None
-    services.mark_release_active(uow, "myapp", first.id, "DAAAAAAAAAA")
+    activate(uow, first.id)
 
     with statements(uow) as seen:
-        changed = services.change_env(uow, "myapp", {"B": "2"}, [], False, "t")
+        changed = env.change_env(uow, "myapp", {"B": "2"}, [], False, "t")
 
     release_reads = [s for s in seen if s.startswith("SELECT") and "FROM releases" in s]
     assert len(release_reads) == 1, release_reads
@@ -99,26 +110,26 @@ def test_env_change_reads_the_latest_release_once_when_it_is_also_the_active_one
 
 
 def test_an_app_created_twice_is_refused_and_the_first_one_stays(uow: SqlUnitOfWork) -> None:
-    created = services.create_app(uow, "myapp", "alice")
+    created = apps.create_app(uow, "myapp", "alice")
     with pytest.raises(AlreadyExists, match="app already exists: myapp"):
-        services.create_app(uow, "myapp", "bob")
-    assert services.get_app(uow, "myapp").actor == created.actor == "alice"
-    assert [a.name for a in services.list_apps(uow)] == ["myapp"]
+        apps.create_app(uow, "myapp", "bob")
+    assert apps.get_app(uow, "myapp").actor == created.actor == "alice"
+    assert [a.name for a in apps.list_apps(uow)] == ["myapp"]
 
 
 def test_listing_pages_carry_status_and_continue_where_the_last_page_ended(
     uow: SqlUnitOfWork,
 ) -> None:
-    services.create_app(uow, "myapp", "t")
-    ids = []
+    apps.create_app(uow, "myapp", "t")
+    ids: list[str] = []
     for i in range(5):
-        changed = services.change_env(uow, "myapp", {"N": str(i)}, [], False, "t")
+        changed = env.change_env(uow, "myapp", {"N": str(i)}, [], False, "t")
         assert changed.release is not None
         ids.append(changed.release.id)
-    services.mark_release_active(uow, "myapp", ids[1], "DAAAAAAAAAA")
+    activate(uow, ids[1])
 
-    first = services.list_releases(uow, "myapp", 3, "")
-    rest = services.list_releases(uow, "myapp", 3, first.next_page_token)
+    first = releases.list_releases(uow, "myapp", 3, "")
+    rest = releases.list_releases(uow, "myapp", 3, first.next_page_token)
 
     listed = [*first.items, *rest.items]
     assert [r.id for r in listed] == ids[::-1]

@@ -9,56 +9,27 @@ from typing import Any
 import grpc
 import pytest
 from relman.v1 import release_pb2 as pb
-from relman_common import ids
+from relman.v1 import types_pb2
+from relman_common import vocabulary
+from relman_common.grpc_errors import error_details
 
+from .calls import (
+    IMAGES,
+    MANIFEST,
+    Code,
+    Stub,
+    activate,
+    expect,
+    import_build,
+    list_all,
+    make_app,
+    next_start,
+    refused,
+    report,
+    report_request,
+    set_env,
+)
 from .conftest import ReleaseServer
-
-Code = grpc.StatusCode
-Stub = Any  # relman.v1.release_pb2_grpc.ReleaseServiceStub over an aio channel
-
-MANIFEST = "services:\n  web:\n    build: .\n    command: bin/web\n    port: 5000\n"
-IMAGES = {"web": "registry.example/myapp:web.1"}
-
-
-async def expect(code: grpc.StatusCode, call: Awaitable[Any]) -> str:
-    """Awaits ``call``, which must fail with ``code``; returns the message."""
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    assert err.value.code() == code, err.value.details()
-    return str(err.value.details())
-
-
-async def make_app(stub: Stub, name: str = "myapp") -> pb.App:
-    return await stub.CreateApp(pb.CreateAppRequest(name=name))
-
-
-async def import_build(
-    stub: Stub, app: str = "myapp", description: str = "build 0a1b2c3d4e first", **kw: Any
-) -> pb.ImportBuildResponse:
-    request = pb.ImportBuildRequest(
-        app=app,
-        manifest=kw.pop("manifest", MANIFEST),
-        images=kw.pop("images", IMAGES),
-        description=description,
-        git_sha=kw.pop("git_sha", "0a1b2c3d4e5f60718293"),
-    )
-    return await stub.ImportBuild(request, **kw)
-
-
-async def set_env(stub: Stub, app: str = "myapp", **env: str) -> pb.ChangeEnvResponse:
-    return await stub.ChangeEnv(pb.ChangeEnvRequest(app=app, set=env))
-
-
-async def activate(stub: Stub, release_id: str, app: str = "myapp") -> None:
-    await stub.MarkReleaseActive(
-        pb.MarkReleaseActiveRequest(app=app, release_id=release_id, deployment_id="DAAAAAAAAAA")
-    )
-
-
-async def list_all(stub: Stub, app: str = "myapp", limit: int = 0) -> list[pb.Release]:
-    resp = await stub.ListReleases(pb.ListReleasesRequest(app=app, limit=limit))
-    return list(resp.releases)
-
 
 # --- apps ------------------------------------------------------------------------------------
 
@@ -135,8 +106,8 @@ async def test_import_build_creates_a_complete_build_and_a_release_with_the_late
     resp = await import_build(release_stub, metadata=[("x-relman-actor", "bob")])
 
     build, release = resp.build, resp.release
-    assert ids.looks_like("B", build.id) and ids.looks_like("R", release.id)
-    assert build.status == "complete"
+    assert vocabulary.looks_like("B", build.id) and vocabulary.looks_like("R", release.id)
+    assert build.status == pb.BUILD_STATUS_COMPLETE
     assert build.started.seconds > 0 and build.ended.seconds > 0
     assert (build.app, build.manifest, dict(build.images)) == ("myapp", MANIFEST, IMAGES)
     assert (build.description, build.git_sha, build.actor) == (
@@ -181,7 +152,7 @@ BAD_IMPORTS = [
         "services:\n  web:\n    build: .\n    scale: {count: 0}\n",
         IMAGES,
         Code.INVALID_ARGUMENT,
-        "manifest line 4: services.web.scale.count must be a positive integer",
+        "manifest line 4: services.web.scale.count must be a positive integer or a range like 1-4",
     ),
     (MANIFEST, {}, Code.INVALID_ARGUMENT, "no image given for service web"),
     (
@@ -369,23 +340,16 @@ async def test_releases_are_listed_newest_first_without_env_with_status(
     env = await set_env(release_stub, FOO="bar")
     third = await import_build(release_stub, description="build 1b2c3d4e5f second")
     await activate(release_stub, first.release.id)
-    await release_stub.RecordDeploymentOutcome(
-        pb.RecordDeploymentOutcomeRequest(
-            app="myapp",
-            release_id=env.release.id,
-            deployment_id="DBBBBBBBBBB",
-            outcome="rolled-back",
-        )
-    )
-    await release_stub.RecordDeploymentOutcome(
-        pb.RecordDeploymentOutcomeRequest(
-            app="myapp", release_id=third.release.id, deployment_id="DCCCCCCCCCC", outcome="running"
-        )
-    )
+    await report(release_stub, env.release.id, "DBBBBBBBBBB", types_pb2.OUTCOME_ROLLED_BACK)
+    await report(release_stub, third.release.id, "DCCCCCCCCCC", types_pb2.OUTCOME_RUNNING)
 
     listed = await list_all(release_stub)
     assert [r.id for r in listed] == [third.release.id, env.release.id, first.release.id]
-    assert [r.status for r in listed] == ["promoting", "failed", "active"]
+    assert [r.status for r in listed] == [
+        pb.RELEASE_STATUS_PROMOTING,
+        pb.RELEASE_STATUS_FAILED,
+        pb.RELEASE_STATUS_ACTIVE,
+    ]
     assert [r.description for r in listed] == [
         "build 1b2c3d4e5f second",
         "env add:FOO",
@@ -393,10 +357,10 @@ async def test_releases_are_listed_newest_first_without_env_with_status(
     ]
     assert all(len(r.env) == 0 for r in listed)
     assert listed[1].last_deployment_id == "DBBBBBBBBBB"
-    assert listed[1].last_deployment_outcome == "rolled-back"
+    assert listed[1].last_deployment_outcome == types_pb2.OUTCOME_ROLLED_BACK
 
     got = await release_stub.GetRelease(pb.GetReleaseRequest(app="myapp", id=env.release.id))
-    assert (dict(got.env), got.status) == ({"FOO": "bar"}, "failed")
+    assert (dict(got.env), got.status) == ({"FOO": "bar"}, pb.RELEASE_STATUS_FAILED)
 
 
 async def test_release_listing_pages_have_no_gaps_or_duplicates(release_stub: Stub) -> None:
@@ -467,9 +431,25 @@ async def test_release_lookups_are_scoped_to_the_app(release_stub: Stub) -> None
     await expect(
         Code.NOT_FOUND, release_stub.GetBuild(pb.GetBuildRequest(app="myapp", id=theirs.build.id))
     )
-    await expect(
+    msg = await expect(
         Code.INVALID_ARGUMENT, release_stub.GetRelease(pb.GetReleaseRequest(app="myapp", id=""))
     )
+    assert msg == "release id is required"
+    # A malformed id is bad input, whether or not something could have that id.
+    for malformed in ["R1", "nope", "rxxxxxxxxxx", "RXXXXXXXXXXX", theirs.build.id]:
+        err = await refused(
+            Code.INVALID_ARGUMENT,
+            release_stub.GetRelease(pb.GetReleaseRequest(app="myapp", id=malformed)),
+        )
+        assert err.details() == (
+            f'invalid release id "{malformed}": ids are R followed by 10 capital letters '
+            "(e.g. RBCDEFGHIJK)"
+        )
+        assert error_details(err) == ("INVALID_ID", "id")
+    msg = await expect(
+        Code.INVALID_ARGUMENT, release_stub.GetBuild(pb.GetBuildRequest(app="myapp", id="B1"))
+    )
+    assert msg.startswith('invalid build id "B1"')
 
 
 async def test_release_manifest_is_its_build_manifest(release_stub: Stub) -> None:
@@ -649,7 +629,7 @@ async def test_diff_shows_build_change_and_env_changes(release_stub: Stub) -> No
 # --- calls made by the Deployer --------------------------------------------------------------
 
 
-async def test_deployable_carries_release_build_manifest_and_active_release(
+async def test_deployable_carries_the_release_its_services_and_the_active_release(
     release_stub: Stub,
 ) -> None:
     await make_app(release_stub)
@@ -657,13 +637,16 @@ async def test_deployable_carries_release_build_manifest_and_active_release(
         Code.FAILED_PRECONDITION,
         release_stub.GetDeployable(pb.GetDeployableRequest(app="myapp")),
     )
-    assert "no releases" in msg
+    assert msg == "app myapp has no releases"
     env_only = await set_env(release_stub, A="1")
-    deployable = await release_stub.GetDeployable(
-        pb.GetDeployableRequest(app="myapp", release_id=env_only.release.id)
+    err = await refused(
+        Code.FAILED_PRECONDITION,
+        release_stub.GetDeployable(
+            pb.GetDeployableRequest(app="myapp", release_id=env_only.release.id)
+        ),
     )
-    assert not deployable.HasField("build")
-    assert not deployable.HasField("active_release")
+    assert err.details() == "can not promote a release with an empty manifest"
+    assert error_details(err) == ("EMPTY_MANIFEST", "")
 
     first = await import_build(release_stub)
     await activate(release_stub, first.release.id)
@@ -671,11 +654,14 @@ async def test_deployable_carries_release_build_manifest_and_active_release(
     deployable = await release_stub.GetDeployable(pb.GetDeployableRequest(app="myapp"))
     assert deployable.release.id == latest.release.id
     assert dict(deployable.release.env) == {"A": "1", "B": "2"}
-    assert deployable.build.id == first.build.id
-    assert deployable.build.manifest == MANIFEST
-    assert dict(deployable.build.images) == IMAGES
+    assert deployable.release.build_id == first.build.id
+    (web,) = deployable.services
+    assert (web.name, web.image, list(web.command)) == ("web", IMAGES["web"], ["bin/web"])
+    assert (web.port.number, web.port.scheme) == (5000, types_pb2.PORT_SCHEME_HTTP)
+    assert not deployable.HasField("release_command")
     assert deployable.active_release.id == first.release.id
-    assert deployable.active_release.status == "active"
+    assert deployable.active_release.status == pb.RELEASE_STATUS_ACTIVE
+    assert [s.name for s in deployable.active_services] == ["web"]
 
 
 async def test_rollback_release_copies_build_and_env_of_the_old_release(
@@ -686,34 +672,43 @@ async def test_rollback_release_copies_build_and_env_of_the_old_release(
     old = await import_build(release_stub)
     await import_build(release_stub)
     await set_env(release_stub, A="2")
-    copy = await release_stub.CreateRollbackRelease(
+    deployable = await release_stub.CreateRollbackRelease(
         pb.CreateRollbackReleaseRequest(app="myapp", release_id=old.release.id),
         metadata=[("x-relman-actor", "deployer")],
     )
+    copy = deployable.release
     assert copy.id != old.release.id
     assert (copy.build_id, dict(copy.env)) == (old.build.id, {"A": "1"})
     assert copy.description == f"rollback to {old.release.id}"
     assert copy.actor == "deployer"
+    assert [(s.name, s.image) for s in deployable.services] == [("web", IMAGES["web"])]
     app = await release_stub.GetApp(pb.GetAppRequest(name="myapp"))
     assert app.latest_release_id == copy.id
 
 
-async def test_mark_release_active_is_idempotent(release_stub: Stub) -> None:
-    await make_app(release_stub)
-    first = await import_build(release_stub)
-    request = pb.MarkReleaseActiveRequest(
-        app="myapp", release_id=first.release.id, deployment_id="DAAAAAAAAAA"
+async def test_report_deployment_is_idempotent(release_server: ReleaseServer) -> None:
+    stub = release_server.stub
+    await make_app(stub)
+    first = await import_build(stub)
+    request = report_request(
+        first.release.id, "DAAAAAAAAAA", types_pb2.OUTCOME_SUCCEEDED, next_start()
     )
-    once = await release_stub.MarkReleaseActive(request)
-    twice = await release_stub.MarkReleaseActive(request)
+    once = await stub.ReportDeployment(request)
+    after_once = release_server.snapshot()
+    twice = await stub.ReportDeployment(request)
     assert once == twice
-    assert once.active_release_id == first.release.id
-    await expect(
+    assert release_server.snapshot() == after_once  # one change, made by the first report
+    assert once.current
+    assert (once.release.id, once.release.status) == (first.release.id, pb.RELEASE_STATUS_ACTIVE)
+    assert once.release.last_deployment_id == "DAAAAAAAAAA"
+    assert once.release.last_deployment_outcome == types_pb2.OUTCOME_SUCCEEDED
+    app = await stub.GetApp(pb.GetAppRequest(name="myapp"))
+    assert app.active_release_id == first.release.id
+    msg = await expect(
         Code.NOT_FOUND,
-        release_stub.MarkReleaseActive(
-            pb.MarkReleaseActiveRequest(app="myapp", release_id="RXXXXXXXXXX")
-        ),
+        report(stub, "RXXXXXXXXXX", "DAAAAAAAAAA", types_pb2.OUTCOME_SUCCEEDED),
     )
+    assert msg == "release not found: RXXXXXXXXXX"
 
 
 async def test_deployment_outcomes_drive_the_status(release_server: ReleaseServer) -> None:
@@ -721,28 +716,41 @@ async def test_deployment_outcomes_drive_the_status(release_server: ReleaseServe
     await make_app(stub)
     rel = (await import_build(stub)).release
 
-    async def record(outcome: str) -> pb.Release:
-        return await stub.RecordDeploymentOutcome(
-            pb.RecordDeploymentOutcomeRequest(
-                app="myapp", release_id=rel.id, deployment_id="DAAAAAAAAAA", outcome=outcome
-            )
-        )
+    async def deploy(outcome: types_pb2.Outcome.ValueType) -> pb.Release:
+        """The release's status after a newly started deployment of it reports ``outcome``."""
+        resp = await report(stub, rel.id, vocabulary.new_id(vocabulary.DEPLOYMENT), outcome)
+        assert resp.current
+        return resp.release
 
-    assert (await record("running")).status == "promoting"
-    assert (await record("failed")).status == "failed"
-    assert (await record("cancelled")).status == ""
-    await activate(stub, rel.id)
-    assert (await record("succeeded")).status == "active"
+    assert (await deploy(types_pb2.OUTCOME_RUNNING)).status == pb.RELEASE_STATUS_PROMOTING
+    assert (await deploy(types_pb2.OUTCOME_FAILED)).status == pb.RELEASE_STATUS_FAILED
+    assert (await deploy(types_pb2.OUTCOME_ROLLED_BACK)).status == pb.RELEASE_STATUS_FAILED
+    assert (await deploy(types_pb2.OUTCOME_CANCELLED)).status == pb.RELEASE_STATUS_UNSPECIFIED
+    assert (await deploy(types_pb2.OUTCOME_SUCCEEDED)).status == pb.RELEASE_STATUS_ACTIVE
+    # Active wins over what its later deployments say.
+    assert (await deploy(types_pb2.OUTCOME_ROLLED_BACK)).status == pb.RELEASE_STATUS_ACTIVE
 
     before = release_server.snapshot()
-    msg = await expect(Code.INVALID_ARGUMENT, record("exploded"))
-    assert msg.startswith('invalid deployment outcome "exploded"')
-    await expect(
-        Code.INVALID_ARGUMENT,
-        stub.RecordDeploymentOutcome(
-            pb.RecordDeploymentOutcomeRequest(app="myapp", release_id=rel.id, outcome="running")
-        ),
-    )
+    for outcome, message in [
+        (99, "invalid deployment outcome 99"),
+        (types_pb2.OUTCOME_UNSPECIFIED, "deployment outcome is required"),
+    ]:
+        err = await refused(
+            Code.INVALID_ARGUMENT,
+            report(stub, rel.id, "DZZZZZZZZZZ", outcome),  # type: ignore[arg-type]
+        )
+        assert str(err.details()).startswith(message), err.details()
+        assert error_details(err) == ("INVALID_ARGUMENT", "outcome")
+    for deployment_id, message in [
+        ("", "deployment id is required"),
+        ("D", 'invalid deployment id "D": ids are D followed by 10 capital letters'),
+        ("RAAAAAAAAAA", 'invalid deployment id "RAAAAAAAAAA"'),
+    ]:
+        err = await refused(
+            Code.INVALID_ARGUMENT, report(stub, rel.id, deployment_id, types_pb2.OUTCOME_RUNNING)
+        )
+        assert str(err.details()).startswith(message), err.details()
+        assert error_details(err) == ("INVALID_ID", "deployment_id")
     assert release_server.snapshot() == before
 
 
@@ -767,14 +775,10 @@ async def test_refused_requests_leave_the_database_unchanged(release_server: Rel
         lambda: stub.CreateRollbackRelease(
             pb.CreateRollbackReleaseRequest(app="myapp", release_id=theirs.release.id)
         ),
-        lambda: stub.MarkReleaseActive(
-            pb.MarkReleaseActiveRequest(app="myapp", release_id=theirs.release.id)
-        ),
-        lambda: stub.RecordDeploymentOutcome(
-            pb.RecordDeploymentOutcomeRequest(
-                app="myapp", release_id=mine.release.id, deployment_id="D", outcome="nope"
-            )
-        ),
+        lambda: report(stub, theirs.release.id, "DAAAAAAAAAA", types_pb2.OUTCOME_SUCCEEDED),
+        lambda: report(stub, mine.release.id, "D", types_pb2.OUTCOME_SUCCEEDED),
+        lambda: report(stub, mine.release.id, "DAAAAAAAAAA", 42),  # type: ignore[arg-type]
+        lambda: stub.GetRelease(pb.GetReleaseRequest(app="myapp", id="nope")),
     ]
     for call in refused:
         with pytest.raises(grpc.aio.AioRpcError) as err:

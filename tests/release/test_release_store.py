@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relman_release import services
+from relman_release.app import apps, env, releases
 from relman_release.store.uow import open_store
 from sqlalchemy import event, inspect, text
 
@@ -15,10 +15,10 @@ def test_release_listing_reads_the_app_seq_index_not_the_whole_table(sqlite_url:
     """Keyset paging on (app_id, seq): any page is an index range scan, never a table scan or
     an OFFSET, so listing stays fast at 100k releases per app."""
     uow = open_store(sqlite_url, new_box())
-    services.create_app(uow, "myapp", "t")
+    apps.create_app(uow, "myapp", "t")
     for i in range(3):
-        services.change_env(uow, "myapp", {"N": str(i)}, [], False, "t")
-    first = services.list_releases(uow, "myapp", 1, "")
+        env.change_env(uow, "myapp", {"N": str(i)}, [], False, "t")
+    first = releases.list_releases(uow, "myapp", 1, "")
 
     statements: list[tuple[str, Any]] = []
 
@@ -27,7 +27,7 @@ def test_release_listing_reads_the_app_seq_index_not_the_whole_table(sqlite_url:
             statements.append((statement, params))
 
     event.listen(uow.engine, "before_cursor_execute", capture)
-    services.list_releases(uow, "myapp", 1, first.next_page_token)
+    releases.list_releases(uow, "myapp", 1, first.next_page_token)
     event.remove(uow.engine, "before_cursor_execute", capture)
 
     assert len(statements) == 1

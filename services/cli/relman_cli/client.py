@@ -1,26 +1,42 @@
-"""Channels and stubs for the Release service and the Deployer.
+"""Channels and typed stubs for the Release service and the Deployer.
 
-Every failed call becomes a :class:`CliError` carrying the server's message, so commands never
-see ``grpc`` errors and the user never sees a traceback. Each call carries the caller's name
-as ``x-relman-actor`` metadata and the API token as ``authorization: Bearer``. The Deployer's
-stubs are imported only by commands that use them.
+Commands reach a service only through :meth:`ServiceClient.call` and
+:meth:`ServiceClient.stream`, naming the generated stub's method with a selector::
+
+    response = client.release.call(lambda stub: stub.ListReleases, request)
+
+so the request and response types are the stub's (a wrong request, or a streaming method
+called as unary, is a type error), and the selector can only reach this service's stub. Each
+call carries the caller's name as ``x-relman-actor`` metadata and the API token as
+``authorization: Bearer``; every failed call becomes a :class:`CliError` carrying the
+server's message (see :func:`cli_error`), so commands never see ``grpc`` errors and the user
+never sees a traceback. The stub modules are imported only by the commands that use them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from relman_common.vocabulary import MESSAGE_SIZE_OPTIONS
 
 from relman_cli.config import Endpoints
 from relman_cli.errors import CliError
 
+if TYPE_CHECKING:
+    from relman.v1.auth_pb2_grpc import TokenServiceStub
+    from relman.v1.deployer_pb2_grpc import DeployerServiceStub
+    from relman.v1.release_pb2_grpc import ReleaseServiceStub
+
 UNAUTHENTICATED_MESSAGE = "missing or invalid token (set RELMAN_TOKEN or use the local admin token)"
 
-T = TypeVar("T")
+StubT = TypeVar("StubT")
+RequestT = TypeVar("RequestT", bound=Message)
+ResponseT = TypeVar("ResponseT", bound=Message)
 
 ACTOR_METADATA = "x-relman-actor"
 AUTHORIZATION_METADATA = "authorization"
@@ -78,64 +94,65 @@ def cli_error(err: grpc.RpcError, service: str, addr: str) -> CliError:
     return CliError(f"{service} at {addr}: {name}")
 
 
-class ServiceClient:
-    """One service's channel and stub; :meth:`call` is the only way commands reach it."""
+@dataclass(eq=False)
+class ServiceClient(Generic[StubT]):
+    """One service's channel and stub; :meth:`call` and :meth:`stream` are the only ways
+    commands reach it."""
 
-    def __init__(
-        self,
-        name: str,
-        addr: str,
-        make_stub: Callable[[grpc.Channel], Any],
-        token: str = "",
-        tls: tuple[str, str, str] | None = None,
-    ) -> None:
-        self.name = name
-        self.addr = addr
-        self._token = token
-        # (CA, client certificate, client key) PEM paths, any may be empty; None: plaintext.
-        self._tls = tls
-        self._make_stub = make_stub
-        self._channel: grpc.Channel | None = None
-        self._stub: Any = None
+    name: str
+    addr: str
+    make_stub: Callable[[grpc.Channel], StubT]
+    token: str = field(default="", repr=False)
+    # (CA, client certificate, client key) PEM paths, any may be empty; None: plaintext.
+    tls: tuple[str, str, str] | None = None
+    _channel: grpc.Channel | None = field(default=None, init=False, repr=False)
+    _stub: StubT | None = field(default=None, init=False, repr=False)
 
-    @property
-    def stub(self) -> Any:
+    def _opened(self) -> StubT:
+        """The stub, on a channel opened on first use (it connects on the first call)."""
         if self._stub is None:
-            options = [
-                *MESSAGE_SIZE_OPTIONS,
-                ("grpc.enable_retries", 0),
-            ]
-            if self._tls is None:
+            options = [*MESSAGE_SIZE_OPTIONS, ("grpc.enable_retries", 0)]
+            if self.tls is None:
                 self._channel = grpc.insecure_channel(self.addr, options=options)
             else:
-                credentials = channel_credentials(*self._tls)
+                credentials = channel_credentials(*self.tls)
                 self._channel = grpc.secure_channel(self.addr, credentials, options=options)
-            self._stub = self._make_stub(self._channel)
+            self._stub = self.make_stub(self._channel)
         return self._stub
 
-    def metadata(self) -> list[tuple[str, str]]:
+    def metadata(self) -> tuple[tuple[str, str], ...]:
         """Who is calling: the actor's name, and the API token when there is one."""
-        metadata = [(ACTOR_METADATA, actor())]
-        if self._token:
-            metadata.append((AUTHORIZATION_METADATA, f"Bearer {self._token}"))
-        return metadata
+        caller = ((ACTOR_METADATA, actor()),)
+        if self.token:
+            return (*caller, (AUTHORIZATION_METADATA, f"Bearer {self.token}"))
+        return caller
 
-    def call(self, method: str, request: Any, timeout: float = UNARY_TIMEOUT_SECONDS) -> Any:
-        """A unary call; any failure becomes a :class:`CliError`."""
+    def call(
+        self,
+        rpc: Callable[[StubT], grpc.UnaryUnaryMultiCallable[RequestT, ResponseT]],
+        request: RequestT,
+        timeout: float = UNARY_TIMEOUT_SECONDS,
+    ) -> ResponseT:
+        """A unary call of ``rpc(stub)``; any failure becomes a :class:`CliError`."""
+        method = rpc(self._opened())
         try:
-            return getattr(self.stub, method)(request, metadata=self.metadata(), timeout=timeout)
+            return method(request, metadata=self.metadata(), timeout=timeout)
         except grpc.RpcError as err:
             raise self.error(err) from None
 
-    def stream(self, method: str, request: Any) -> Iterator[Any]:
-        """A server stream, without a deadline: deployments take as long as they take.
+    def stream(
+        self,
+        rpc: Callable[[StubT], grpc.UnaryStreamMultiCallable[RequestT, ResponseT]],
+        request: RequestT,
+    ) -> Iterator[ResponseT]:
+        """A server stream of ``rpc(stub)``, without a deadline: deployments take as long as
+        they take.
 
         Errors surface while iterating, as ``grpc.RpcError``; the caller decides which are
         worth a reconnect (see :mod:`relman_cli.follow`) and turns the rest into CliErrors
         with :meth:`error`.
         """
-        it: Iterator[Any] = getattr(self.stub, method)(request, metadata=self.metadata())
-        return it
+        return rpc(self._opened())(request, metadata=self.metadata())
 
     def error(self, err: grpc.RpcError) -> CliError:
         return cli_error(err, self.name, self.addr)
@@ -170,19 +187,19 @@ def channel_credentials(ca: str, cert: str, key: str) -> grpc.ChannelCredentials
     )
 
 
-def _release_stub(channel: grpc.Channel) -> Any:
+def release_stub(channel: grpc.Channel) -> ReleaseServiceStub:
     from relman.v1 import release_pb2_grpc
 
     return release_pb2_grpc.ReleaseServiceStub(channel)
 
 
-def _deployer_stub(channel: grpc.Channel) -> Any:
+def deployer_stub(channel: grpc.Channel) -> DeployerServiceStub:
     from relman.v1 import deployer_pb2_grpc
 
     return deployer_pb2_grpc.DeployerServiceStub(channel)
 
 
-def _token_stub(channel: grpc.Channel) -> Any:
+def token_stub(channel: grpc.Channel) -> TokenServiceStub:
     from relman.v1 import auth_pb2_grpc
 
     return auth_pb2_grpc.TokenServiceStub(channel)
@@ -196,10 +213,10 @@ class Client:
         token = endpoints.token
         tls = (endpoints.tls_ca, endpoints.tls_cert, endpoints.tls_key) if endpoints.tls else None
         release, deployer = endpoints.release, endpoints.deployer
-        self.release = ServiceClient(RELEASE_SERVICE, release, _release_stub, token, tls)
-        self.deployer = ServiceClient(DEPLOYER_SERVICE, deployer, _deployer_stub, token, tls)
+        self.release = ServiceClient(RELEASE_SERVICE, release, release_stub, token, tls)
+        self.deployer = ServiceClient(DEPLOYER_SERVICE, deployer, deployer_stub, token, tls)
         # Tokens are kept by the Release service (its TokenService, on the same address).
-        self.tokens = ServiceClient(RELEASE_SERVICE, release, _token_stub, token, tls)
+        self.tokens = ServiceClient(RELEASE_SERVICE, release, token_stub, token, tls)
 
     def close(self) -> None:
         self.release.close()

@@ -13,12 +13,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
-from relman.v1 import types_pb2
+from relman.v1 import deployer_pb2, types_pb2
 
 from relman_cli.errors import CliError
+
+Deployment = deployer_pb2.Deployment
+DeploymentEvent = deployer_pb2.DeploymentEvent
+DeploymentUpdate = deployer_pb2.DeploymentUpdate
 
 RUNNING = types_pb2.OUTCOME_RUNNING
 SUCCEEDED = types_pb2.OUTCOME_SUCCEEDED
@@ -35,7 +38,7 @@ RETRIABLE = frozenset(
     }
 )
 
-OpenWatch = Callable[[str, int], Iterator[Any]]
+OpenWatch = Callable[[str, int], Iterator[DeploymentUpdate]]
 
 
 class StreamLost(CliError):
@@ -46,7 +49,7 @@ class StreamLost(CliError):
 class Followed:
     """What the follower has seen so far (also what a detach message needs)."""
 
-    deployment: Any = None  # the latest relman.v1.Deployment message
+    deployment: Deployment | None = None  # the latest one
     last_seq: int = 0
     events: int = 0
     reconnects: int = 0
@@ -65,8 +68,8 @@ class DeploymentFollower:
         self,
         open_watch: OpenWatch,
         translate: Callable[[grpc.RpcError], CliError],
-        on_event: Callable[[Any], None],
-        on_deployment: Callable[[Any], None] | None = None,
+        on_event: Callable[[DeploymentEvent], None],
+        on_deployment: Callable[[Deployment], None] | None = None,
         *,
         reconnect_for: float = 30.0,
         first_backoff: float = 0.1,
@@ -92,7 +95,7 @@ class DeploymentFollower:
         d = self.seen.deployment
         return d is not None and d.outcome != RUNNING
 
-    def follow(self, stream: Iterator[Any]) -> Any:
+    def follow(self, stream: Iterator[DeploymentUpdate]) -> Deployment | None:
         """Follow ``stream`` (and its Watch reconnections) until the deployment ends.
 
         Returns the final Deployment message (None if the stream ended before naming one).
@@ -124,7 +127,7 @@ class DeploymentFollower:
             self.seen.reconnects += 1
             stream = self._open_watch(self.seen.deployment_id, self.seen.last_seq)
 
-    def _take(self, update: Any) -> bool:
+    def _take(self, update: DeploymentUpdate) -> bool:
         """Show one update; True when the caller asked to stop here."""
         kind = update.WhichOneof("update")
         if kind == "deployment":
@@ -151,7 +154,7 @@ class DeploymentFollower:
         )
 
 
-def _cancel(stream: Iterator[Any]) -> None:
+def _cancel(stream: Iterator[DeploymentUpdate]) -> None:
     cancel = getattr(stream, "cancel", None)
     if callable(cancel):
         cancel()

@@ -217,12 +217,14 @@ def render(result: Result, output: str = TEXT, stream: TextIO | None = None) -> 
 class Progress:
     """``start("Promoting R")`` … ``ok()`` → ``Promoting R... OK``.
 
-    Human text goes to ``stream``: stdout normally, stderr under ``--id`` so that stdout
-    holds only the new id.
+    Human text goes to ``stream``: stdout normally, stderr under ``--id`` (``id_only``) so
+    that stdout holds only the new id.
     """
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = sys.stdout if stream is None else stream
+    def __init__(self, stream: TextIO | None = None, *, id_only: bool = False) -> None:
+        if stream is None:
+            stream = sys.stderr if id_only else sys.stdout
+        self.stream = stream
 
     def start(self, message: str) -> None:
         self._write(f"{message}... ")

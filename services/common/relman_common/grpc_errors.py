@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
@@ -76,9 +76,12 @@ def rich_status(err: errors.RelmanError, code: grpc.StatusCode) -> grpc.Status:
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[:MAX_MESSAGE_CHARS] + "…"
     info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN))
+    metadata = {"field": err.field} if err.field else {}
+    info.Pack(
+        error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN, metadata=metadata)
+    )
     details = [info]
-    if err.field:
+    if err.field and isinstance(err, errors.InvalidArgument):
         bad = any_pb2.Any()
         violation = error_details_pb2.BadRequest.FieldViolation(
             field=err.field, description=message
@@ -86,7 +89,8 @@ def rich_status(err: errors.RelmanError, code: grpc.StatusCode) -> grpc.Status:
         bad.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
         details.append(bad)
     status = status_pb2.Status(code=code.value[0], message=message, details=details)
-    return rpc_status.to_status(status)
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
 
 
 def error_details(err: grpc.RpcError) -> tuple[str, str]:
@@ -101,6 +105,7 @@ def error_details(err: grpc.RpcError) -> tuple[str, str]:
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             reason = info.reason
+            field = field or info.metadata.get("field", "")
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
@@ -127,6 +132,9 @@ ANONYMOUS = "anonymous"
 OPEN_METHOD_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 Handler = Callable[..., Any]
+# Any request and response types: the interceptor serves every method of a service.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+Handler_: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 class _Request:
@@ -136,7 +144,7 @@ class _Request:
     cancelled stream afterwards crashes grpc 1.85 (a segmentation fault in ``peer()``).
     """
 
-    def __init__(self, method: str, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, method: str, context: Context) -> None:
         self.method = method
         self.start = time.perf_counter()
         self.code = grpc.StatusCode.OK
@@ -174,13 +182,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._authenticate = authenticate
         # method -> (the service's handler, its wrapped handler): wrapping is done once per
         # method, not once per call (the wrapper keeps no per-call state).
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped: dict[str, tuple[Handler_, Handler_]] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler_ | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler_ | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -194,7 +202,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
-    async def _begin(self, request: _Request, context: grpc.aio.ServicerContext) -> None:
+    async def _begin(self, request: _Request, context: Context) -> None:
         """Sets who is calling, or raises Unauthenticated."""
         set_principal(None)
         set_actor(ANONYMOUS)
@@ -208,9 +216,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             request.actor = actor_for(principal, metadata)
         set_actor(request.actor)
 
-    async def _fail(
-        self, request: _Request, err: Exception, context: grpc.aio.ServicerContext
-    ) -> NoReturn:
+    async def _fail(self, request: _Request, err: Exception, context: Context) -> NoReturn:
         if isinstance(err, grpc.aio.AbortError):
             request.code = context.code() or grpc.StatusCode.UNKNOWN
             raise err
@@ -223,7 +229,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         await context.abort(request.code, "internal error (see the server log)")
         raise AssertionError("context.abort returned")  # pragma: no cover
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    def _wrap(self, handler: Handler_, method: str) -> Handler_:
         kwargs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
@@ -249,7 +255,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _wrap_single(self, inner: Handler, method: str) -> Handler:
         """A handler with one response (its request may be one message or a stream)."""
 
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def call(request: Any, context: Context) -> Any:
             state = _Request(method, context)
             try:
                 await self._begin(state, context)
@@ -267,7 +273,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _wrap_streaming(self, inner: Handler, method: str) -> Handler:
         """A handler that streams its responses (written as an async generator)."""
 
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
             state = _Request(method, context)
             try:
                 await self._begin(state, context)

@@ -10,6 +10,7 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,14 +18,13 @@ from helpers import free_port
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 from relman_common.errors import InvalidArgument, Unauthenticated, Unavailable
+from relman_common.manifest import Health, Port, Scale, Service
 from relman_deployer.backends import get_backend
 from relman_deployer.backends.base import (
     AppSpec,
     BackendEvent,
-    HealthCheck,
     Observation,
     RolloutStatus,
-    ServiceSpec,
 )
 from relman_deployer.backends.kubernetes import KubernetesBackend, KubernetesObserver
 from relman_deployer.backends.kubernetes_manifests import decode_env
@@ -48,6 +48,7 @@ def app_spec(
     tag: str = "BABCDEFGHI",
     env: dict[str, str] | None = None,
     services: tuple[tuple[str, int], ...] = (("web", 3), ("worker", 2)),
+    deadline: int = 600,
 ) -> AppSpec:
     return AppSpec(
         app=app,
@@ -55,18 +56,17 @@ def app_spec(
         build_id="B" + release[1:],
         env=env if env is not None else {"FOO": "bar"},
         services=tuple(
-            ServiceSpec(
+            Service(
                 name=name,
                 image=image(app, name, tag),
-                replicas=replicas,
-                command="bin/web --port 5000" if name == "web" else "",
-                port=5000 if name == "web" else 0,
-                health=HealthCheck("/health", grace=2, interval=3, timeout=1)
-                if name == "web"
-                else None,
+                scale=Scale(replicas, replicas),
+                command=("bin/web", "--port", "5000") if name == "web" else (),
+                port=Port(5000) if name == "web" else None,
+                health=Health("/health", grace=2, interval=3, timeout=1),
             )
             for name, replicas in services
         ),
+        progress_deadline_seconds=deadline,
     )
 
 
@@ -170,11 +170,11 @@ async def test_two_service_app_rolls_out_with_kubernetes_events_until_complete(
     first = await follower.until(lambda s: len(s) >= 1, "a first snapshot")
     assert first == [RolloutStatus(release_id="", services=())]  # nothing deployed yet
 
-    spec = app_spec(app_name, "RBCDEFGHIJ")
+    spec = app_spec(app_name, "RBCDEFGHIJK")
     await backend.apply(spec)
-    seen = await follower.complete("RBCDEFGHIJ")
+    seen = await follower.complete("RBCDEFGHIJK")
 
-    final = statuses(seen, "RBCDEFGHIJ")[-1]
+    final = statuses(seen, "RBCDEFGHIJK")[-1]
     assert [(s.name, s.desired, s.updated, s.total, s.available) for s in final.services] == [
         ("web", 3, 3, 3, 3),
         ("worker", 2, 2, 2, 2),
@@ -216,19 +216,19 @@ async def test_deployments_are_written_as_the_release_says(
     backend: KubernetesBackend, kube_api: Any, app_name: str
 ) -> None:
     ns = f"relman-{app_name}"
-    spec = app_spec(app_name, "RBCDEFGHIJ", env={"FOO": "bar", "MULTI": "a=b\nc ü"})
+    spec = app_spec(app_name, "RBCDEFGHIJK", env={"FOO": "bar", "MULTI": "a=b\nc ü"})
     await backend.apply(spec)
 
     namespace = await call(k8s.CoreV1Api(kube_api).read_namespace, ns)
     assert namespace.metadata.labels["app.kubernetes.io/managed-by"] == "relman"
     web = await call(k8s.AppsV1Api(kube_api).read_namespaced_deployment, "web", ns)
-    assert web.metadata.annotations["relman.io/release"] == "RBCDEFGHIJ"
+    assert web.metadata.annotations["relman.io/release"] == "RBCDEFGHIJK"
     assert web.spec.replicas == 3
     assert web.spec.progress_deadline_seconds == 600
     assert web.spec.strategy.rolling_update.max_surge == "100%"
     assert web.spec.strategy.rolling_update.max_unavailable == "50%"
     template = web.spec.template
-    assert template.metadata.annotations["relman.io/release"] == "RBCDEFGHIJ"
+    assert template.metadata.annotations["relman.io/release"] == "RBCDEFGHIJK"
     assert template.metadata.labels["app.kubernetes.io/name"] == "web"
     assert template.metadata.labels["relman.io/app"] == app_name
     (main,) = template.spec.containers
@@ -239,12 +239,12 @@ async def test_deployments_are_written_as_the_release_says(
     probe = main.readiness_probe
     assert (probe.http_get.path, probe.http_get.port) == ("/health", 5000)
     assert (probe.initial_delay_seconds, probe.period_seconds, probe.timeout_seconds) == (2, 3, 1)
-    assert main.env_from[0].secret_ref.name == "env-rbcdefghij"
+    assert main.env_from[0].secret_ref.name == "env-rbcdefghijk"
     worker = await call(k8s.AppsV1Api(kube_api).read_namespaced_deployment, "worker", ns)
     (worker_main,) = worker.spec.template.spec.containers
     assert worker_main.readiness_probe is None and worker_main.args is None
 
-    secret = await call(k8s.CoreV1Api(kube_api).read_namespaced_secret, "env-rbcdefghij", ns)
+    secret = await call(k8s.CoreV1Api(kube_api).read_namespaced_secret, "env-rbcdefghijk", ns)
     assert secret.immutable is True
     assert decode_env(secret.data) == {"FOO": "bar", "MULTI": "a=b\nc ü"}
 
@@ -257,23 +257,23 @@ async def test_new_release_rolls_pods_over_and_scales_the_old_replica_set_to_zer
 ) -> None:
     ns = f"relman-{app_name}"
     follower = follow(app_name)
-    await backend.apply(app_spec(app_name, "RBCDEFGHIJ"))
-    await follower.complete("RBCDEFGHIJ")
+    await backend.apply(app_spec(app_name, "RBCDEFGHIJK"))
+    await follower.complete("RBCDEFGHIJK")
     before = await replica_sets(kube_api, ns, "web")
 
-    await backend.apply(app_spec(app_name, "RCDEFGHIJK", tag="BBCDEFGHIJ"))
-    seen = await follower.complete("RCDEFGHIJK")
+    await backend.apply(app_spec(app_name, "RCDEFGHIJKL", tag="BBCDEFGHIJ"))
+    seen = await follower.complete("RCDEFGHIJKL")
 
     after = await replica_sets(kube_api, ns, "web")
-    old_name, old_replicas = after["RBCDEFGHIJ"]
-    new_name, new_replicas = after["RCDEFGHIJK"]
-    assert old_name == before["RBCDEFGHIJ"][0] and old_name != new_name
+    old_name, old_replicas = after["RBCDEFGHIJK"]
+    new_name, new_replicas = after["RCDEFGHIJKL"]
+    assert old_name == before["RBCDEFGHIJK"][0] and old_name != new_name
     assert (old_replicas, new_replicas) == (0, 3)
     scales = [e.message for e in events(seen, "ScalingReplicaSet") if e.source.endswith("/web")]
     assert scales[0] == f"Scaled up replica set {new_name} to 3"  # surge 100%: all at once
     assert f"Scaled down replica set {old_name} to 0" in scales
     # In between, the old pods kept serving: never fewer than desired - 50% available.
-    for status in statuses(seen, "RCDEFGHIJK"):
+    for status in statuses(seen, "RCDEFGHIJKL"):
         web = status.services[0]
         assert web.available >= 2 and web.total <= 6
     pods = await call(
@@ -284,45 +284,45 @@ async def test_new_release_rolls_pods_over_and_scales_the_old_replica_set_to_zer
 
 
 async def test_crash_looping_release_never_completes_and_reports_restarts_and_deadline(
-    kube_cluster: KubeCluster, app_name: str
+    backend: KubernetesBackend, follow: Callable[[str], Follower], app_name: str
 ) -> None:
-    # A backend of its own with a short progress deadline, to see the controller give up.
-    backend = KubernetesBackend(
-        kubeconfig=str(kube_cluster.kubeconfig), progress_deadline_seconds=3
-    )
-    try:
-        follower = Follower(backend.observe(app_name))
-        await backend.apply(app_spec(app_name, "RBCDEFGHIJ", services=(("web", 2),)))
-        await follower.complete("RBCDEFGHIJ")
+    follower = follow(app_name)
+    await backend.apply(app_spec(app_name, "RBCDEFGHIJK", services=(("web", 2),)))
+    await follower.complete("RBCDEFGHIJK")
 
-        await backend.apply(app_spec(app_name, "RCDEFGHIJK", tag="crash", services=(("web", 2),)))
+    # A short progress deadline, to see the controller give up.
+    crashing = app_spec(app_name, "RCDEFGHIJKL", tag="crash", services=(("web", 2),))
+    await backend.apply(replace(crashing, progress_deadline_seconds=3))
 
-        def failed_after_restarts(seen: list[Observation]) -> bool:
-            last = seen[-1]
-            return (
-                isinstance(last, RolloutStatus)
-                and last.release_id == "RCDEFGHIJK"
-                and last.failure != ""
-                and last.services[0].restarts >= 2
-                and len(events(seen, "BackOff")) >= 2
-            )
+    def timed_out(status: RolloutStatus) -> bool:
+        progressing = status.services[0].progressing
+        return progressing is not None and progressing.reason == "ProgressDeadlineExceeded"
 
-        seen = await follower.until(failed_after_restarts, "a failed rollout with restarts")
-        crash = statuses(seen, "RCDEFGHIJK")
-        assert not any(s.complete for s in crash)
-        restarts = [s.services[0].restarts for s in crash]
-        assert restarts == sorted(restarts) and restarts[-1] >= 2
-        assert re.fullmatch(
-            r'web: ReplicaSet "web-\w+" has timed out progressing\.', crash[-1].failure
+    def failed_after_restarts(seen: list[Observation]) -> bool:
+        last = seen[-1]
+        return (
+            isinstance(last, RolloutStatus)
+            and last.release_id == "RCDEFGHIJKL"
+            and timed_out(last)
+            and last.services[0].restarts >= 2
+            and len(events(seen, "BackOff")) >= 2
         )
-        backoff = events(seen, "BackOff")
-        assert all(e.message == "Back-off restarting failed container" for e in backoff)
-        assert all(re.fullmatch(rf"system/k8s/web-{A}+-{A}{{5}}", e.source) for e in backoff)
-        # maxUnavailable 50% of 2: one old pod keeps serving all along.
-        assert all(s.services[0].available >= 1 for s in crash)
-        await follower.observer.aclose()
-    finally:
-        await backend.close()
+
+    seen = await follower.until(failed_after_restarts, "a failed rollout with restarts")
+    crash = statuses(seen, "RCDEFGHIJKL")
+    assert not any(s.complete for s in crash)
+    restarts = [s.services[0].restarts for s in crash]
+    assert restarts == sorted(restarts) and restarts[-1] >= 2
+    progressing = crash[-1].services[0].progressing
+    assert progressing is not None and progressing.status == "False"
+    assert re.fullmatch(r'ReplicaSet "web-\w+" has timed out progressing\.', progressing.message)
+    backoff = events(seen, "BackOff")
+    assert all(e.message == "Back-off restarting failed container" for e in backoff)
+    assert all(re.fullmatch(rf"system/k8s/web-{A}+-{A}{{5}}", e.source) for e in backoff)
+    # maxUnavailable 50% of 2: one old pod keeps serving all along.
+    assert all(s.services[0].available >= 1 for s in crash)
+    available = crash[-1].services[0].availability
+    assert available is not None and available.reason == "MinimumReplicasAvailable"
 
 
 async def test_rollback_scales_the_old_replica_set_back_and_restores_its_env(
@@ -333,27 +333,27 @@ async def test_rollback_scales_the_old_replica_set_back_and_restores_its_env(
 ) -> None:
     ns = f"relman-{app_name}"
     follower = follow(app_name)
-    first = app_spec(app_name, "RBCDEFGHIJ", env={"FOO": "one", "ONLY_IN_FIRST": "x"})
+    first = app_spec(app_name, "RBCDEFGHIJK", env={"FOO": "one", "ONLY_IN_FIRST": "x"})
     await backend.apply(first)
-    await follower.complete("RBCDEFGHIJ")
-    await backend.apply(app_spec(app_name, "RCDEFGHIJK", tag="crash", env={"FOO": "two"}))
+    await follower.complete("RBCDEFGHIJK")
+    await backend.apply(app_spec(app_name, "RCDEFGHIJKL", tag="crash", env={"FOO": "two"}))
     await follower.until(
         lambda s: len(events(s, "BackOff")) >= 1, "a BackOff of the broken release"
     )
-    first_rs = (await replica_sets(kube_api, ns, "web"))["RBCDEFGHIJ"][0]
+    first_rs = (await replica_sets(kube_api, ns, "web"))["RBCDEFGHIJK"][0]
 
     await backend.apply(first)  # the rollback: the first release's spec again
-    seen = await follower.complete("RBCDEFGHIJ")
+    seen = await follower.complete("RBCDEFGHIJK")
 
     sets = await replica_sets(kube_api, ns, "web")
-    assert sets["RBCDEFGHIJ"] == (first_rs, 3)  # the same ReplicaSet, back at full size
-    assert sets["RCDEFGHIJK"][1] == 0
-    assert f"Scaled down replica set {sets['RCDEFGHIJK'][0]} to 0" in [
+    assert sets["RBCDEFGHIJK"] == (first_rs, 3)  # the same ReplicaSet, back at full size
+    assert sets["RCDEFGHIJKL"][1] == 0
+    assert f"Scaled down replica set {sets['RCDEFGHIJKL'][0]} to 0" in [
         e.message for e in events(seen, "ScalingReplicaSet")
     ]
     web = await call(k8s.AppsV1Api(kube_api).read_namespaced_deployment, "web", ns)
     secret_name = web.spec.template.spec.containers[0].env_from[0].secret_ref.name
-    assert secret_name == "env-rbcdefghij"
+    assert secret_name == "env-rbcdefghijk"
     secret = await call(k8s.CoreV1Api(kube_api).read_namespaced_secret, secret_name, ns)
     assert decode_env(secret.data) == {"FOO": "one", "ONLY_IN_FIRST": "x"}
 
@@ -367,15 +367,15 @@ async def test_services_left_out_of_a_release_are_deleted(
     ns = f"relman-{app_name}"
     apps_api = k8s.AppsV1Api(kube_api)
     follower = follow(app_name)
-    await backend.apply(app_spec(app_name, "RBCDEFGHIJ"))
-    await follower.complete("RBCDEFGHIJ")
+    await backend.apply(app_spec(app_name, "RBCDEFGHIJK"))
+    await follower.complete("RBCDEFGHIJK")
     worker_pods = {
         e.message.removeprefix("Created pod: ")
         for e in events(follower.seen, "SuccessfulCreate")
         if "/worker-" in e.source
     }
 
-    await backend.apply(app_spec(app_name, "RCDEFGHIJK", services=(("web", 3),)))
+    await backend.apply(app_spec(app_name, "RCDEFGHIJKL", services=(("web", 3),)))
     seen = await follower.until(
         lambda s: {e.source.removeprefix("system/k8s/") for e in events(s, "Killing")}
         >= worker_pods,
@@ -383,7 +383,7 @@ async def test_services_left_out_of_a_release_are_deleted(
     )
     listing = await call(apps_api.list_namespaced_deployment, ns)
     assert [d.metadata.name for d in listing.items if not d.metadata.deletion_timestamp] == ["web"]
-    snapshot = statuses(seen, "RCDEFGHIJK")[-1]
+    snapshot = statuses(seen, "RCDEFGHIJKL")[-1]
     assert [s.name for s in snapshot.services] == ["web"]
 
     # An AppSpec with no services (rollback of a first release) removes every Deployment.
@@ -397,11 +397,11 @@ async def test_every_observer_gets_every_event_and_closing_one_stops_its_threads
     backend: KubernetesBackend, app_name: str
 ) -> None:
     one, two = Follower(backend.observe(app_name)), Follower(backend.observe(app_name))
-    spec = app_spec(app_name, "RBCDEFGHIJ", services=(("web", 3),))
+    spec = app_spec(app_name, "RBCDEFGHIJK", services=(("web", 3),))
     await backend.apply(spec)
 
     def all_started(seen: list[Observation]) -> bool:
-        return len(events(seen, "Started")) >= 3 and has_completed(seen, "RBCDEFGHIJ")
+        return len(events(seen, "Started")) >= 3 and has_completed(seen, "RBCDEFGHIJK")
 
     await asyncio.gather(one.until(all_started, "rollout"), two.until(all_started, "rollout"))
     for reason in ("ScalingReplicaSet", "SuccessfulCreate", "Scheduled", "Pulling", "Started"):
@@ -415,10 +415,10 @@ async def test_every_observer_gets_every_event_and_closing_one_stops_its_threads
     assert [item async for item in one.observer] == []
 
     # The other one still follows: scaling up is reported to it.
-    await backend.apply(app_spec(app_name, "RBCDEFGHIJ", services=(("web", 4),)))
+    await backend.apply(app_spec(app_name, "RBCDEFGHIJK", services=(("web", 4),)))
     seen = await two.until(
-        lambda s: statuses(s, "RBCDEFGHIJ")[-1].services[0].desired == 4
-        and statuses(s, "RBCDEFGHIJ")[-1].complete,
+        lambda s: statuses(s, "RBCDEFGHIJK")[-1].services[0].desired == 4
+        and statuses(s, "RBCDEFGHIJK")[-1].complete,
         "the scale-up",
     )
     assert any(e.message.endswith(" to 4") for e in events(seen, "ScalingReplicaSet"))
@@ -437,9 +437,9 @@ async def test_an_observer_reports_only_what_happens_after_it_started(
     backend: KubernetesBackend, follow: Callable[[str], Follower], app_name: str
 ) -> None:
     earlier = follow(app_name)
-    await backend.apply(app_spec(app_name, "RBCDEFGHIJ", services=(("web", 2),)))
+    await backend.apply(app_spec(app_name, "RBCDEFGHIJK", services=(("web", 2),)))
     await earlier.until(
-        lambda s: len(events(s, "Started")) >= 2 and has_completed(s, "RBCDEFGHIJ"),
+        lambda s: len(events(s, "Started")) >= 2 and has_completed(s, "RBCDEFGHIJK"),
         "the first rollout",
     )
     old_pods = {
@@ -450,13 +450,13 @@ async def test_an_observer_reports_only_what_happens_after_it_started(
 
     later = follow(app_name)
     first = await later.until(lambda s: len(s) >= 1, "a first snapshot")
-    assert first[0] == statuses(earlier.seen, "RBCDEFGHIJ")[-1]  # where things stand now
+    assert first[0] == statuses(earlier.seen, "RBCDEFGHIJK")[-1]  # where things stand now
 
-    await backend.apply(app_spec(app_name, "RBCDEFGHIJ", services=(("web", 3),)))
+    await backend.apply(app_spec(app_name, "RBCDEFGHIJK", services=(("web", 3),)))
     seen = await later.until(
         lambda s: len(events(s, "Started")) >= 1
-        and has_completed(s[1:], "RBCDEFGHIJ")
-        and statuses(s, "RBCDEFGHIJ")[-1].services[0].desired == 3,
+        and has_completed(s[1:], "RBCDEFGHIJK")
+        and statuses(s, "RBCDEFGHIJK")[-1].services[0].desired == 3,
         "the scale-up",
     )
     assert [e.message for e in events(seen, "ScalingReplicaSet")] == [
@@ -472,9 +472,9 @@ async def test_invalid_spec_is_rejected_before_anything_is_written(
 ) -> None:
     bad = AppSpec(
         app=app_name,
-        release_id="RBCDEFGHIJ",
+        release_id="RBCDEFGHIJK",
         build_id="BBCDEFGHIJ",
-        services=(ServiceSpec("Web_1", "img"),),
+        services=(Service("Web_1", "img"),),
     )
     with pytest.raises(InvalidArgument, match="invalid service name"):
         await backend.apply(bad)
@@ -497,7 +497,7 @@ async def test_get_backend_builds_it_from_options_and_an_unreachable_cluster_is_
     unreachable = KubernetesBackend(kubeconfig=str(dead))
     try:
         with pytest.raises(Unavailable, match="cannot reach the Kubernetes API server"):
-            await unreachable.apply(app_spec(app_name, "RBCDEFGHIJ"))
+            await unreachable.apply(app_spec(app_name, "RBCDEFGHIJK"))
     finally:
         await unreachable.close()
 

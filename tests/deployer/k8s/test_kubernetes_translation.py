@@ -22,12 +22,13 @@ from helpers import wait_for
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 from relman_common.errors import InvalidArgument, Unauthenticated
+from relman_common.manifest import EnvSpec, Port, Scale, Service
 from relman_deployer.backends import (
     kubernetes_errors,
     kubernetes_manifests,
     kubernetes_status,
 )
-from relman_deployer.backends.base import AppSpec, RolloutStatus, ServiceSpec, ServiceStatus
+from relman_deployer.backends.base import AppSpec, RolloutStatus, ServiceStatus
 from relman_deployer.backends.kubernetes_manifests import (
     RELEASE_ANNOTATION,
     deployment_manifest,
@@ -57,8 +58,8 @@ def test_doc_examples_hold(module: Any) -> None:
 # -- manifests ---------------------------------------------------------------------------------
 
 
-def spec(*services: ServiceSpec, env: dict[str, str] | None = None) -> AppSpec:
-    return AppSpec("myapp", "RBCDEFGHIJ", "BBCDEFGHIJ", env or {}, services)
+def spec(*services: Service, env: dict[str, str] | None = None, deadline: int = 600) -> AppSpec:
+    return AppSpec("myapp", "RBCDEFGHIJK", "BBCDEFGHIJK", env or {}, services, deadline)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def spec(*services: ServiceSpec, env: dict[str, str] | None = None) -> AppSpec:
 def test_rolling_update_is_the_manifest_percentages(
     minimum: int, maximum: int, expected: dict[str, object]
 ) -> None:
-    service = ServiceSpec("web", "img", deployment_minimum=minimum, deployment_maximum=maximum)
+    service = Service("web", "img", minimum=minimum, maximum=maximum)
     assert rolling_update(service) == expected
 
 
@@ -82,14 +83,16 @@ def test_rolling_update_is_the_manifest_percentages(
     ("bad", "message"),
     [
         (AppSpec("My_App", "R1", "B1"), "invalid app name"),
-        (spec(ServiceSpec("web_1", "img")), "invalid service name"),
-        (spec(ServiceSpec("web", "img"), ServiceSpec("web", "img")), "duplicate service"),
-        (spec(ServiceSpec("web", "")), "invalid image"),
-        (spec(ServiceSpec("web", "img", replicas=-1)), "replicas must not be negative"),
-        (spec(ServiceSpec("web", "img", command="bin/web 'unclosed")), "invalid command"),
-        (spec(ServiceSpec("web", "img", deployment_minimum=-1)), "maxUnavailable"),
-        (spec(ServiceSpec("web", "img"), env={"1BAD": "x"}), "invalid environment key"),
-        (AppSpec("myapp", "", "", {}, (ServiceSpec("web", "img"),)), "invalid release id"),
+        (spec(Service("web_1", "img")), "invalid service name"),
+        (spec(Service("web", "img"), Service("web", "img")), "duplicate service"),
+        (spec(Service("web", "")), "invalid image"),
+        (spec(Service("web", "registry/app:web 1")), "invalid image"),
+        (spec(Service("web", "img", scale=Scale(-1, -1))), "replicas must not be negative"),
+        (spec(Service("web", "img", minimum=-1)), "maxUnavailable"),
+        (spec(Service("web", "img"), env={"1BAD": "x"}), "invalid env key"),
+        (spec(Service("web", "img"), deadline=0), "invalid progress deadline"),
+        (AppSpec("myapp", "", "", {}, (Service("web", "img"),)), "release id is required"),
+        (AppSpec("myapp", "R1", "", {}, (Service("web", "img"),)), "invalid release id"),
     ],
 )
 def test_specs_the_cluster_would_reject_are_refused_up_front(bad: AppSpec, message: str) -> None:
@@ -112,16 +115,31 @@ def test_namespace_prefix_must_make_valid_namespace_names() -> None:
 
 
 def test_a_service_without_port_gets_no_probe_and_no_args_without_command() -> None:
-    dep = deployment_manifest(
-        spec(ServiceSpec("worker", "img")), ServiceSpec("worker", "img"), "ns", 60
-    )
+    worker = Service("worker", "img")
+    dep = deployment_manifest(spec(worker, deadline=60), worker, "ns")
     (container,) = dep["spec"]["template"]["spec"]["containers"]
     assert set(container) == {"name", "image", "envFrom"}
     assert dep["spec"]["progressDeadlineSeconds"] == 60
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 30
     assert dep["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/name": "worker",
         "relman.io/app": "myapp",
     }
+
+
+def test_an_http_port_probes_without_a_scheme_and_env_defaults_yield_to_the_release() -> None:
+    web = Service(
+        "web",
+        "img",
+        port=Port(5000),
+        environment=(EnvSpec("A", "default-a"), EnvSpec("B", "default-b"), EnvSpec("C")),
+    )
+    dep = deployment_manifest(spec(web, env={"A": "from-release"}), web, "ns")
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": 5000}
+    assert container["ports"] == [{"name": "main", "containerPort": 5000, "protocol": "TCP"}]
+    assert container["env"] == [{"name": "B", "value": "default-b"}]
+    assert "resources" not in container
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -129,7 +147,9 @@ def test_a_service_without_port_gets_no_probe_and_no_args_without_command() -> N
 
 def namespace(release: str, services: dict[str, int]) -> dict[str, Any]:
     """The app's namespace as apply() leaves it for ``release``."""
-    desired = tuple(ServiceSpec(name, "img", replicas) for name, replicas in services.items())
+    desired = tuple(
+        Service(name, "img", scale=Scale(replicas, replicas)) for name, replicas in services.items()
+    )
     return namespace_manifest("relman-myapp", "myapp", AppSpec("myapp", release, "B", {}, desired))
 
 
@@ -197,16 +217,49 @@ def test_restarts_come_from_the_current_release_pods_of_the_service_only() -> No
     assert status.services[0].restarts == 4
 
 
-def test_progress_deadline_exceeded_is_the_failure() -> None:
-    condition = {
-        "type": "Progressing",
-        "status": "False",
-        "reason": "ProgressDeadlineExceeded",
-        "message": 'ReplicaSet "web-6d4cf56db6" has timed out progressing.',
-    }
-    dep = deployment("R2", updated=1, available=1, conditions=[condition])
-    status = rollout_status(namespace("R2", {"web": 2}), {"web": dep}, [])
-    assert status.failure == 'web: ReplicaSet "web-6d4cf56db6" has timed out progressing.'
+TIMED_OUT = {
+    "type": "Progressing",
+    "status": "False",
+    "reason": "ProgressDeadlineExceeded",
+    "message": 'ReplicaSet "web-6d4cf56db6" has timed out progressing.',
+    "lastUpdateTime": "2019-01-01T00:10:51Z",
+    "lastTransitionTime": "2019-01-01T00:10:51Z",
+}
+UNAVAILABLE = {
+    "type": "Available",
+    "status": "False",
+    "reason": "MinimumReplicasUnavailable",
+    "message": "Deployment does not have minimum availability.",
+    "lastUpdateTime": "2019-01-01T00:00:50Z",
+    "lastTransitionTime": "2019-01-01T00:00:49Z",
+}
+
+
+def test_the_controllers_conditions_and_ready_pods_are_reported() -> None:
+    dep = deployment("R2", updated=1, available=1, conditions=[UNAVAILABLE, TIMED_OUT])
+    dep["status"]["readyReplicas"] = 2
+    (web,) = rollout_status(namespace("R2", {"web": 2}), {"web": dep}, []).services
+    assert web.ready == 2
+    progressing, available = web.progressing, web.availability
+    assert progressing is not None and available is not None
+    assert (progressing.status, progressing.reason, progressing.message) == (
+        "False",
+        "ProgressDeadlineExceeded",
+        'ReplicaSet "web-6d4cf56db6" has timed out progressing.',
+    )
+    assert progressing.last_update_time == T0 + timedelta(minutes=10, seconds=51)
+    assert (available.status, available.reason) == ("False", "MinimumReplicasUnavailable")
+    assert available.last_update_time == T0 + timedelta(seconds=50)
+    assert available.last_transition_time == T0 + timedelta(seconds=49)
+
+
+def test_no_conditions_are_reported_before_the_controller_observed_the_release() -> None:
+    # They describe the rollout of the template before (e.g. the one a rollback undoes).
+    stale = deployment("R2", generation=3, observed=2, conditions=[TIMED_OUT])
+    older = deployment("R1", conditions=[TIMED_OUT])
+    for dep in (stale, older):
+        (web,) = rollout_status(namespace("R2", {"web": 2}), {"web": dep}, []).services
+        assert web.conditions == ()
 
 
 def test_no_namespace_means_no_release() -> None:

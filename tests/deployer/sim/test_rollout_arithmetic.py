@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import doctest
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from relman_common.errors import InvalidArgument
 from relman_deployer.backends import sim_names
 from relman_deployer.rollout import (
-    DeploymentCounts,
-    ProgressTracker,
     ReplicaSetCounts,
     RollingStrategy,
     Scale,
     arithmetic,
     cleanup_unhealthy_replicas,
     deployment_complete,
-    deployment_progressing,
     max_unavailable,
     new_rs_new_replicas,
     progress,
@@ -230,46 +226,3 @@ def test_deployment_complete_needs_updated_total_and_available_equal_desired(
     updated: int, total: int, available: int, complete: bool
 ) -> None:
     assert deployment_complete(3, updated, total, available) is complete
-
-
-@pytest.mark.parametrize(
-    ("before", "after", "progressing"),
-    [
-        ((4, 1, 3), (4, 2, 3), True),  # more updated pods
-        ((4, 1, 3), (3, 1, 3), True),  # fewer old pods
-        ((4, 1, 2), (4, 1, 3), True),  # more available pods
-        ((4, 1, 3), (4, 1, 3), False),  # nothing moved
-        ((4, 1, 3), (4, 1, 2), False),  # a pod went unavailable
-    ],
-)
-def test_deployment_progressing_follows_the_controller(
-    before: tuple[int, int, int], after: tuple[int, int, int], progressing: bool
-) -> None:
-    def counts(t: tuple[int, int, int]) -> DeploymentCounts:
-        return DeploymentCounts(desired=3, total=t[0], updated=t[1], available=t[2])
-
-    assert deployment_progressing(counts(before), counts(after)) is progressing
-
-
-def test_progress_deadline_counts_from_the_last_progress_with_an_injected_clock() -> None:
-    now = [datetime(2019, 1, 1, tzinfo=UTC)]
-    tracker = ProgressTracker(deadline_seconds=60, now_fn=lambda: now[0])
-    stuck = DeploymentCounts(desired=2, total=4, updated=2, available=1)
-    tracker.observe(stuck)
-    now[0] += timedelta(seconds=59)
-    tracker.observe(DeploymentCounts(desired=2, total=4, updated=2, available=2))  # progress
-    now[0] += timedelta(seconds=60)
-    assert not tracker.timed_out()
-    assert tracker.remaining() == 0
-    now[0] += timedelta(seconds=1)
-    assert tracker.timed_out()
-    tracker.reset()
-    assert not tracker.timed_out()
-
-
-def test_a_complete_rollout_never_times_out() -> None:
-    now = [datetime(2019, 1, 1, tzinfo=UTC)]
-    tracker = ProgressTracker(deadline_seconds=1, now_fn=lambda: now[0])
-    tracker.observe(DeploymentCounts(desired=2, total=2, updated=2, available=2))
-    now[0] += timedelta(hours=1)
-    assert not tracker.timed_out()

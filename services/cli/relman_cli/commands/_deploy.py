@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import click
+from relman.v1 import deployer_pb2
 from relman_common.lifecycle import Outcome
 from relman_common.pb_enums import from_pb
 
 from relman_cli import output
-from relman_cli.commands._common import client, context_flags, when
+from relman_cli.commands._common import client, context_flags
+from relman_cli.commands._messages import when
 from relman_cli.errors import CliError, Detached
-from relman_cli.follow import SUCCEEDED, DeploymentFollower, StreamLost
+from relman_cli.follow import (
+    SUCCEEDED,
+    Deployment,
+    DeploymentEvent,
+    DeploymentFollower,
+    DeploymentUpdate,
+    StreamLost,
+)
+
+Updates = Iterator[DeploymentUpdate]
 
 # How long to keep trying to reconnect to a Deployer that went away mid-deployment.
 RECONNECT_SECONDS = 30.0
@@ -24,7 +34,7 @@ _OUTCOME_WORDS = {
 }
 
 
-def outcome_error(deployment: Any) -> str:
+def outcome_error(deployment: Deployment) -> str:
     """``deployment DXXXX rolled back: <reason>`` for a deployment that did not succeed."""
     outcome = from_pb(Outcome, deployment.outcome)
     words = _OUTCOME_WORDS.get(outcome) if outcome is not None else None
@@ -37,30 +47,27 @@ def outcome_error(deployment: Any) -> str:
 def follow_deployment(
     ctx: click.Context,
     app: str,
-    open_stream: Callable[[], Iterator[Any]],
-    on_event: Callable[[Any], None],
-    on_first: Callable[[Any], None] | None = None,
+    open_stream: Callable[[], Updates],
+    on_event: Callable[[DeploymentEvent], None],
+    on_first: Callable[[Deployment], None] | None = None,
     stop_after_seq: int | None = None,
-) -> Any:
+) -> Deployment | None:
     """Print every event of the deployment ``open_stream`` starts (or watches).
 
     Returns the last Deployment message seen. Ctrl-C detaches: the deployment goes on.
     """
-    from relman.v1 import deployer_pb2
-
     deployer = client(ctx).deployer
     first_seen = False
 
-    def on_deployment(deployment: Any) -> None:
+    def on_deployment(deployment: Deployment) -> None:
         nonlocal first_seen
         if not first_seen:
             first_seen = True
             if on_first is not None:
                 on_first(deployment)
 
-    def open_watch(deployment_id: str, after_seq: int) -> Iterator[Any]:
-        request = deployer_pb2.WatchRequest(deployment_id=deployment_id, after_seq=after_seq)
-        return deployer.stream("Watch", request)
+    def open_watch(deployment_id: str, after_seq: int) -> Updates:
+        return watch(ctx, deployment_id, after_seq)
 
     follower = DeploymentFollower(
         open_watch,
@@ -80,12 +87,18 @@ def follow_deployment(
         raise CliError(f"{err}; the deployment goes on: follow it with: {hint}") from None
 
 
-def event_text(event: Any) -> str:
+def watch(ctx: click.Context, deployment_id: str, after_seq: int = 0) -> Updates:
+    """The Watch stream of a deployment, from the event after ``after_seq``."""
+    request = deployer_pb2.WatchRequest(deployment_id=deployment_id, after_seq=after_seq)
+    return client(ctx).deployer.stream(lambda stub: stub.Watch, request)
+
+
+def event_text(event: DeploymentEvent) -> str:
     """``2019-01-01T00:00:51Z system/k8s/web Scaled up replica set web-745f845dc to 1``."""
     return output.event_line(when(event, "time"), event.source, event.message)
 
 
-def printer(progress: output.Progress) -> Callable[[Any], None]:
+def printer(progress: output.Progress) -> Callable[[DeploymentEvent], None]:
     return lambda event: progress.line(event_text(event))
 
 
@@ -99,7 +112,7 @@ def detach_message(ctx: click.Context, app: str, deployment_id: str) -> str:
     )
 
 
-def finish(deployment: Any, progress: output.Progress) -> None:
+def finish(deployment: Deployment | None, progress: output.Progress) -> None:
     """``OK`` when the release became active; otherwise the reason, as an error."""
     if deployment is not None and deployment.outcome == SUCCEEDED:
         progress.line("OK")
@@ -119,8 +132,6 @@ def promote(
     timeout: int = 0,
 ) -> None:
     """``Promoting R...``, the events, then ``OK`` (or the failure as a CliError)."""
-    from relman.v1 import deployer_pb2
-
     deployer = client(ctx).deployer
     request = deployer_pb2.PromoteRequest(
         app=app, release_id=release_id, force=force, timeout_seconds=timeout
@@ -128,11 +139,28 @@ def promote(
     if release_id:
         progress.line(f"Promoting {release_id}...")
 
-    def on_first(deployment: Any) -> None:
+    def on_first(deployment: Deployment) -> None:
         if not release_id:
             progress.line(f"Promoting {deployment.release_id}...")
 
-    final = follow_deployment(
-        ctx, app, lambda: deployer.stream("Promote", request), printer(progress), on_first
-    )
-    finish(final, progress)
+    def start() -> Updates:
+        return deployer.stream(lambda stub: stub.Promote, request)
+
+    finish(follow_deployment(ctx, app, start, printer(progress), on_first), progress)
+
+
+def rollback(
+    ctx: click.Context, app: str, release_id: str, progress: output.Progress, *, timeout: int = 0
+) -> None:
+    """``Rolling back to R... OK, <the copy>``, the events, then ``OK`` (or the failure)."""
+    deployer = client(ctx).deployer
+    request = deployer_pb2.RollbackRequest(app=app, release_id=release_id, timeout_seconds=timeout)
+    progress.start(f"Rolling back to {release_id}")
+
+    def on_first(deployment: Deployment) -> None:
+        progress.ok(deployment.release_id)
+
+    def start() -> Updates:
+        return deployer.stream(lambda stub: stub.Rollback, request)
+
+    finish(follow_deployment(ctx, app, start, printer(progress), on_first), progress)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 from relman.v1 import release_pb2
@@ -11,40 +12,28 @@ from relman_common.lifecycle import BuildStatus
 from relman_common.pb_enums import word
 
 from relman_cli import output
-from relman_cli.commands._common import (
-    app_option,
-    client,
-    human_stream,
-    id_option,
-    need_app,
-    output_of,
-    output_option,
-    rack_option,
-    to_dict,
-    utcnow,
-    when,
-)
+from relman_cli.commands._common import announce_release, client, limit_of, need_app, utcnow
+from relman_cli.commands._messages import Columns, table, to_dict, when
+from relman_cli.commands._options import PAGED, listing_group, makes_release, shows
 from relman_cli.errors import CliError
 
 DEFAULT_MANIFESTS = ("relman.yml", "convox.yml")
 
+Build = release_pb2.Build
 
-def list_result(builds: list[Any], now: Any) -> output.Table:
-    rows = [
-        [
-            b.id,
-            word(BuildStatus, b.status),
-            output.ago(when(b, "started") or when(b, "created"), now),
-            output.elapsed(when(b, "started"), when(b, "ended")),
-            b.description,
-        ]
-        for b in builds
+
+def list_result(builds: Sequence[Build], now: datetime) -> output.Table:
+    columns: Columns[Build] = [
+        ("ID", lambda b: b.id),
+        ("STATUS", lambda b: word(BuildStatus, b.status)),
+        ("STARTED", lambda b: output.ago(when(b, "started") or when(b, "created"), now)),
+        ("ELAPSED", lambda b: output.elapsed(when(b, "started"), when(b, "ended"))),
+        ("DESCRIPTION", lambda b: b.description),
     ]
-    headers = ["ID", "STATUS", "STARTED", "ELAPSED", "DESCRIPTION"]
-    return output.Table(headers, rows, [to_dict(b) for b in builds])
+    return table(builds, columns)
 
 
-def info_result(build: Any) -> output.Info:
+def info_result(build: Build) -> output.Info:
     images = "\n".join(f"{svc}={build.images[svc]}" for svc in sorted(build.images))
     rows = [
         ("Id", build.id),
@@ -87,64 +76,21 @@ def read_manifest(path: str | None, cwd: Path) -> str:
         raise CliError(f"cannot read manifest {path}: {err}") from err
 
 
-@click.group("builds", invoke_without_command=True)
-@app_option
-@rack_option
-@output_option
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="How many (default 10).")
-@click.pass_context
-def builds(
-    ctx: click.Context,
-    app: str | None,
-    rack: str | None,
-    output_format: str | None,
-    limit: int | None,
-) -> None:
-    """List an app's builds, or import one."""
-    if ctx.invoked_subcommand is None:
-        _list(ctx, limit)
-
-
-@builds.command("list")
-@app_option
-@rack_option
-@output_option
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="How many (default 10).")
-@click.pass_context
-def list_(
-    ctx: click.Context,
-    app: str | None,
-    rack: str | None,
-    output_format: str | None,
-    limit: int | None,
-) -> None:
+@listing_group("builds", PAGED, help="List an app's builds, or import one.")
+def builds(ctx: click.Context) -> output.Table:
     """List an app's builds, newest first."""
-    _list(ctx, limit)
-
-
-def _list(ctx: click.Context, limit: int | None) -> None:
-    request = release_pb2.ListBuildsRequest(app=need_app(ctx), limit=limit or 0)
-    response = client(ctx).release.call("ListBuilds", request)
-    output.render(list_result(list(response.builds), utcnow()), output_of(ctx))
+    request = release_pb2.ListBuildsRequest(app=need_app(ctx), limit=limit_of(ctx))
+    response = client(ctx).release.call(lambda stub: stub.ListBuilds, request)
+    return list_result(response.builds, utcnow())
 
 
 @builds.command("info")
 @click.argument("build_id")
-@app_option
-@rack_option
-@output_option
-@click.pass_context
-def info(
-    ctx: click.Context,
-    build_id: str,
-    app: str | None,
-    rack: str | None,
-    output_format: str | None,
-) -> None:
+@shows
+def info(ctx: click.Context, build_id: str) -> output.Info:
     """Show a build."""
     request = release_pb2.GetBuildRequest(app=need_app(ctx), id=build_id)
-    build = client(ctx).release.call("GetBuild", request)
-    output.render(info_result(build), output_of(ctx))
+    return info_result(client(ctx).release.call(lambda stub: stub.GetBuild, request))
 
 
 @builds.command("import")
@@ -152,10 +98,7 @@ def info(
 @click.option("--image", "images", multiple=True, metavar="SERVICE=REF", help="A service's image.")
 @click.option("--description", default=None, help="Default: from the clean git tree here.")
 @click.option("--git-sha", default="", help="Default: HEAD of the clean git tree here.")
-@click.option("--promote", is_flag=True, help="Promote the new release.")
-@id_option
-@app_option
-@rack_option
+@makes_release
 @click.pass_context
 def import_(
     ctx: click.Context,
@@ -165,14 +108,11 @@ def import_(
     git_sha: str,
     promote: bool,
     id_only: bool,
-    app: str | None,
-    rack: str | None,
 ) -> None:
     """Import a build made elsewhere: a manifest and one image per service.
 
     It also creates a release: the build with the environment of the app's latest release.
     """
-    from relman_cli.commands import _deploy
     from relman_cli.git import build_description
 
     name = need_app(ctx)
@@ -181,7 +121,7 @@ def import_(
     image_map = parse_images(images)
     if description is None:
         description, git_sha = build_description(cwd, git_sha)
-    progress = output.Progress(human_stream(id_only))
+    progress = output.Progress(id_only=id_only)
     progress.start("Importing build")
     request = release_pb2.ImportBuildRequest(
         app=name,
@@ -190,13 +130,9 @@ def import_(
         description=description,
         git_sha=git_sha,
     )
-    response = client(ctx).release.call("ImportBuild", request)
+    response = client(ctx).release.call(lambda stub: stub.ImportBuild, request)
     progress.ok()
     if response.warning:
         output.warn(response.warning)
     progress.line(f"Build: {response.build.id}")
-    progress.line(f"Release: {response.release.id}")
-    if id_only:
-        click.echo(response.release.id)
-    if promote:
-        _deploy.promote(ctx, name, response.release.id, progress)
+    announce_release(ctx, name, response.release.id, progress, id_only=id_only, promote=promote)

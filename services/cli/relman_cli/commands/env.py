@@ -7,22 +7,14 @@ the server applies them atomically and two people changing different keys lose n
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import TextIO
 
 import click
 from relman.v1 import release_pb2
 
 from relman_cli import output
-from relman_cli.commands._common import (
-    app_option,
-    client,
-    human_stream,
-    id_option,
-    need_app,
-    output_of,
-    output_option,
-    rack_option,
-)
+from relman_cli.commands._common import announce_release, client, need_app, output_of
+from relman_cli.commands._options import Command, listing_group, makes_release, options
 from relman_cli.errors import CliError
 
 
@@ -59,66 +51,35 @@ def read_stdin(stream: TextIO) -> list[str]:
     return stream.readlines()
 
 
-def env_result(response: Any) -> output.Lines:
+def env_result(response: release_pb2.GetEnvResponse) -> output.Lines:
     env = dict(response.env)
     return output.Lines(output.env_lines(env), {"env": env, "release_id": response.release_id})
 
 
-def _get_env(ctx: click.Context, release_id: str | None) -> Any:
+def _get_env(ctx: click.Context, release_id: str | None) -> release_pb2.GetEnvResponse:
     request = release_pb2.GetEnvRequest(app=need_app(ctx), release_id=release_id or "")
-    return client(ctx).release.call("GetEnv", request)
+    return client(ctx).release.call(lambda stub: stub.GetEnv, request)
 
 
-@click.group("env", invoke_without_command=True)
-@app_option
-@rack_option
-@output_option
-@click.option("--release", "release_id", default=None, help="Read this release's env.")
-@click.pass_context
-def env(
-    ctx: click.Context,
-    app: str | None,
-    rack: str | None,
-    output_format: str | None,
-    release_id: str | None,
-) -> None:
-    """Show an app's environment (KEY=VALUE, sorted), or change it."""
-    if ctx.invoked_subcommand is None:
-        output.render(env_result(_get_env(ctx, release_id)), output_of(ctx))
+def reading(command: Command) -> Command:
+    """-a, -r, -o and ``--release``: the options of the commands that read an environment."""
+    command = click.option(
+        "--release", "release_id", default=None, help="Read this release's env."
+    )(command)
+    return options("app", "rack", "output")(command)
 
 
-@env.command("list")
-@app_option
-@rack_option
-@output_option
-@click.option("--release", "release_id", default=None, help="Read this release's env.")
-@click.pass_context
-def list_(
-    ctx: click.Context,
-    app: str | None,
-    rack: str | None,
-    output_format: str | None,
-    release_id: str | None,
-) -> None:
+@listing_group("env", reading, help="Show an app's environment (KEY=VALUE, sorted), or change it.")
+def env(ctx: click.Context) -> output.Lines:
     """Show the environment of the app's latest release (or of --release)."""
-    output.render(env_result(_get_env(ctx, release_id)), output_of(ctx))
+    return env_result(_get_env(ctx, ctx.params.get("release_id")))
 
 
 @env.command("get")
 @click.argument("key")
-@app_option
-@rack_option
-@output_option
-@click.option("--release", "release_id", default=None, help="Read this release's env.")
+@reading
 @click.pass_context
-def get(
-    ctx: click.Context,
-    key: str,
-    app: str | None,
-    rack: str | None,
-    output_format: str | None,
-    release_id: str | None,
-) -> None:
+def get(ctx: click.Context, key: str, release_id: str | None) -> None:
     """Print one value."""
     response = _get_env(ctx, release_id)
     if key not in response.env:
@@ -131,19 +92,10 @@ def get(
 @env.command("set")
 @click.argument("pairs", nargs=-1, metavar="KEY=VALUE...")
 @click.option("--replace", is_flag=True, help="Make these the only variables.")
-@click.option("--promote", is_flag=True, help="Promote the new release.")
-@id_option
-@app_option
-@rack_option
+@makes_release
 @click.pass_context
 def set_(
-    ctx: click.Context,
-    pairs: tuple[str, ...],
-    replace: bool,
-    promote: bool,
-    id_only: bool,
-    app: str | None,
-    rack: str | None,
+    ctx: click.Context, pairs: tuple[str, ...], replace: bool, promote: bool, id_only: bool
 ) -> None:
     """Set variables (also KEY=VALUE lines on stdin when it is not a terminal)."""
     name = need_app(ctx)
@@ -157,19 +109,9 @@ def set_(
 
 @env.command("unset")
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
-@click.option("--promote", is_flag=True, help="Promote the new release.")
-@id_option
-@app_option
-@rack_option
+@makes_release
 @click.pass_context
-def unset(
-    ctx: click.Context,
-    keys: tuple[str, ...],
-    promote: bool,
-    id_only: bool,
-    app: str | None,
-    rack: str | None,
-) -> None:
+def unset(ctx: click.Context, keys: tuple[str, ...], promote: bool, id_only: bool) -> None:
     """Remove variables."""
     name = need_app(ctx)
     unique = list(dict.fromkeys(keys))
@@ -178,21 +120,20 @@ def unset(
 
 
 def _change(
-    ctx: click.Context, app: str, title: str, request: Any, promote: bool, id_only: bool
+    ctx: click.Context,
+    app: str,
+    title: str,
+    request: release_pb2.ChangeEnvRequest,
+    promote: bool,
+    id_only: bool,
 ) -> None:
-    progress = output.Progress(human_stream(id_only))
+    progress = output.Progress(id_only=id_only)
     progress.start(title)
-    response = client(ctx).release.call("ChangeEnv", request)
+    response = client(ctx).release.call(lambda stub: stub.ChangeEnv, request)
     progress.ok()
     if not response.changed:
         progress.line("Nothing changed; no release was created")
         return
     if response.warning:
         output.warn(response.warning)
-    progress.line(f"Release: {response.release.id}")
-    if id_only:
-        click.echo(response.release.id)
-    if promote:
-        from relman_cli.commands import _deploy
-
-        _deploy.promote(ctx, app, response.release.id, progress)
+    announce_release(ctx, app, response.release.id, progress, id_only=id_only, promote=promote)

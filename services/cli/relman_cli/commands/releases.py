@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import click
 from relman.v1 import release_pb2
@@ -12,43 +12,39 @@ from relman_common.lifecycle import ReleaseStatus
 from relman_common.pb_enums import word
 
 from relman_cli import output
-from relman_cli.commands._common import (
-    app_option,
-    client,
-    human_stream,
-    id_option,
-    need_app,
-    output_of,
-    output_option,
-    rack_option,
-    to_dict,
-    utcnow,
-    when,
+from relman_cli.commands._common import announce_release, client, limit_of, need_app, utcnow
+from relman_cli.commands._messages import Columns, table, to_dict, when
+from relman_cli.commands._options import (
+    INT32_MAX,
+    PAGED,
+    Decorator,
+    at_most,
+    listing_group,
+    makes_release,
+    options,
+    shows,
 )
 from relman_cli.errors import CliError
 
 BUILD_SOURCE_ERROR = "must specify either --build-from or --use-active-release-build"
 ENV_SOURCE_ERROR = "must specify either --env-from or --use-active-release-env"
 
+Release = release_pb2.Release
 
-def list_result(releases: list[Any], now: datetime) -> output.Table:
-    rows = [
-        [
-            r.id,
-            word(ReleaseStatus, r.status),
-            r.build_id,
-            output.ago(when(r, "created"), now),
-            r.description,
-        ]
-        for r in releases
+
+def list_result(releases: Sequence[Release], now: datetime) -> output.Table:
+    columns: Columns[Release] = [
+        ("ID", lambda r: r.id),
+        ("STATUS", lambda r: word(ReleaseStatus, r.status)),
+        ("BUILD", lambda r: r.build_id),
+        ("CREATED", lambda r: output.ago(when(r, "created"), now)),
+        ("DESCRIPTION", lambda r: r.description),
     ]
-    headers = ["ID", "STATUS", "BUILD", "CREATED", "DESCRIPTION"]
     # ListReleases leaves env empty: leave it out rather than show an empty environment.
-    data = [{k: v for k, v in to_dict(r).items() if k != "env"} for r in releases]
-    return output.Table(headers, rows, data)
+    return table(releases, columns, lambda r: {k: v for k, v in to_dict(r).items() if k != "env"})
 
 
-def info_result(release: Any, *, mask: bool) -> output.Info:
+def info_result(release: Release, *, mask: bool) -> output.Info:
     rows = [
         ("Id", release.id),
         ("Build", release.build_id),
@@ -57,17 +53,13 @@ def info_result(release: Any, *, mask: bool) -> output.Info:
         ("Description", release.description),
         ("Env", "\n".join(output.env_lines(dict(release.env), mask=mask))),
     ]
-    return output.Info(rows, _release_data(release, mask=mask))
-
-
-def _release_data(release: Any, *, mask: bool) -> dict[str, Any]:
     data = to_dict(release)
     if mask:
         data["env"] = {key: output.MASK for key in data.get("env", {})}
-    return data
+    return output.Info(rows, data)
 
 
-def diff_result(diff: Any, *, mask: bool) -> output.Lines:
+def diff_result(diff: release_pb2.ReleaseDiff, *, mask: bool) -> output.Lines:
     """The build line, then ``+`` added, ``~`` changed and ``-`` removed keys."""
     if diff.build_changed:
         lines = [f"Build: {diff.from_build_id or '(none)'} => {diff.to_build_id or '(none)'}"]
@@ -85,10 +77,10 @@ def diff_result(diff: Any, *, mask: bool) -> output.Lines:
     data = to_dict(diff)
     if mask:
         for group in ("added", "changed", "removed"):
-            for change in data.get(group, []):
+            for change_data in data.get(group, []):
                 for side in ("old_value", "new_value"):
-                    if change.get(side):
-                        change[side] = output.MASK
+                    if change_data.get(side):
+                        change_data[side] = output.MASK
     return output.Lines(lines, data)
 
 
@@ -97,109 +89,48 @@ def masked(reveal: bool) -> bool:
     return not reveal and output.is_tty(sys.stdout)
 
 
-@click.group("releases", invoke_without_command=True)
-@app_option
-@rack_option
-@output_option
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="How many (default 10).")
-@click.pass_context
-def releases(
-    ctx: click.Context,
-    app: str | None,
-    rack: str | None,
-    output_format: str | None,
-    limit: int | None,
-) -> None:
-    """List an app's releases, newest first, or work with one."""
-    if ctx.invoked_subcommand is None:
-        _list(ctx, limit)
-
-
-@releases.command("list")
-@app_option
-@rack_option
-@output_option
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="How many (default 10).")
-@click.pass_context
-def list_(
-    ctx: click.Context,
-    app: str | None,
-    rack: str | None,
-    output_format: str | None,
-    limit: int | None,
-) -> None:
+@listing_group("releases", PAGED, help="List an app's releases, newest first, or work with one.")
+def releases(ctx: click.Context) -> output.Table:
     """List an app's releases, newest first."""
-    _list(ctx, limit)
+    request = release_pb2.ListReleasesRequest(app=need_app(ctx), limit=limit_of(ctx))
+    response = client(ctx).release.call(lambda stub: stub.ListReleases, request)
+    return list_result(response.releases, utcnow())
 
 
-def _list(ctx: click.Context, limit: int | None) -> None:
-    request = release_pb2.ListReleasesRequest(app=need_app(ctx), limit=limit or 0)
-    response = client(ctx).release.call("ListReleases", request)
-    output.render(list_result(list(response.releases), utcnow()), output_of(ctx))
+reveal_option = click.option("--reveal", is_flag=True, help="Show env values on a terminal too.")
 
 
 @releases.command("info")
 @click.argument("release_id")
-@click.option("--reveal", is_flag=True, help="Show env values on a terminal too.")
-@app_option
-@rack_option
-@output_option
-@click.pass_context
-def info(
-    ctx: click.Context,
-    release_id: str,
-    reveal: bool,
-    app: str | None,
-    rack: str | None,
-    output_format: str | None,
-) -> None:
+@reveal_option
+@shows
+def info(ctx: click.Context, release_id: str, reveal: bool) -> output.Info:
     """Show a release: its build, description and environment."""
     request = release_pb2.GetReleaseRequest(app=need_app(ctx), id=release_id)
-    release = client(ctx).release.call("GetRelease", request)
-    output.render(info_result(release, mask=masked(reveal)), output_of(ctx))
+    release = client(ctx).release.call(lambda stub: stub.GetRelease, request)
+    return info_result(release, mask=masked(reveal))
 
 
 @releases.command("manifest")
 @click.argument("release_id")
-@app_option
-@rack_option
-@output_option
-@click.pass_context
-def manifest(
-    ctx: click.Context,
-    release_id: str,
-    app: str | None,
-    rack: str | None,
-    output_format: str | None,
-) -> None:
+@shows
+def manifest(ctx: click.Context, release_id: str) -> output.Raw:
     """Print the manifest of a release's build."""
     request = release_pb2.GetReleaseManifestRequest(app=need_app(ctx), id=release_id)
-    response = client(ctx).release.call("GetReleaseManifest", request)
-    result = output.Raw(response.manifest, {"manifest": response.manifest})
-    output.render(result, output_of(ctx))
+    response = client(ctx).release.call(lambda stub: stub.GetReleaseManifest, request)
+    return output.Raw(response.manifest, {"manifest": response.manifest})
 
 
 @releases.command("diff")
 @click.argument("from_id")
 @click.argument("to_id")
-@click.option("--reveal", is_flag=True, help="Show env values on a terminal too.")
-@app_option
-@rack_option
-@output_option
-@click.pass_context
-def diff(
-    ctx: click.Context,
-    from_id: str,
-    to_id: str,
-    reveal: bool,
-    app: str | None,
-    rack: str | None,
-    output_format: str | None,
-) -> None:
+@reveal_option
+@shows
+def diff(ctx: click.Context, from_id: str, to_id: str, reveal: bool) -> output.Lines:
     """What changes from one release to another: build and environment."""
     request = release_pb2.DiffReleasesRequest(app=need_app(ctx), from_id=from_id, to_id=to_id)
-    response = client(ctx).release.call("DiffReleases", request)
-    output.render(diff_result(response, mask=masked(reveal)), output_of(ctx))
+    response = client(ctx).release.call(lambda stub: stub.DiffReleases, request)
+    return diff_result(response, mask=masked(reveal))
 
 
 def check_sources(
@@ -217,10 +148,7 @@ def check_sources(
 @click.option("--env-from", default=None, metavar="RELEASE", help="Take the env from here.")
 @click.option("--use-active-release-build", is_flag=True, help="Take the active build.")
 @click.option("--use-active-release-env", is_flag=True, help="Take the active env.")
-@click.option("--promote", is_flag=True, help="Promote the new release.")
-@id_option
-@app_option
-@rack_option
+@makes_release
 @click.pass_context
 def create_from(
     ctx: click.Context,
@@ -230,13 +158,11 @@ def create_from(
     use_active_release_env: bool,
     promote: bool,
     id_only: bool,
-    app: str | None,
-    rack: str | None,
 ) -> None:
     """Create a release from one release's build and another's environment."""
     check_sources(build_from, use_active_release_build, env_from, use_active_release_env)
     name = need_app(ctx)
-    progress = output.Progress(human_stream(id_only))
+    progress = output.Progress(id_only=id_only)
     progress.start("Creating release")
     request = release_pb2.CreateReleaseFromRequest(
         app=name,
@@ -245,38 +171,28 @@ def create_from(
         use_active_release_build=use_active_release_build,
         use_active_release_env=use_active_release_env,
     )
-    release = client(ctx).release.call("CreateReleaseFrom", request)
+    release = client(ctx).release.call(lambda stub: stub.CreateReleaseFrom, request)
     progress.ok()
-    progress.line(f"Release: {release.id}")
-    if id_only:
-        click.echo(release.id)
-    if promote:
-        from relman_cli.commands import _deploy  # only promoting needs the stream follower
+    announce_release(ctx, name, release.id, progress, id_only=id_only, promote=promote)
 
-        _deploy.promote(ctx, name, release.id, progress)
+
+def timeout_option(help: str) -> Decorator:
+    return click.option(
+        "--timeout",
+        type=click.IntRange(min=1),
+        callback=at_most(INT32_MAX),
+        metavar="SECONDS",
+        help=help,
+    )
 
 
 @releases.command("promote")
 @click.argument("release_id", required=False, default="")
 @click.option("--force", is_flag=True, help="Allow promoting a release older than the active.")
-@click.option(
-    "--timeout",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="SECONDS",
-    help="Roll back when there is no progress for this long (default 600).",
-)
-@app_option
-@rack_option
+@timeout_option("Roll back when there is no progress for this long (default 600).")
+@options("app", "rack")
 @click.pass_context
-def promote(
-    ctx: click.Context,
-    release_id: str,
-    force: bool,
-    timeout: int | None,
-    app: str | None,
-    rack: str | None,
-) -> None:
+def promote(ctx: click.Context, release_id: str, force: bool, timeout: int | None) -> None:
     """Deploy a release (default: the latest) and follow it until it is active everywhere.
 
     Exits 0 only when the release became active. Ctrl-C detaches; the deployment goes on.
@@ -290,40 +206,11 @@ def promote(
 
 @releases.command("rollback")
 @click.argument("release_id")
-@click.option(
-    "--timeout",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="SECONDS",
-    help="Give up when there is no progress for this long (default 600).",
-)
-@app_option
-@rack_option
+@timeout_option("Give up when there is no progress for this long (default 600).")
+@options("app", "rack")
 @click.pass_context
-def rollback(
-    ctx: click.Context,
-    release_id: str,
-    timeout: int | None,
-    app: str | None,
-    rack: str | None,
-) -> None:
+def rollback(ctx: click.Context, release_id: str, timeout: int | None) -> None:
     """Copy an old release and promote the copy."""
-    from relman.v1 import deployer_pb2
-
     from relman_cli.commands import _deploy
 
-    name = need_app(ctx)
-    progress = output.Progress()
-    deployer = client(ctx).deployer
-    request = deployer_pb2.RollbackRequest(
-        app=name, release_id=release_id, timeout_seconds=timeout or 0
-    )
-    progress.start(f"Rolling back to {release_id}")
-
-    def on_first(deployment: Any) -> None:
-        progress.ok(deployment.release_id)
-
-    final = _deploy.follow_deployment(
-        ctx, name, lambda: deployer.stream("Rollback", request), _deploy.printer(progress), on_first
-    )
-    _deploy.finish(final, progress)
+    _deploy.rollback(ctx, need_app(ctx), release_id, output.Progress(), timeout=timeout or 0)

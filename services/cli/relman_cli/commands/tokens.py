@@ -7,7 +7,8 @@ ci)``); the warning that it will not be shown again goes to stderr.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
 
 import click
 from relman.v1 import auth_pb2
@@ -15,56 +16,33 @@ from relman_common.lifecycle import TokenKind
 from relman_common.pb_enums import to_pb, word
 
 from relman_cli import output
-from relman_cli.commands._common import (
-    client,
-    output_of,
-    output_option,
-    rack_option,
-    to_dict,
-    utcnow,
-    when,
-)
+from relman_cli.commands._common import client, utcnow
+from relman_cli.commands._messages import Columns, table, when
+from relman_cli.commands._options import listing_group, on_name, options
 
 KINDS = ("user", "service", "admin")
 
+Token = auth_pb2.Token
 
-def list_result(tokens: list[Any], now: Any) -> output.Table:
-    rows = [
-        [
-            t.name,
-            word(TokenKind, t.kind),
-            output.ago(when(t, "created"), now),
-            output.ago(when(t, "revoked"), now),
-            t.actor,
-        ]
-        for t in tokens
+
+def list_result(tokens: Sequence[Token], now: datetime) -> output.Table:
+    columns: Columns[Token] = [
+        ("NAME", lambda t: t.name),
+        ("KIND", lambda t: word(TokenKind, t.kind)),
+        ("CREATED", lambda t: output.ago(when(t, "created"), now)),
+        ("REVOKED", lambda t: output.ago(when(t, "revoked"), now)),
+        ("ACTOR", lambda t: t.actor),
     ]
-    headers = ["NAME", "KIND", "CREATED", "REVOKED", "ACTOR"]
-    return output.Table(headers, rows, [to_dict(t) for t in tokens])
+    return table(tokens, columns)
 
 
-@click.group("tokens", invoke_without_command=True)
-@rack_option
-@output_option
-@click.pass_context
-def tokens(ctx: click.Context, rack: str | None, output_format: str | None) -> None:
-    """List, create and revoke API tokens (admin only)."""
-    if ctx.invoked_subcommand is None:
-        _list(ctx)
-
-
-@tokens.command("list")
-@rack_option
-@output_option
-@click.pass_context
-def list_(ctx: click.Context, rack: str | None, output_format: str | None) -> None:
+@listing_group(
+    "tokens", options("rack", "output"), help="List, create and revoke API tokens (admin only)."
+)
+def tokens(ctx: click.Context) -> output.Table:
     """List tokens, revoked ones included."""
-    _list(ctx)
-
-
-def _list(ctx: click.Context) -> None:
-    response = client(ctx).tokens.call("ListTokens", auth_pb2.ListTokensRequest())
-    output.render(list_result(list(response.tokens), utcnow()), output_of(ctx))
+    response = client(ctx).tokens.call(lambda stub: stub.ListTokens, auth_pb2.ListTokensRequest())
+    return list_result(response.tokens, utcnow())
 
 
 @tokens.command("create")
@@ -77,25 +55,19 @@ def _list(ctx: click.Context) -> None:
     help="user: people; service: programs that act for people (the Deployer); admin: "
     "may also manage tokens.",
 )
-@rack_option
+@options("rack")
 @click.pass_context
-def create(ctx: click.Context, name: str, kind: str, rack: str | None) -> None:
+def create(ctx: click.Context, name: str, kind: str) -> None:
     """Create a token NAME and print its secret (shown only this once)."""
-    created = client(ctx).tokens.call(
-        "CreateToken", auth_pb2.CreateTokenRequest(name=name, kind=to_pb(TokenKind(kind)))
-    )
+    request = auth_pb2.CreateTokenRequest(name=name, kind=to_pb(TokenKind(kind)))
+    created = client(ctx).tokens.call(lambda stub: stub.CreateToken, request)
     sys.stdout.write(created.secret + "\n")
     sys.stdout.flush()
     output.warn(f"this is the only time the secret of token {name} is shown: store it now")
 
 
 @tokens.command("revoke")
-@click.argument("name")
-@rack_option
-@click.pass_context
-def revoke(ctx: click.Context, name: str, rack: str | None) -> None:
+@on_name("Revoking")
+def revoke(ctx: click.Context, name: str) -> None:
     """Revoke token NAME: it stops working at once (within 2 s on other services)."""
-    progress = output.Progress()
-    progress.start(f"Revoking {name}")
-    client(ctx).tokens.call("RevokeToken", auth_pb2.RevokeTokenRequest(name=name))
-    progress.ok()
+    client(ctx).tokens.call(lambda stub: stub.RevokeToken, auth_pb2.RevokeTokenRequest(name=name))

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
 from relman.v1 import deployer_pb2, deployer_pb2_grpc  # type: ignore[import-not-found]
 from relman_common.actor import current_actor
+from relman_common.grpc_errors import Context
 
 from relman_deployer.api.convert import UpdateMessages, deployment_to_pb
 from relman_deployer.domain.model import Deployment
@@ -23,7 +23,7 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
         self._updates = UpdateMessages()
 
     async def Promote(
-        self, request: deployer_pb2.PromoteRequest, context: grpc.aio.ServicerContext
+        self, request: deployer_pb2.PromoteRequest, context: Context
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
         started = self._orchestrator.promote(
             request.app,
@@ -36,7 +36,7 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
             yield update
 
     async def Rollback(
-        self, request: deployer_pb2.RollbackRequest, context: grpc.aio.ServicerContext
+        self, request: deployer_pb2.RollbackRequest, context: Context
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
         started = self._orchestrator.rollback(
             request.app,
@@ -48,7 +48,7 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
             yield update
 
     async def Watch(
-        self, request: deployer_pb2.WatchRequest, context: grpc.aio.ServicerContext
+        self, request: deployer_pb2.WatchRequest, context: Context
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
         async for update in self._follow(request.deployment_id, request.after_seq):
             yield update
@@ -62,18 +62,18 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
             yield self._updates(item)
 
     async def Cancel(
-        self, request: deployer_pb2.CancelRequest, context: grpc.aio.ServicerContext
+        self, request: deployer_pb2.CancelRequest, context: Context
     ) -> deployer_pb2.Deployment:
         deployment = await self._orchestrator.cancel(request.app, current_actor())
         return deployment_to_pb(deployment)
 
     async def GetDeployment(
-        self, request: deployer_pb2.GetDeploymentRequest, context: grpc.aio.ServicerContext
+        self, request: deployer_pb2.GetDeploymentRequest, context: Context
     ) -> deployer_pb2.Deployment:
         return deployment_to_pb(await self._orchestrator.get(request.id))
 
     async def ListDeployments(
-        self, request: deployer_pb2.ListDeploymentsRequest, context: grpc.aio.ServicerContext
+        self, request: deployer_pb2.ListDeploymentsRequest, context: Context
     ) -> deployer_pb2.ListDeploymentsResponse:
         deployments, token = await self._orchestrator.list(
             request.app, request.limit, request.page_token

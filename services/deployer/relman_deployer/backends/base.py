@@ -14,7 +14,23 @@ from typing import Protocol
 
 from relman_common.errors import InvalidArgument
 from relman_common.manifest import Service
-from relman_common.vocabulary import RELEASE, check_id, env_key_error, validate_app_name
+from relman_common.vocabulary import (
+    RELEASE,
+    check_id,
+    env_key_error,
+    service_name_error,
+    validate_app_name,
+)
+
+from relman_deployer.rollout.arithmetic import deployment_complete
+from relman_deployer.rollout.progress import (
+    AVAILABLE,
+    PROGRESSING,
+    DeploymentCondition,
+    DeploymentStatus,
+)
+
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -31,8 +47,9 @@ class AppSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     # The release's services, as the shared manifest model has them (images resolved).
     services: tuple[Service, ...] = ()
-    # The Deployments' progressDeadlineSeconds: how long a rollout may make no progress.
-    progress_deadline_seconds: int = 600
+    # Each Deployment's progressDeadlineSeconds: the rollout fails when no pod moved forward
+    # for longer (the orchestrator passes the deployment's timeout).
+    progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE_SECONDS
 
 
 def check_spec(spec: AppSpec) -> None:
@@ -45,12 +62,20 @@ def check_spec(spec: AppSpec) -> None:
         error = env_key_error(key)
         if error:
             raise InvalidArgument(error)
+    for service in spec.services:
+        error = service_name_error(service.name)
+        if error:
+            raise InvalidArgument(error)
+        if service.replicas < 0:
+            raise InvalidArgument(f"service {service.name}: replicas must not be negative")
     names = [s.name for s in spec.services]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise InvalidArgument(f"duplicate service: {', '.join(twice)}")
-    if spec.progress_deadline_seconds <= 0:
-        raise InvalidArgument("the progress deadline must be positive")
+    if not 0 < spec.progress_deadline_seconds < 2**31 - 1:  # MaxInt32 means "no deadline"
+        raise InvalidArgument(
+            f"invalid progress deadline: {spec.progress_deadline_seconds}s (must be positive)"
+        )
 
 
 @dataclass(frozen=True)
@@ -71,24 +96,49 @@ class BackendEvent:
 
 @dataclass(frozen=True)
 class ServiceStatus:
-    """Rollout progress of one service towards the release in the current AppSpec."""
+    """Rollout progress of one service towards the release in the current AppSpec: the status
+    its Deployment controller reports."""
 
     name: str
     desired: int
-    # Pods of the current template / of any template / ready and available.
+    # Pods of the current template / of any template / available.
     updated: int
     total: int
     available: int
     # Highest container restart count among the current template's pods.
     restarts: int = 0
+    # Pods passing their readiness probe (``readyReplicas``).
+    ready: int = 0
+    # The Deployment's Progressing and Available conditions, as its controller set them.
+    conditions: tuple[DeploymentCondition, ...] = ()
 
     @property
     def complete(self) -> bool:
-        """Like the Deployment controller's DeploymentComplete."""
-        return (
-            self.updated == self.desired
-            and self.total == self.desired
-            and self.available == self.desired
+        """The Deployment controller's DeploymentComplete."""
+        return deployment_complete(self.desired, self.updated, self.total, self.available)
+
+    @property
+    def progressing(self) -> DeploymentCondition | None:
+        return self.condition(PROGRESSING)
+
+    @property
+    def availability(self) -> DeploymentCondition | None:
+        return self.condition(AVAILABLE)
+
+    def condition(self, type_: str) -> DeploymentCondition | None:
+        for condition in self.conditions:
+            if condition.type == type_:
+                return condition
+        return None
+
+    def deployment_status(self) -> DeploymentStatus:
+        """What the progress judge reads."""
+        return DeploymentStatus(
+            replicas=self.total,
+            updated_replicas=self.updated,
+            ready_replicas=self.ready,
+            available_replicas=self.available,
+            conditions=self.conditions,
         )
 
 
@@ -98,17 +148,10 @@ class RolloutStatus:
 
     release_id: str
     services: tuple[ServiceStatus, ...]
-    # Set when the backend itself saw a rollout fail for good (e.g. ProgressDeadlineExceeded).
-    failure: str = ""
 
     @property
     def complete(self) -> bool:
         return all(s.complete for s in self.services)
-
-    @property
-    def progress_key(self) -> tuple[tuple[str, int, int, int], ...]:
-        """Changes whenever the rollout makes progress (resets the progress deadline)."""
-        return tuple((s.name, s.updated, s.total, s.available) for s in self.services)
 
 
 Observation = BackendEvent | RolloutStatus
@@ -126,7 +169,7 @@ class Backend(Protocol):
         """Events and status snapshots for ``app`` from now on, until the iterator is closed.
 
         Open it *before* :meth:`apply` so nothing is missed. A status snapshot is yielded at
-        the start and whenever the counts change.
+        the start and whenever it changes (counts, restarts or conditions).
         """
         ...
 

@@ -19,8 +19,10 @@ Deployments still have to be written.
 Events, each in a thread (the official client is synchronous), feeding the event loop with
 ``call_soon_threadsafe``. It yields a :class:`RolloutStatus` once everything is listed, then
 every Event that happens from then on (``system/k8s/<involvedObject.name>``, the Event's reason
-and message, in Kubernetes' own words) and a new snapshot whenever the counts change. Blocking
-API calls of :meth:`apply` run on a small executor of the backend's own, never on the loop.
+and message, in Kubernetes' own words) and a new snapshot whenever the status changes (counts,
+restarts, or the conditions in which the Deployment controller gives its progress verdict).
+Blocking API calls of :meth:`apply` run on a small executor of the backend's own, never on the
+loop.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def validate_spec(spec: AppSpec) -> None:
     """
     check_spec(spec)
     for service in spec.services:
-        if any(c.isspace() for c in service.image):
+        if not service.image or any(c.isspace() for c in service.image):
             raise InvalidArgument(f"service {service.name}: invalid image {service.image!r}")
         try:
             RollingStrategy(service.max_surge_percent, service.max_unavailable_percent).validate()
@@ -224,7 +224,11 @@ def _resources(scale: Scale) -> Json:
 
 
 def deployment_manifest(spec: AppSpec, service: Service, namespace: str) -> Json:
-    """The Deployment of one service, as server-side apply wants it (only fields we own)."""
+    """The Deployment of one service, as server-side apply wants it (only fields we own).
+
+    Its ``progressDeadlineSeconds`` is the spec's: the controller fails the rollout with
+    ``ProgressDeadlineExceeded`` when no pod moved forward for longer.
+    """
     selector = {NAME_LABEL: service.name, APP_LABEL: spec.app}
     return {
         "apiVersion": "apps/v1",

@@ -9,10 +9,16 @@ services), its Deployments and its pods. :class:`EventTracker` turns core/v1 Eve
 >>> dep = {"metadata": {"generation": 2, "annotations": {RELEASE_ANNOTATION: "R2"}},
 ...        "spec": {"replicas": 2},
 ...        "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1,
-...                   "availableReplicas": 2}}
->>> rollout_status(ns, {"web": dep}, [])
-RolloutStatus(release_id='R2', services=(ServiceStatus(name='web', desired=2, updated=1, \
-total=3, available=2, restarts=0),), failure='')
+...                   "readyReplicas": 2, "availableReplicas": 2, "conditions": [
+...                   {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+...                    "message": 'ReplicaSet "web-5d4f8b7c9" is progressing.',
+...                    "lastUpdateTime": "2019-01-01T00:00:51Z",
+...                    "lastTransitionTime": "2019-01-01T00:00:50Z"}]}}
+>>> (web,) = rollout_status(ns, {"web": dep}, []).services
+>>> web.desired, web.updated, web.total, web.ready, web.available
+(2, 1, 3, 2, 2)
+>>> web.progressing.reason, web.progressing.last_update_time.isoformat()
+('ReplicaSetUpdated', '2019-01-01T00:00:51+00:00')
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ from relman_deployer.backends.kubernetes_manifests import (
     RELEASE_ANNOTATION,
     SERVICES_ANNOTATION,
 )
+from relman_deployer.rollout import DeploymentCondition
 
 Json = dict[str, Any]
 
-PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+# A condition without a time (never written so by the controller) counts as very old.
+_NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _meta(obj: Mapping[str, Any] | None) -> Json:
@@ -77,15 +85,16 @@ def pod_restarts(pods: Iterable[Mapping[str, Any]], service: str, release: str) 
 
 def service_status(
     name: str, desired: int, release: str, deployment: Mapping[str, Any] | None, restarts: int
-) -> tuple[ServiceStatus, str]:
-    """One service's progress towards ``release`` and its failure message ('' if none).
+) -> ServiceStatus:
+    """One service's progress towards ``release``, as its Deployment's status reports it.
 
     Until the Deployment controller has observed the Deployment's latest generation for this
-    release, its counts describe an older template: nothing is counted as updated then, so a
-    snapshot is never complete too early (``DeploymentComplete`` checks the same).
+    release, its counts and conditions describe an older template: nothing is counted as
+    updated then and no condition is reported, so a snapshot is never complete (nor failed)
+    too early (``DeploymentComplete`` checks the generation too).
     """
     if deployment is None or _meta(deployment).get("deletionTimestamp"):
-        return ServiceStatus(name, desired, 0, 0, 0, restarts), ""
+        return ServiceStatus(name, desired, 0, 0, 0, restarts)
     meta = _meta(deployment)
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
@@ -95,24 +104,40 @@ def service_status(
     if is_release:
         replicas = spec.get("replicas")
         desired = int(replicas) if replicas is not None else 1
-    result = ServiceStatus(
+    return ServiceStatus(
         name=name,
         desired=desired,
         updated=int(status.get("updatedReplicas") or 0) if current else 0,
         total=int(status.get("replicas") or 0),
         available=int(status.get("availableReplicas") or 0),
         restarts=restarts,
+        ready=int(status.get("readyReplicas") or 0),
+        conditions=deployment_conditions(status) if current else (),
     )
-    failure = ""
-    if current:
-        for condition in status.get("conditions") or []:
-            if (
-                condition.get("type") == "Progressing"
-                and condition.get("reason") == PROGRESS_DEADLINE_EXCEEDED
-            ):
-                message = condition.get("message") or PROGRESS_DEADLINE_EXCEEDED
-                failure = f"{name}: {message}"
-    return result, failure
+
+
+def deployment_conditions(status: Mapping[str, Any]) -> tuple[DeploymentCondition, ...]:
+    """``status.conditions`` of a Deployment.
+
+    >>> (c,) = deployment_conditions({"conditions": [{"type": "Available", "status": "True",
+    ...     "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability.",
+    ...     "lastUpdateTime": "2019-01-01T00:00:51Z"}]})
+    >>> c.reason, c.last_transition_time.year
+    ('MinimumReplicasAvailable', 1970)
+    """
+    conditions: list[DeploymentCondition] = []
+    for raw in status.get("conditions") or []:
+        conditions.append(
+            DeploymentCondition(
+                type=str(raw.get("type") or ""),
+                status=str(raw.get("status") or ""),
+                reason=str(raw.get("reason") or ""),
+                message=str(raw.get("message") or ""),
+                last_update_time=parse_time(raw.get("lastUpdateTime")) or _NO_TIME,
+                last_transition_time=parse_time(raw.get("lastTransitionTime")) or _NO_TIME,
+            )
+        )
+    return tuple(conditions)
 
 
 def rollout_status(
@@ -123,15 +148,13 @@ def rollout_status(
     """The app's progress towards the release its namespace is annotated with."""
     release, services = desired_services(namespace)
     pod_list = list(pods)
-    statuses: list[ServiceStatus] = []
-    failures: list[str] = []
-    for name, desired in services.items():
-        restarts = pod_restarts(pod_list, name, release)
-        status, failure = service_status(name, desired, release, deployments.get(name), restarts)
-        statuses.append(status)
-        if failure:
-            failures.append(failure)
-    return RolloutStatus(release_id=release, services=tuple(statuses), failure="; ".join(failures))
+    statuses = tuple(
+        service_status(
+            name, desired, release, deployments.get(name), pod_restarts(pod_list, name, release)
+        )
+        for name, desired in services.items()
+    )
+    return RolloutStatus(release_id=release, services=statuses)
 
 
 def parse_time(value: object) -> datetime | None:

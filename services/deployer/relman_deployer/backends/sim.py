@@ -5,12 +5,21 @@ Per app a namespace ``relman-<app>``; per service a Deployment whose ReplicaSets
 node ``instance-<12 hex>``. The controller runs :func:`relman_deployer.rollout.rolling_step`
 one pass at a time (scale the new ReplicaSet up if allowed, else old ones down) and every scale
 goes through :meth:`SimBackend._scale_replica_set_and_record_event`, which records exactly one
-``ScalingReplicaSet`` event, as ``scaleReplicaSetAndRecordEvent`` does in Kubernetes.
+``ScalingReplicaSet`` event, as ``scaleReplicaSetAndRecordEvent`` does in Kubernetes. After each
+pass the Deployment's status is written by the progress judge
+(:func:`relman_deployer.rollout.sync_rollout_status`): its counts and its ``Progressing`` and
+``Available`` conditions, as ``syncRolloutStatus`` writes them. A rollout that stops moving is
+judged again when its progress deadline passes (a timer, as ``requeueStuckDeployment`` does),
+so it fails with ``ProgressDeadlineExceeded`` without anybody polling.
 
 Pods take ``pod_delay`` seconds from creation to ready (half to pull and start, half to pass
-readiness). Nothing runs a task per pod: pod steps are event-loop timer callbacks
-(``call_soon`` when ``pod_delay`` is 0), and all state changes happen synchronously inside
-them, so there are no locks and no partial states to observe.
+readiness). The pods one sync of a ReplicaSet creates form a batch that steps together: they
+become ready at the same moment and the Deployment controller then runs once for all of them,
+as it does when the ReplicaSet controller reports them in one status update (one controller
+pass per pod would take twice the ScalingReplicaSet steps a real cluster takes). Nothing runs
+a task per pod: batch steps are event-loop timer callbacks (``call_soon`` when ``pod_delay``
+is 0), and all state changes happen synchronously inside them, so there are no locks and no
+partial states to observe.
 
 Failures are chosen by the release's environment, visibly: ``RELMAN_SIM_FAIL=crash`` makes the
 new pods crash-loop (``BackOff`` every ``retry_interval`` seconds, restarts counted) and
@@ -29,6 +38,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from relman_common.clock import Clock, utcnow
@@ -44,7 +54,17 @@ from relman_deployer.backends.base import (
     check_spec,
 )
 from relman_deployer.backends.sim_names import generated_suffix, node_name, template_hash
-from relman_deployer.rollout import ReplicaSetCounts, RollingStrategy, rolling_step
+from relman_deployer.rollout import (
+    DeploymentStatus,
+    ReplicaSetCounts,
+    RollingStrategy,
+    Rollout,
+    max_unavailable,
+    new_replica_set_condition,
+    requeue_after,
+    rolling_step,
+    sync_rollout_status,
+)
 
 FAIL_ENV = "RELMAN_SIM_FAIL"
 FAIL_MODES = ("", "crash", "unready")
@@ -54,6 +74,9 @@ REVISION_HISTORY_LIMIT = 10
 # Bound on controller passes per sync; every pass scales something, so this is never reached
 # unless the arithmetic is broken, and then the sim stops instead of spinning.
 _MAX_PASSES = 10_000
+# A stuck Deployment is judged again this long after its deadline: it times out only strictly
+# after ``lastUpdateTime + progressDeadlineSeconds`` (the controller waits a whole second).
+_RECHECK_MARGIN = 0.02
 
 
 @dataclass(eq=False)
@@ -63,6 +86,14 @@ class _Pod:
     seq: int
     ready: bool = False
     restarts: int = 0
+    batch: _PodBatch | None = None  # while it waits for its next step
+
+
+@dataclass(eq=False)
+class _PodBatch:
+    """The pods one sync of a ReplicaSet created: they pull, start and get ready together."""
+
+    pods: list[_Pod] = field(default_factory=list)
     timer: asyncio.Handle | None = None
 
 
@@ -90,7 +121,14 @@ class _Deployment:
     name: str
     spec: Service
     current_hash: str
+    progress_deadline_seconds: int
     replica_sets: dict[str, _ReplicaSet] = field(default_factory=dict)
+    # The status as the controller last wrote it (counts and conditions).
+    written: DeploymentStatus = field(default_factory=DeploymentStatus)
+    # The current ReplicaSet was created by the last apply and no sync has recorded it yet.
+    created_replica_set: bool = False
+    # The progress check of a stuck rollout (requeueStuckDeployment).
+    recheck: asyncio.TimerHandle | None = None
 
     @property
     def current(self) -> _ReplicaSet:
@@ -105,16 +143,39 @@ class _Deployment:
     def strategy(self) -> RollingStrategy:
         return RollingStrategy(self.spec.max_surge_percent, self.spec.max_unavailable_percent)
 
-    def status(self) -> ServiceStatus:
-        current = self.current
+    def rollout(self) -> Rollout:
+        """What the progress judge reads of this Deployment."""
+        return Rollout(
+            name=self.name,
+            replicas=self.spec.replicas,
+            max_unavailable=max_unavailable(self.spec.replicas, self.strategy),
+            progress_deadline_seconds=self.progress_deadline_seconds,
+            new_replica_set=self.current.name,
+        )
+
+    def counts(self) -> DeploymentStatus:
+        """The pods as they are now (``calculateStatus``; ready is available: no
+        minReadySeconds)."""
         all_pods = [p for rs in self.replica_sets.values() for p in rs.pods.values()]
+        available = sum(1 for p in all_pods if p.ready)
+        return DeploymentStatus(
+            replicas=len(all_pods),
+            updated_replicas=len(self.current.pods),
+            ready_replicas=available,
+            available_replicas=available,
+        )
+
+    def status(self) -> ServiceStatus:
+        written = self.written
         return ServiceStatus(
             name=self.name,
             desired=self.spec.replicas,
-            updated=len(current.pods),
-            total=len(all_pods),
-            available=sum(1 for p in all_pods if p.ready),
-            restarts=max((p.restarts for p in current.pods.values()), default=0),
+            updated=written.updated_replicas,
+            total=written.replicas,
+            available=written.available_replicas,
+            restarts=max((p.restarts for p in self.current.pods.values()), default=0),
+            ready=written.ready_replicas,
+            conditions=written.conditions,
         )
 
 
@@ -187,13 +248,20 @@ class _App:
 
 
 def pod_template(spec: AppSpec, service: Service) -> dict[str, object]:
-    """Everything that shapes a pod of ``service`` in ``spec`` (and so its template hash)."""
+    """Everything that shapes a pod of ``service`` in ``spec`` (and so its template hash).
+
+    The replica count and the rollout strategy belong to the Deployment, not to its pods: a
+    scale alone keeps the ReplicaSet, as in Kubernetes."""
+    shape = asdict(service)
+    shape["scale"] = {"cpu": service.scale.cpu, "memory": service.scale.memory}
+    for key in ("minimum", "maximum", "internal"):
+        del shape[key]
     return {
         "app": spec.app,
         "release": spec.release_id,
         "build": spec.build_id,
         "env": dict(sorted(spec.env.items())),
-        "service": asdict(service),
+        "service": shape,
     }
 
 
@@ -267,7 +335,9 @@ class SimBackend:
             dep = app.deployments.get(service.name)
             if dep is None:
                 hash_ = template_hash(template)
-                dep = app.deployments[service.name] = _Deployment(service.name, service, hash_)
+                dep = app.deployments[service.name] = _Deployment(
+                    service.name, service, hash_, spec.progress_deadline_seconds
+                )
             # The existing ReplicaSet of this template (a rollback), or a new one; a hash that
             # another template already owns is moved away from (``collisionCount``).
             collisions = 0
@@ -276,8 +346,10 @@ class SimBackend:
                 collisions += 1
                 hash_ = template_hash(template, collisions)
             dep.spec = service
+            dep.progress_deadline_seconds = spec.progress_deadline_seconds
             dep.current_hash = hash_
             if hash_ not in dep.replica_sets:
+                dep.created_replica_set = True
                 dep.replica_sets[hash_] = _ReplicaSet(
                     name=f"{service.name}-{hash_}",
                     template_hash=hash_,
@@ -301,6 +373,7 @@ class SimBackend:
         self._closed = True
         for app in self._apps.values():
             for dep in app.deployments.values():
+                _stop_recheck(dep)
                 for rs in dep.replica_sets.values():
                     for pod in rs.pods.values():
                         _cancel(pod)
@@ -331,7 +404,7 @@ class SimBackend:
             for dep in app.deployments.values()
             for rs in dep.replica_sets.values()
             for pod in rs.pods.values()
-            if pod.timer is not None
+            if pod.batch is not None and pod.batch.timer is not None
         )
 
     def pods(self, app: str, service: str) -> dict[str, str]:
@@ -361,6 +434,8 @@ class SimBackend:
         self._publish_status(app)
 
     def _sync_deployment(self, app: _App, dep: _Deployment) -> None:
+        """Controller passes until nothing moves; after each one the status is written."""
+        now: datetime | None = None  # the time of this sync, taken after its first scale
         for _ in range(_MAX_PASSES):
             current = dep.current
             by_name = {rs.name: rs for rs in dep.replica_sets.values()}
@@ -370,14 +445,43 @@ class SimBackend:
                 current.counts(),
                 [rs.counts() for rs in dep.old()],
             )
-            if not scales:
-                break
             for scale in scales:
                 rs = by_name[scale.name]
                 if self._scale_replica_set_and_record_event(app, dep, rs, scale.replicas):
                     self._sync_replica_set(app, rs)
+            if now is None:
+                now = self._clock()
+            self._sync_rollout_status(dep, now)
+            if not scales:
+                break
         if dep.status().complete:
             self._cleanup_deployment(dep)
+        if now is not None:
+            self._requeue_stuck_deployment(app, dep, now)
+
+    def _sync_rollout_status(self, dep: _Deployment, now: datetime) -> None:
+        """Write the Deployment's status as ``syncRolloutStatus`` does (the one judge)."""
+        rollout = dep.rollout()
+        status = new_replica_set_condition(
+            rollout, dep.written, created=dep.created_replica_set, now=now
+        )
+        dep.created_replica_set = False
+        dep.written = sync_rollout_status(rollout, status, dep.counts(), now)
+
+    def _requeue_stuck_deployment(self, app: _App, dep: _Deployment, now: datetime) -> None:
+        """Judge ``dep`` again once its progress deadline has passed, unless it moves first."""
+        _stop_recheck(dep)
+        after = requeue_after(dep.rollout(), dep.written, now)
+        if after is None or self._closed or self._loop is None:
+            return
+        dep.recheck = self._loop.call_later(after + _RECHECK_MARGIN, self._recheck, app, dep)
+
+    def _recheck(self, app: _App, dep: _Deployment) -> None:
+        dep.recheck = None
+        if self._closed or app.deployments.get(dep.name) is not dep:
+            return
+        self._sync_deployment(app, dep)
+        self._publish_status(app)
 
     def _scale_replica_set_and_record_event(
         self, app: _App, dep: _Deployment, rs: _ReplicaSet, replicas: int
@@ -392,10 +496,16 @@ class SimBackend:
         return True
 
     def _sync_replica_set(self, app: _App, rs: _ReplicaSet) -> None:
-        """The ReplicaSet controller: create or delete pods until they match ``replicas``."""
+        """The ReplicaSet controller: create or delete pods until they match ``replicas``.
+
+        The pods one sync creates are one batch: scheduled together, they get ready together.
+        """
         diff = rs.replicas - len(rs.pods)
-        for _ in range(diff):
-            self._create_pod(app, rs)
+        if diff > 0:
+            batch = _PodBatch([self._create_pod(app, rs) for _ in range(diff)])
+            for pod in batch.pods:
+                pod.batch = batch
+            batch.timer = self._later(self.pod_delay / 2, self._pods_started, app, rs, batch)
         if diff < 0:
             # getPodsToDelete: not-ready before ready, more restarts first, newest first.
             doomed = sorted(rs.pods.values(), key=lambda p: (p.ready, -p.restarts, -p.seq))
@@ -405,7 +515,7 @@ class SimBackend:
                 self._emit(app, rs.name, "SuccessfulDelete", f"Deleted pod: {pod.name}")
                 self._emit(app, pod.name, "Killing", f"Stopping container {CONTAINER}")
 
-    def _create_pod(self, app: _App, rs: _ReplicaSet) -> None:
+    def _create_pod(self, app: _App, rs: _ReplicaSet) -> _Pod:
         name = f"{rs.name}-{generated_suffix(self._rng)}"
         while name in rs.pods:
             name = f"{rs.name}-{generated_suffix(self._rng)}"
@@ -419,41 +529,48 @@ class SimBackend:
             f"Successfully assigned {app.namespace}/{name} to {pod.node}",
         )
         self._emit(app, name, "Pulling", f'Pulling image "{rs.image}"')
-        pod.timer = self._later(self.pod_delay / 2, self._pod_started, app, rs, pod)
+        return pod
 
-    def _pod_started(self, app: _App, rs: _ReplicaSet, pod: _Pod) -> None:
-        pod.timer = None
-        if rs.pods.get(pod.name) is not pod or self._closed:
+    def _pods_started(self, app: _App, rs: _ReplicaSet, batch: _PodBatch) -> None:
+        batch.timer = None
+        if self._closed or not batch.pods:
             return
-        self._emit(app, pod.name, "Pulled", f'Successfully pulled image "{rs.image}"')
-        self._emit(app, pod.name, "Created", f"Created container {CONTAINER}")
-        self._emit(app, pod.name, "Started", f"Started container {CONTAINER}")
-        pod.timer = self._later(self.pod_delay / 2, self._pod_probed, app, rs, pod)
+        for pod in batch.pods:
+            self._emit(app, pod.name, "Pulled", f'Successfully pulled image "{rs.image}"')
+            self._emit(app, pod.name, "Created", f"Created container {CONTAINER}")
+            self._emit(app, pod.name, "Started", f"Started container {CONTAINER}")
+        batch.timer = self._later(self.pod_delay / 2, self._pods_probed, app, rs, batch)
 
-    def _pod_probed(self, app: _App, rs: _ReplicaSet, pod: _Pod) -> None:
-        """The pod's container has run for a while: it is ready, or it fails again."""
-        pod.timer = None
-        if rs.pods.get(pod.name) is not pod or self._closed:
+    def _pods_probed(self, app: _App, rs: _ReplicaSet, batch: _PodBatch) -> None:
+        """The batch's containers have run for a while: they are ready, or fail again."""
+        batch.timer = None
+        if self._closed or not batch.pods:
             return
         if rs.fail == "crash":
-            pod.restarts += 1
-            self._emit(app, pod.name, "BackOff", "Back-off restarting failed container")
+            for pod in batch.pods:
+                pod.restarts += 1
+                self._emit(app, pod.name, "BackOff", "Back-off restarting failed container")
         elif rs.fail == "unready":
-            self._emit(
-                app,
-                pod.name,
-                "Unhealthy",
-                "Readiness probe failed: HTTP probe failed with statuscode: 503",
-            )
+            for pod in batch.pods:
+                self._emit(
+                    app,
+                    pod.name,
+                    "Unhealthy",
+                    "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                )
         else:
-            pod.ready = True
-            self._sync_app(app)
+            for pod in batch.pods:
+                pod.ready = True
+                pod.batch = None
+            batch.pods.clear()
+            self._sync_app(app)  # one status update of the ReplicaSet, one controller run
             return
-        pod.timer = self._later(self.retry_interval, self._pod_probed, app, rs, pod)
+        batch.timer = self._later(self.retry_interval, self._pods_probed, app, rs, batch)
         self._publish_status(app)
 
     def _delete_deployment(self, app: _App, dep: _Deployment) -> None:
         """A service left the spec: its Deployment is deleted and the GC kills its pods."""
+        _stop_recheck(dep)
         for rs in dep.replica_sets.values():
             for pod in rs.pods.values():
                 _cancel(pod)
@@ -469,7 +586,7 @@ class SimBackend:
     # -- output ------------------------------------------------------------------------------
 
     def _later(
-        self, delay: float, callback: Callable[[_App, _ReplicaSet, _Pod], None], *args: Any
+        self, delay: float, callback: Callable[[_App, _ReplicaSet, _PodBatch], None], *args: Any
     ) -> asyncio.Handle:
         assert self._loop is not None  # set by apply(), the only way pods come to exist
         if delay <= 0:
@@ -493,6 +610,17 @@ class SimBackend:
 
 
 def _cancel(pod: _Pod) -> None:
-    if pod.timer is not None:
-        pod.timer.cancel()
-        pod.timer = None
+    """The pod is gone: it leaves its batch, whose timer stops once no pod is left in it."""
+    batch, pod.batch = pod.batch, None
+    if batch is None:
+        return
+    batch.pods.remove(pod)
+    if not batch.pods and batch.timer is not None:
+        batch.timer.cancel()
+        batch.timer = None
+
+
+def _stop_recheck(dep: _Deployment) -> None:
+    if dep.recheck is not None:
+        dep.recheck.cancel()
+        dep.recheck = None

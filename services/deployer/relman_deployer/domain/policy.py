@@ -1,29 +1,62 @@
-"""When a rollout has succeeded or failed: progress deadline and crash loops. Pure; no clock.
+"""When a rollout has succeeded or failed. Pure; no clock (the caller passes the time in).
 
-The caller passes the time in, like the Deployment controller's ``nowFn``:
+Success: every service of the release is complete. Failure: a service's pods crash-loop, or a
+service's Deployment says ``Progressing False ProgressDeadlineExceeded``: the verdict of the
+progress judge its controller runs (the real one, or the ``sim``'s), worded the same by both
+backends. A backend that never gives that verdict (its controller is down, say) is caught by a
+backstop: the same judge, run here on the counts the backend reports, with the deadline plus
+a grace.
 
 >>> from datetime import datetime, timedelta, timezone
 >>> from relman_deployer.backends.base import RolloutStatus, ServiceStatus
+>>> from relman_deployer.rollout import DeploymentCondition
 >>> t0 = datetime(2019, 1, 1, tzinfo=timezone.utc)
 >>> p = RolloutPolicy("R1", timeout_seconds=30, crashloop_threshold=3, now=t0)
->>> p.observe(RolloutStatus("R1", (ServiceStatus("web", 2, 1, 2, 1),)), t0)
->>> p.check(t0 + timedelta(seconds=29)) is None
+>>> p.observe(RolloutStatus("R1", (ServiceStatus("web", 2, 1, 3, 2),)), t0) is None
 True
->>> p.check(t0 + timedelta(seconds=30))
-Verdict(succeeded=False, reason='no progress for 30s')
->>> p.observe(RolloutStatus("R1", (ServiceStatus("web", 2, 2, 2, 2),)), t0)
-Verdict(succeeded=True, reason='')
+>>> timed_out = DeploymentCondition("Progressing", "False", "ProgressDeadlineExceeded",
+...     'ReplicaSet "web-5d4f8b7c9" has timed out progressing.', t0, t0)
+>>> stuck = ServiceStatus("web", 2, 1, 3, 2, conditions=(timed_out,))
+>>> p.observe(RolloutStatus("R1", (stuck,)), t0 + timedelta(seconds=31))
+Verdict(succeeded=False, reason='web: ReplicaSet "web-5d4f8b7c9" has timed out progressing.')
+
+Without any verdict from the backend, the backstop fails the rollout strictly after the
+deadline plus the grace:
+
+>>> p = RolloutPolicy("R1", timeout_seconds=30, crashloop_threshold=3, now=t0)
+>>> p.observe(RolloutStatus("R1", (ServiceStatus("web", 2, 1, 3, 2),)), t0) is None
+True
+>>> p.seconds_left(t0)
+40.0
+>>> p.check(t0 + timedelta(seconds=40)) is None
+True
+>>> p.check(t0 + timedelta(seconds=41)).reason
+'web: no progress for 40s and no verdict from the cluster (progress deadline 30s + 10s grace)'
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from relman_deployer.backends.base import RolloutStatus
+from relman_deployer.backends.base import RolloutStatus, ServiceStatus
+from relman_deployer.rollout import (
+    PROGRESS_DEADLINE_EXCEEDED,
+    DeploymentCondition,
+    DeploymentStatus,
+    Rollout,
+    deployment_timed_out,
+    new_replica_set_condition,
+    requeue_after,
+    sync_rollout_status,
+)
 
 DEFAULT_TIMEOUT_SECONDS = 600
 DEFAULT_CRASHLOOP_THRESHOLD = 3
+# How much longer than the deadline the backstop waits for the backend's own verdict: the
+# controller re-checks a stuck Deployment a second after its deadline, its times have whole
+# seconds, and the status still has to reach us through a watch.
+BACKSTOP_GRACE_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -38,36 +71,51 @@ COMPLETE = Verdict(succeeded=True)
 class RolloutPolicy:
     """Judges the status snapshots of one rollout towards ``release_id``.
 
-    Success: a snapshot of that release in which every service is complete. Failure: the
-    backend reports one, a service's pods restarted ``crashloop_threshold`` times, or no
-    snapshot changed the progress counts for ``timeout_seconds``.
+    ``timeout_seconds`` is the progress deadline the backend was given
+    (``AppSpec.progress_deadline_seconds``); snapshots of another release are neither progress
+    nor failure. A ``ProgressDeadlineExceeded`` condition that was there when this rollout
+    began (in the first snapshot, taken before the backend was given the release, or in one of
+    another release) is not this rollout's verdict: it is left over from the rollout before
+    (the one a rollback undoes, say), and the controller keeps it until the next progress.
     """
 
     def __init__(
-        self, release_id: str, *, timeout_seconds: int, crashloop_threshold: int, now: datetime
+        self,
+        release_id: str,
+        *,
+        timeout_seconds: int,
+        crashloop_threshold: int,
+        now: datetime,
+        grace_seconds: int = BACKSTOP_GRACE_SECONDS,
     ) -> None:
         if timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
         self.release_id = release_id
-        self.timeout = timedelta(seconds=timeout_seconds)
+        self.timeout_seconds = timeout_seconds
+        self.grace_seconds = grace_seconds
         self.crashloop_threshold = crashloop_threshold
-        self._last_progress = now
-        self._progress_key: object = None
+        self._backstop = Rollout(release_id, 0, progress_deadline_seconds=self.backstop_seconds)
+        # The backstop judge's status: per service reported, and of the whole release until
+        # the backend reports on it (all from the rollout's start).
+        self._started = new_replica_set_condition(
+            self._backstop, DeploymentStatus(), created=True, now=now
+        )
+        self._judged: dict[str, DeploymentStatus] = {}
+        self._desired: dict[str, int] = {}
+        self._stale: set[tuple[str, DeploymentCondition]] = set()
+        self._first = True
 
     @property
-    def deadline(self) -> datetime:
-        """When the rollout fails unless it makes progress first."""
-        return self._last_progress + self.timeout
-
-    def seconds_left(self, now: datetime) -> float:
-        return max(0.0, (self.deadline - now).total_seconds())
+    def backstop_seconds(self) -> int:
+        return self.timeout_seconds + self.grace_seconds
 
     def observe(self, status: RolloutStatus, now: datetime) -> Verdict | None:
         """The verdict after ``status`` was seen at ``now``, or None while it goes on."""
+        if status.release_id != self.release_id or self._first:
+            self._stale.update((s.name, c) for s in status.services for c in s.conditions)
+        self._first = False
         if status.release_id != self.release_id:
             return None  # a snapshot of an earlier desired state: neither progress nor failure
-        if status.failure:
-            return Verdict(succeeded=False, reason=status.failure)
         for service in status.services:
             if self.crashloop_threshold > 0 and service.restarts >= self.crashloop_threshold:
                 return Verdict(
@@ -78,18 +126,68 @@ class RolloutPolicy:
                 )
         if status.complete:
             return COMPLETE
-        key = status.progress_key
-        if key != self._progress_key:
-            self._progress_key = key
-            self._last_progress = now
+        timed_out = [
+            f"{service.name}: {condition.message}"
+            for service in status.services
+            if (condition := self._deadline_exceeded(service)) is not None
+        ]
+        if timed_out:
+            return Verdict(succeeded=False, reason="; ".join(timed_out))
+        for service in status.services:
+            self._desired[service.name] = service.desired
+            previous = self._judged.get(service.name, self._started)
+            self._judged[service.name] = sync_rollout_status(
+                self._rollout(service.name), previous, service.deployment_status(), now
+            )
         return self.check(now)
 
     def check(self, now: datetime) -> Verdict | None:
-        """Failure when the progress deadline has passed at ``now``."""
-        if now >= self.deadline:
-            return Verdict(succeeded=False, reason=f"no progress for {_seconds(self.timeout)}")
+        """The backstop's failure: strictly more than deadline + grace without progress."""
+        if not self._judged:
+            if deployment_timed_out(self._backstop, self._started, now):
+                return Verdict(
+                    succeeded=False,
+                    reason=(
+                        f"the cluster reported nothing of release {self.release_id} for "
+                        f"{self.backstop_seconds}s ({self._deadline_words})"
+                    ),
+                )
+            return None
+        stuck: list[str] = []
+        for name, judged in self._judged.items():
+            if deployment_timed_out(self._rollout(name), judged, now):
+                stuck.append(
+                    f"{name}: no progress for {self.backstop_seconds}s and no verdict from "
+                    f"the cluster ({self._deadline_words})"
+                )
+        if stuck:
+            return Verdict(succeeded=False, reason="; ".join(stuck))
         return None
 
+    def seconds_left(self, now: datetime) -> float:
+        """Until the backstop's next check is due."""
+        judged = {self.release_id: self._started} if not self._judged else self._judged
+        due = [
+            after
+            for name, status in judged.items()
+            if (after := requeue_after(self._rollout(name), status, now)) is not None
+        ]
+        return min(due, default=float(self.backstop_seconds))
 
-def _seconds(delta: timedelta) -> str:
-    return f"{int(delta.total_seconds())}s"
+    @property
+    def _deadline_words(self) -> str:
+        return f"progress deadline {self.timeout_seconds}s + {self.grace_seconds}s grace"
+
+    def _rollout(self, name: str) -> Rollout:
+        return Rollout(
+            name, self._desired.get(name, 0), progress_deadline_seconds=self.backstop_seconds
+        )
+
+    def _deadline_exceeded(self, service: ServiceStatus) -> DeploymentCondition | None:
+        """The service's ProgressDeadlineExceeded condition, if it is this rollout's."""
+        condition = service.progressing
+        if condition is None or condition.reason != PROGRESS_DEADLINE_EXCEEDED:
+            return None
+        if (service.name, condition) in self._stale:
+            return None
+        return condition

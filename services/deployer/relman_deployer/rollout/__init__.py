@@ -1,4 +1,4 @@
-"""Rolling-update arithmetic and progress judgement, pure (no gRPC, no SQL, no clock of its own)."""
+"""Rolling-update arithmetic and the progress judge, pure (no gRPC, no SQL, no clock of its own)."""
 
 from relman_deployer.rollout.arithmetic import (
     ReplicaSetCounts,
@@ -9,37 +9,47 @@ from relman_deployer.rollout.arithmetic import (
     max_surge,
     max_unavailable,
     new_rs_new_replicas,
-    reconcile_new_replica_set,
     reconcile_old_replica_sets,
     resolve_fenceposts,
     rolling_step,
-    scale_down_old_replica_sets_for_rolling_update,
-    scaled_value_from_percent,
 )
 from relman_deployer.rollout.progress import (
-    DeploymentCounts,
-    ProgressTracker,
+    AVAILABLE,
+    PROGRESS_DEADLINE_EXCEEDED,
+    PROGRESSING,
+    DeploymentCondition,
+    DeploymentStatus,
+    Rollout,
     deployment_progressing,
     deployment_timed_out,
+    get_condition,
+    new_replica_set_condition,
+    requeue_after,
+    sync_rollout_status,
 )
 
 __all__ = [
-    "DeploymentCounts",
-    "ProgressTracker",
+    "AVAILABLE",
+    "PROGRESSING",
+    "PROGRESS_DEADLINE_EXCEEDED",
+    "DeploymentCondition",
+    "DeploymentStatus",
     "ReplicaSetCounts",
     "RollingStrategy",
+    "Rollout",
     "Scale",
     "cleanup_unhealthy_replicas",
     "deployment_complete",
     "deployment_progressing",
     "deployment_timed_out",
+    "get_condition",
     "max_surge",
     "max_unavailable",
+    "new_replica_set_condition",
     "new_rs_new_replicas",
-    "reconcile_new_replica_set",
     "reconcile_old_replica_sets",
+    "requeue_after",
     "resolve_fenceposts",
     "rolling_step",
-    "scale_down_old_replica_sets_for_rolling_update",
-    "scaled_value_from_percent",
+    "sync_rollout_status",
 ]

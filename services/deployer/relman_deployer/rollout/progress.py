@@ -1,118 +1,319 @@
-"""Progress and the progress deadline, as the Deployment controller judges them.
+"""The one progress judge: the Deployment controller's ``syncRolloutStatus``, as pure functions.
 
-``DeploymentProgressing`` and ``DeploymentTimedOut`` of ``util/deployment_util.go``: a rollout
-makes progress when more pods are updated, fewer old pods remain, or more pods are ready or
-available; it has timed out when the last progress is older than the deadline. The clock is a
-parameter (``now_fn``), so deadline logic is tested without waiting:
+Follows ``pkg/controller/deployment/progress.go``, ``sync.go`` (``calculateStatus``, the
+conditions ``getNewReplicaSet`` records) and ``util/deployment_util.go`` of Kubernetes 1.20:
+a rollout *progresses* when the new status has more updated pods, fewer old pods
+(``replicas - updatedReplicas``), more ready or more available pods than the previous status;
+only progress refreshes the ``Progressing`` condition's ``lastUpdateTime``, and the rollout has
+*timed out* strictly after ``lastUpdateTime + progressDeadlineSeconds``. The clock is a
+parameter (``now``), like the controller's ``nowFn``, so deadlines are tested without waiting.
+
+The ``sim`` backend runs this judge as its controller does; the orchestrator runs it on what
+a backend reports, as a backstop for a cluster whose controller never answers.
+
+10 replicas (maxUnavailable 2), a deadline of 600 s. A new ReplicaSet is created at 00:00:00,
+pods come up at 00:00:05, then nothing moves:
 
 >>> from datetime import UTC, datetime, timedelta
->>> t = [datetime(2019, 1, 1, tzinfo=UTC)]
->>> tracker = ProgressTracker(deadline_seconds=600, now_fn=lambda: t[0])
->>> tracker.observe(DeploymentCounts(desired=2, total=2, updated=0, available=2))
-False
->>> t[0] += timedelta(seconds=599)
->>> surged = DeploymentCounts(desired=2, total=3, updated=1, available=2)
->>> tracker.observe(surged), tracker.timed_out()  # a new pod: progress, the deadline restarts
-(True, False)
->>> t[0] += timedelta(seconds=601)
->>> tracker.observe(surged), tracker.timed_out()  # nothing moved for 601 s
-(False, True)
+>>> t0 = datetime(2019, 1, 1, tzinfo=UTC)
+>>> web = Rollout("web", replicas=10, max_unavailable=2, new_replica_set="web-5d4f8b7c9")
+>>> s = new_replica_set_condition(web, DeploymentStatus(), created=True, now=t0)
+>>> describe(s)
+'Progressing True NewReplicaSetCreated: Created new replica set "web-5d4f8b7c9"'
+>>> surged = DeploymentStatus(replicas=13, updated_replicas=3, ready_replicas=10,
+...                           available_replicas=10)
+>>> s = sync_rollout_status(web, s, surged, now=t0 + timedelta(seconds=5))
+>>> describe(s)
+'Progressing True ReplicaSetUpdated: ReplicaSet "web-5d4f8b7c9" is progressing.'
+>>> s = sync_rollout_status(web, s, surged, now=t0 + timedelta(seconds=605))  # 600 s exactly
+>>> describe(s), requeue_after(web, s, now=t0 + timedelta(seconds=605))
+('Progressing True ReplicaSetUpdated: ReplicaSet "web-5d4f8b7c9" is progressing.', 0.0)
+>>> s = sync_rollout_status(web, s, surged, now=t0 + timedelta(seconds=605.5))
+>>> describe(s)
+'Progressing False ProgressDeadlineExceeded: ReplicaSet "web-5d4f8b7c9" has timed out progressing.'
+>>> describe(s, AVAILABLE)
+'Available True MinimumReplicasAvailable: Deployment has minimum availability.'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from relman_deployer.rollout.arithmetic import deployment_complete
 
+# Condition types and statuses (``apps/v1``).
+PROGRESSING = "Progressing"
+AVAILABLE = "Available"
+TRUE = "True"
+FALSE = "False"
+
+# Reasons, as ``util/deployment_util.go`` names them.
+NEW_REPLICA_SET_CREATED = "NewReplicaSetCreated"  # NewReplicaSetReason
+FOUND_NEW_REPLICA_SET = "FoundNewReplicaSet"  # FoundNewRSReason
+REPLICA_SET_UPDATED = "ReplicaSetUpdated"  # ReplicaSetUpdatedReason
+NEW_REPLICA_SET_AVAILABLE = "NewReplicaSetAvailable"  # NewRSAvailableReason
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"  # TimedOutReason
+MINIMUM_REPLICAS_AVAILABLE = "MinimumReplicasAvailable"
+MINIMUM_REPLICAS_UNAVAILABLE = "MinimumReplicasUnavailable"
+
 
 @dataclass(frozen=True)
-class DeploymentCounts:
-    """The ``DeploymentStatus`` counts the controller compares between two observations."""
+class DeploymentCondition:
+    """One entry of a Deployment's ``status.conditions``."""
 
-    desired: int
-    total: int
-    updated: int
-    available: int
-    ready: int | None = None  # defaults to ``available`` (minReadySeconds 0)
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_update_time: datetime
+    last_transition_time: datetime
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    """The part of a Deployment's ``status`` the judge reads and writes.
+
+    ``replicas`` counts the pods of every ReplicaSet, ``updated_replicas`` those of the new one.
+    """
+
+    replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    conditions: tuple[DeploymentCondition, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What the judge reads of the Deployment itself.
+
+    ``max_unavailable``: resolved (:func:`~relman_deployer.rollout.arithmetic.max_unavailable`);
+    None judges no ``Available`` condition. ``progress_deadline_seconds``: None is a Deployment
+    without a deadline (no ``Progressing`` condition). ``new_replica_set``: the name the
+    messages use ("" before the new ReplicaSet exists: they name the Deployment).
+    """
+
+    name: str
+    replicas: int
+    max_unavailable: int | None = None
+    progress_deadline_seconds: int | None = 600
+    new_replica_set: str = ""
 
     @property
-    def ready_pods(self) -> int:
-        return self.available if self.ready is None else self.ready
+    def has_progress_deadline(self) -> bool:
+        return self.progress_deadline_seconds is not None
 
-    @property
-    def complete(self) -> bool:
-        return deployment_complete(self.desired, self.updated, self.total, self.available)
+    def subject(self) -> str:
+        """What the Progressing messages are about: the new ReplicaSet, else the Deployment."""
+        if self.new_replica_set:
+            return f'ReplicaSet "{self.new_replica_set}"'
+        return f'Deployment "{self.name}"'
 
 
-def deployment_progressing(old: DeploymentCounts, new: DeploymentCounts) -> bool:
-    """``DeploymentProgressing``: did the rollout move forward between ``old`` and ``new``?
+def new_condition(
+    type_: str, status: str, reason: str, message: str, now: datetime
+) -> DeploymentCondition:
+    """``NewDeploymentCondition``: both times are now."""
+    return DeploymentCondition(type_, status, reason, message, now, now)
 
-    >>> a = DeploymentCounts(desired=3, total=4, updated=1, available=3)
-    >>> deployment_progressing(a, DeploymentCounts(desired=3, total=3, updated=1, available=3))
+
+def get_condition(status: DeploymentStatus, type_: str) -> DeploymentCondition | None:
+    """``GetDeploymentCondition``."""
+    for condition in status.conditions:
+        if condition.type == type_:
+            return condition
+    return None
+
+
+def set_condition(status: DeploymentStatus, condition: DeploymentCondition) -> DeploymentStatus:
+    """``SetDeploymentCondition``: the same status and reason again changes nothing (not even
+    ``lastUpdateTime``); the same status with another reason keeps ``lastTransitionTime``.
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t0 = datetime(2019, 1, 1, tzinfo=UTC)
+    >>> s = set_condition(DeploymentStatus(), new_condition("Available", "True", "A", "", t0))
+    >>> later = t0 + timedelta(seconds=1)
+    >>> set_condition(s, new_condition("Available", "True", "A", "", later)) == s
     True
-    >>> deployment_progressing(a, DeploymentCounts(desired=3, total=4, updated=1, available=2))
+    >>> c = get_condition(set_condition(s, new_condition("Available", "True", "B", "", later)),
+    ...                   "Available")
+    >>> c.reason, c.last_update_time == later, c.last_transition_time == t0
+    ('B', True, True)
+    """
+    current = get_condition(status, condition.type)
+    if current is not None and (current.status, current.reason) == (
+        condition.status,
+        condition.reason,
+    ):
+        return status
+    if current is not None and current.status == condition.status:
+        condition = replace(condition, last_transition_time=current.last_transition_time)
+    kept = tuple(c for c in status.conditions if c.type != condition.type)
+    return replace(status, conditions=(*kept, condition))
+
+
+def remove_condition(status: DeploymentStatus, type_: str) -> DeploymentStatus:
+    """``RemoveDeploymentCondition``."""
+    return replace(status, conditions=tuple(c for c in status.conditions if c.type != type_))
+
+
+def describe(status: DeploymentStatus, type_: str = PROGRESSING) -> str:
+    """One condition as ``kubectl describe`` lists it (with its reason and message)."""
+    condition = get_condition(status, type_)
+    if condition is None:
+        return f"{type_} (none)"
+    return f"{condition.type} {condition.status} {condition.reason}: {condition.message}"
+
+
+def deployment_progressing(old: DeploymentStatus, new: DeploymentStatus) -> bool:
+    """``DeploymentProgressing``: did the rollout move forward from ``old`` to ``new``?
+
+    >>> before = DeploymentStatus(replicas=4, updated_replicas=1, ready_replicas=3,
+    ...                           available_replicas=3)
+    >>> deployment_progressing(before, replace(before, replicas=3))  # an old pod went
+    True
+    >>> deployment_progressing(before, replace(before, available_replicas=2))  # one got worse
     False
     """
-    old_old_pods = old.total - old.updated
-    new_old_pods = new.total - new.updated
+    old_old_pods = old.replicas - old.updated_replicas
+    new_old_pods = new.replicas - new.updated_replicas
     return (
-        new.updated > old.updated
+        new.updated_replicas > old.updated_replicas
         or new_old_pods < old_old_pods
-        or new.ready_pods > old.ready_pods
-        or new.available > old.available
+        or new.ready_replicas > old.ready_replicas
+        or new.available_replicas > old.available_replicas
     )
 
 
-def deployment_timed_out(last_progress: datetime, deadline_seconds: float, now: datetime) -> bool:
-    """``DeploymentTimedOut``: the last progress is more than ``deadline_seconds`` ago.
+def deployment_timed_out(rollout: Rollout, status: DeploymentStatus, now: datetime) -> bool:
+    """``DeploymentTimedOut``: strictly more than the deadline since the last progress.
 
-    >>> from datetime import UTC, datetime
-    >>> t0 = datetime(2019, 1, 1, tzinfo=UTC)
-    >>> deployment_timed_out(t0, 600, t0 + timedelta(seconds=600))
-    False
-    >>> deployment_timed_out(t0, 600, t0 + timedelta(seconds=601))
-    True
+    A ``NewReplicaSetAvailable`` condition never times out; a ``ProgressDeadlineExceeded`` one
+    stays timed out.
     """
-    return last_progress + timedelta(seconds=deadline_seconds) < now
+    if rollout.progress_deadline_seconds is None:
+        return False
+    condition = get_condition(status, PROGRESSING)
+    if condition is None or condition.reason == NEW_REPLICA_SET_AVAILABLE:
+        return False
+    if condition.reason == PROGRESS_DEADLINE_EXCEEDED:
+        return True
+    deadline = condition.last_update_time + timedelta(seconds=rollout.progress_deadline_seconds)
+    return deadline < now
 
 
-class ProgressTracker:
-    """Keeps the time of the last progress of one rollout and answers "timed out?".
+def new_replica_set_condition(
+    rollout: Rollout, status: DeploymentStatus, *, created: bool, now: datetime
+) -> DeploymentStatus:
+    """The Progressing condition ``getNewReplicaSet`` records for the new ReplicaSet.
 
-    A complete rollout never times out (``NewRSAvailableReason``).
+    A ReplicaSet it had to create: ``NewReplicaSetCreated``. One that already exists (the
+    template of an earlier ReplicaSet, e.g. a rollback): ``FoundNewReplicaSet``, but only when
+    there is no Progressing condition yet; otherwise the condition goes on as it was.
     """
+    if not rollout.has_progress_deadline:
+        return status
+    name = rollout.new_replica_set
+    if created:
+        message = f'Created new replica set "{name}"'
+        reason = NEW_REPLICA_SET_CREATED
+    elif get_condition(status, PROGRESSING) is None:
+        message = f'Found new replica set "{name}"'
+        reason = FOUND_NEW_REPLICA_SET
+    else:
+        return status
+    return set_condition(status, new_condition(PROGRESSING, TRUE, reason, message, now))
 
-    def __init__(self, deadline_seconds: float, now_fn: Callable[[], datetime]) -> None:
-        self.deadline_seconds = deadline_seconds
-        self._now = now_fn
-        self.last_progress = now_fn()
-        self._last: DeploymentCounts | None = None
-        self._complete = False
 
-    def observe(self, counts: DeploymentCounts) -> bool:
-        """Record a new observation; True when it shows progress since the previous one."""
-        progressed = self._last is not None and deployment_progressing(self._last, counts)
-        if progressed:
-            self.last_progress = self._now()
-        self._last = counts
-        self._complete = counts.complete
-        return progressed
+def calculate_status(
+    rollout: Rollout, previous: DeploymentStatus, counts: DeploymentStatus, now: datetime
+) -> DeploymentStatus:
+    """``calculateStatus``: the counts of ``counts``, the conditions of ``previous``, and the
+    Available condition: at least ``replicas - maxUnavailable`` pods available."""
+    status = replace(counts, conditions=previous.conditions)
+    if rollout.max_unavailable is None:
+        return status
+    if status.available_replicas >= rollout.replicas - rollout.max_unavailable:
+        condition = new_condition(
+            AVAILABLE,
+            TRUE,
+            MINIMUM_REPLICAS_AVAILABLE,
+            "Deployment has minimum availability.",
+            now,
+        )
+    else:
+        condition = new_condition(
+            AVAILABLE,
+            FALSE,
+            MINIMUM_REPLICAS_UNAVAILABLE,
+            "Deployment does not have minimum availability.",
+            now,
+        )
+    return set_condition(status, condition)
 
-    def reset(self) -> None:
-        """Start the deadline over (a new rollout, e.g. the rollback after a failure)."""
-        self.last_progress = self._now()
-        self._last = None
-        self._complete = False
 
-    def timed_out(self) -> bool:
-        if self._complete:
-            return False
-        return deployment_timed_out(self.last_progress, self.deadline_seconds, self._now())
+def sync_rollout_status(
+    rollout: Rollout, previous: DeploymentStatus, counts: DeploymentStatus, now: datetime
+) -> DeploymentStatus:
+    """``syncRolloutStatus``: the status to write after a sync that counted ``counts``.
 
-    def remaining(self) -> float:
-        """Seconds left before the deadline passes (negative once it has)."""
-        deadline = self.last_progress + timedelta(seconds=self.deadline_seconds)
-        return (deadline - self._now()).total_seconds()
+    ``previous`` is the status written before (its counts are what progress is measured
+    against). Complete, else progressing, else timed out, checked in that order; once complete
+    (``NewReplicaSetAvailable`` and no old pods) nothing is estimated any more.
+    """
+    status = calculate_status(rollout, previous, counts, now)
+    if not rollout.has_progress_deadline:
+        status = remove_condition(status, PROGRESSING)
+    current = get_condition(previous, PROGRESSING)
+    complete_before = (
+        status.replicas == status.updated_replicas
+        and current is not None
+        and current.reason == NEW_REPLICA_SET_AVAILABLE
+    )
+    if not rollout.has_progress_deadline or complete_before:
+        return status
+    subject = rollout.subject()
+    if deployment_complete(
+        rollout.replicas, status.updated_replicas, status.replicas, status.available_replicas
+    ):
+        message = f"{subject} has successfully progressed."
+        condition = new_condition(PROGRESSING, TRUE, NEW_REPLICA_SET_AVAILABLE, message, now)
+        return set_condition(status, condition)
+    if deployment_progressing(previous, status):
+        # Progress refreshes lastUpdateTime even with the same reason, which
+        # SetDeploymentCondition would not: so remove, then set (keeping lastTransitionTime
+        # while the condition stays True).
+        message = f"{subject} is progressing."
+        condition = new_condition(PROGRESSING, TRUE, REPLICA_SET_UPDATED, message, now)
+        if current is not None:
+            if current.status == TRUE:
+                condition = replace(condition, last_transition_time=current.last_transition_time)
+            status = remove_condition(status, PROGRESSING)
+        return set_condition(status, condition)
+    if deployment_timed_out(rollout, status, now):
+        message = f"{subject} has timed out progressing."
+        condition = new_condition(PROGRESSING, FALSE, PROGRESS_DEADLINE_EXCEEDED, message, now)
+        return set_condition(status, condition)
+    return status
+
+
+def requeue_after(rollout: Rollout, status: DeploymentStatus, now: datetime) -> float | None:
+    """``requeueStuckDeployment``: seconds until a stuck rollout must be judged again.
+
+    None when no check is due: no deadline, no Progressing condition, complete, or timed out
+    already; otherwise the time left until ``lastUpdateTime + progressDeadlineSeconds`` (0 once
+    it has passed). The controller re-checks at once when less than a second is left and adds
+    a second against timer skew otherwise; a caller adds the margin it needs, since the
+    rollout times out only strictly after the deadline.
+    """
+    condition = get_condition(status, PROGRESSING)
+    if rollout.progress_deadline_seconds is None or condition is None:
+        return None
+    complete = deployment_complete(
+        rollout.replicas, status.updated_replicas, status.replicas, status.available_replicas
+    )
+    if complete or condition.reason == PROGRESS_DEADLINE_EXCEEDED:
+        return None
+    deadline = condition.last_update_time + timedelta(seconds=rollout.progress_deadline_seconds)
+    return max((deadline - now).total_seconds(), 0.0)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from relman_common.errors import FailedPrecondition
 from relman_common.lifecycle import Outcome, Phase
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -84,7 +85,14 @@ class DeploymentQueries(StoreBase):
             )
             return base.get(conn, deployment_id)
 
-        return await self._write(run)
+        try:
+            return await self._write(run)
+        except IntegrityError:
+            # Another instance took the deployment over and wrote these seqs: nothing of this
+            # end was written; the new owner ends it.
+            raise FailedPrecondition(
+                f"deployment {deployment_id}: its last events were written by another instance"
+            ) from None
 
     async def request_cancel(self, app: str, actor: str) -> Deployment:
         """Flag the app's running deployment for cancellation; its owner turns it around."""

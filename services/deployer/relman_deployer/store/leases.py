@@ -40,8 +40,12 @@ class LeaseQueries(StoreBase):
         ids = list(deployment_ids)
 
         def run(conn: Connection) -> dict[str, str]:
+            # Only the leases of deployments still running here: one whose run stopped without
+            # ending (its task died) must expire, so that it is resumed.
             conn.execute(
-                update(deploy_leases).where(deploy_leases.c.owner == owner).values(expires_at=until)
+                update(deploy_leases)
+                .where(deploy_leases.c.owner == owner, deploy_leases.c.deployment_id.in_(ids))
+                .values(expires_at=until)
             )
             query = (
                 select(deployments.c.id, deployments.c.cancelled_by)

@@ -21,8 +21,9 @@ state), UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED (a size limit; th
 names it) and UNAVAILABLE (retry later). INTERNAL only ever means a bug. The message is
 for people (it quotes at most ~100 characters of any input); programs read the details in
 `grpc-status-details-bin`: a google.rpc.Status holding a google.rpc.ErrorInfo (domain
-"relman.dev", a stable `reason` such as APP_NOT_FOUND, APP_BUSY, INVALID_MANIFEST) and, for
-invalid input, a google.rpc.BadRequest with one field violation per bad field.
+"relman.dev", a stable `reason` such as APP_NOT_FOUND, APP_BUSY, INVALID_MANIFEST, and the
+request field concerned as metadata "field" when there is one) and, for INVALID_ARGUMENT, a
+google.rpc.BadRequest with the field violation.
 
 Paging: list calls take `limit` (0: 10; at most 1000; negative: INVALID_ARGUMENT) and an
 opaque `page_token` from the previous response's `next_page_token`; an empty
@@ -30,7 +31,8 @@ next_page_token means the last page. Items come newest first; a page token belon
 listing (and app) that produced it.
 
 Sizes: every server and client accepts messages of up to 16 MiB. A release's env is at
-most 1 MiB (keys plus values, as a Kubernetes Secret allows); a manifest at most 1 MiB.
+most 1 MiB (keys plus values, as a Kubernetes Secret allows) and a manifest at most 1 MiB:
+more is INVALID_ARGUMENT naming the limit. RESOURCE_EXHAUSTED is for uploads (build.proto).
 
 Every write RPC is one transaction: it happened completely, or not at all.
 """

@@ -150,6 +150,9 @@ def report_from_pb(msg: release_pb2.ReportDeploymentRequest) -> DeploymentReport
             + ", ".join(types_pb2.Outcome.Name(to_pb(o)) for o in Outcome),
             field="outcome",
         )
+    if not msg.HasField("started"):
+        # Deployments are ordered by it: without it a report could not be placed.
+        raise InvalidArgument("the deployment's start time is required", field="started")
     return DeploymentReport(
         deployment_id=msg.deployment_id,
         app=msg.app,

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from grpc.aio import ServicerContext as Context
 from relman.v1 import (  # type: ignore[import-not-found]
     auth_pb2,
     auth_pb2_grpc,
@@ -21,6 +20,7 @@ from relman.v1 import (  # type: ignore[import-not-found]
 from relman_common.actor import current_actor
 from relman_common.auth import CachedAuthenticator, current_principal
 from relman_common.db import DbExecutor
+from relman_common.grpc_errors import Context
 
 from relman_release.api import converters as cv
 from relman_release.app import apps, builds, deployments, env, releases, tokens

@@ -12,11 +12,25 @@ from relman_common.errors import (
     InvalidArgument,
 )
 from relman_common.manifest import Manifest, Service, parse_manifest
-from relman_common.vocabulary import quote
+from relman_common.vocabulary import quote, service_name_error
 
 from relman_release.domain.model import Build, Release
 
 EMPTY_MANIFEST_MESSAGE = "can not promote a release with an empty manifest"
+# Names listed in one message at most.
+MAX_NAMES_SHOWN = 10
+
+
+def _names(names: list[str]) -> str:
+    """Service names for a message: valid names as they are, anything else quoted (short, no
+    NUL), at most MAX_NAMES_SHOWN of them.
+
+    >>> _names(["api", "web"]), _names(["x" * 200])[-5:], _names([f"s{i}" for i in range(12)])[-13:]
+    ('api, web', 'xxx…"', 's9 and 2 more')
+    """
+    shown = [n if not service_name_error(n) else quote(n) for n in names[:MAX_NAMES_SHOWN]]
+    more = len(names) - MAX_NAMES_SHOWN
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def validate_images(manifest: Manifest, images: Mapping[str, str]) -> dict[str, str]:
@@ -28,7 +42,7 @@ def validate_images(manifest: Manifest, images: Mapping[str, str]) -> dict[str, 
     unknown = sorted(images.keys() - set(manifest.names))
     if unknown:
         raise InvalidArgument(
-            f"images given for services not in the manifest: {', '.join(unknown)}",
+            f"images given for services not in the manifest: {_names(unknown)}",
             field="images",
         )
     for service, ref in images.items():
@@ -41,7 +55,7 @@ def validate_images(manifest: Manifest, images: Mapping[str, str]) -> dict[str, 
     )
     if missing:
         raise InvalidArgument(
-            f"no image given for service {', '.join(missing)}: services that use build: or "
+            f"no image given for service {_names(missing)}: services that use build: or "
             "name no image: need an image reference",
             field="images",
         )

@@ -1,0 +1,158 @@
+"""How commands are declared: the shared options, and the groups that list by default.
+
+The shared options (``-a/--app``, ``-r/--rack``, ``-o/--output``, ``--limit``) are added by
+one decorator, :func:`options`; commands do not take them as arguments but read them from
+the context (see :mod:`relman_cli.commands._common`), where a value given to a group also
+serves its subcommands (``relman releases -a x info R``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Literal
+
+import click
+from relman_common.settings import APP, RACK
+from relman_common.vocabulary import MAX_PAGE_SIZE
+
+from relman_cli import output
+from relman_cli.commands._common import output_of
+from relman_cli.errors import CliError
+
+Command = Callable[..., None]
+Decorator = Callable[[Command], Command]
+Shared = Literal["app", "rack", "output", "limit"]
+Listing = Callable[[click.Context], output.Result]
+
+INT32_MAX = 2**31 - 1
+
+
+def at_most(maximum: int) -> Callable[[click.Context, click.Parameter, int | None], int | None]:
+    """An option callback refusing a number above ``maximum`` (``click.IntRange`` checks the
+    minimum of 1) with an ERROR rather than a traceback when the request is built."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        if value is not None and value > maximum:
+            raise CliError(f"invalid --{param.name} {value}: use 1 to {maximum}")
+        return value
+
+    return check
+
+
+# name -> (the parameter's name in the context, the click option)
+_SHARED: dict[Shared, tuple[str, Decorator]] = {
+    "app": ("app", click.option("-a", "--app", "app", help=f"App name (default: ${APP.env}).")),
+    "rack": (
+        "rack",
+        click.option(
+            "-r",
+            "--rack",
+            "rack",
+            help=f"Rack name from ~/.config/relman/racks.yml (default: ${RACK.env}).",
+        ),
+    ),
+    "output": (
+        "output_format",
+        click.option(
+            "-o",
+            "--output",
+            "output_format",
+            type=click.Choice(output.FORMATS),
+            help="Output format (default: text).",
+        ),
+    ),
+    "limit": (
+        "limit",
+        click.option(
+            "--limit",
+            type=click.IntRange(min=1),
+            callback=at_most(MAX_PAGE_SIZE),  # the server's largest page
+            help="How many (default 10).",
+        ),
+    ),
+}
+
+
+def options(*names: Shared) -> Decorator:
+    """Add the shared options ``names``, in this order; the command reads their values from
+    the context instead of taking them as arguments."""
+
+    def decorate(command: Command) -> Command:
+        hidden = {_SHARED[name][0] for name in names}
+
+        @functools.wraps(command)
+        def run(*args: object, **kwargs: object) -> None:
+            command(*args, **{k: v for k, v in kwargs.items() if k not in hidden})
+
+        decorated: Command = run
+        for name in reversed(names):
+            decorated = _SHARED[name][1](decorated)
+        return decorated
+
+    return decorate
+
+
+# The options of an app's paged listings (builds, releases, deployments).
+PAGED = options("app", "rack", "output", "limit")
+
+
+def shows(command: Callable[..., output.Result]) -> Command:
+    """A read command: ``-a``, ``-r`` and ``-o``; it returns its result, rendered here."""
+
+    @functools.wraps(command)
+    def run(ctx: click.Context, *args: object, **kwargs: object) -> None:
+        output.render(command(ctx, *args, **kwargs), output_of(ctx))
+
+    return options("app", "rack", "output")(click.pass_context(run))
+
+
+def makes_release(command: Command) -> Command:
+    """``--promote``, ``--id``, ``-a`` and ``-r``: the options of every command that makes a
+    release (it takes ``promote`` and ``id_only``; see ``_common.announce_release``)."""
+    command = options("app", "rack")(command)
+    command = click.option(
+        "--id",
+        "id_only",
+        is_flag=True,
+        help="Print only the new id on stdout (progress goes to stderr).",
+    )(command)
+    return click.option("--promote", is_flag=True, help="Promote the new release.")(command)
+
+
+def on_name(verb: str) -> Decorator:
+    """A command on ``NAME`` (and ``-r``) whose work shows as ``<verb> NAME... OK``."""
+
+    def decorate(command: Command) -> Command:
+        @functools.wraps(command)
+        def run(ctx: click.Context, name: str) -> None:
+            progress = output.Progress()
+            progress.start(f"{verb} {name}")
+            command(ctx, name)
+            progress.ok()
+
+        return click.argument("name")(options("rack")(click.pass_context(run)))
+
+    return decorate
+
+
+def listing_group(name: str, shared: Decorator, *, help: str) -> Callable[[Listing], click.Group]:
+    """Make the decorated listing a command group: the group renders the listing when
+    invoked alone, and so does its ``list`` subcommand (helped by the listing's docstring);
+    ``shared`` adds the options both take."""
+
+    def decorate(listing: Listing) -> click.Group:
+        def run(ctx: click.Context, **_: object) -> None:
+            if ctx.invoked_subcommand is None:
+                output.render(listing(ctx), output_of(ctx))
+
+        def run_list(ctx: click.Context, **_: object) -> None:
+            output.render(listing(ctx), output_of(ctx))
+
+        group = click.group(name, invoke_without_command=True, help=help)(
+            shared(click.pass_context(run))
+        )
+        group.command("list", help=listing.__doc__)(shared(click.pass_context(run_list)))
+        return group
+
+    return decorate
