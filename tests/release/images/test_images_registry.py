@@ -1,16 +1,13 @@
 """The registry store: names and settings, a registry that is down, and — against the real
 registry of ``tests/containers.py`` — the distribution API's blobs and manifests.
 
-Tests taking the ``registry`` fixture need the ``tests/containers.py`` plugin (a private
-``docker-registry`` on loopback; ``registry.addr`` is ``127.0.0.1:PORT``). Until that plugin
-is merged they fail with "fixture 'registry' not found": that is expected on this branch.
+The ``registry`` fixture is the loopback ``docker-registry`` of ``tests/containers.py``.
 """
 
 from __future__ import annotations
 
 import io
 import socket
-from typing import Any
 
 import pytest
 from relman_common.errors import InvalidArgument, NotFound, Unavailable
@@ -29,6 +26,8 @@ from relman_release.images.oci import (
 from relman_release.images.reference import Registry, image_name, parse_image, parse_registry
 from relman_release.images.registry import RegistryStore
 from relman_release.images.store import open_store, read_blob
+
+from tests.containers import Registry as RunningRegistry
 
 
 def closed_port() -> int:
@@ -82,9 +81,11 @@ def test_a_registry_that_is_down_is_unavailable_naming_it() -> None:
 
 # --- against a real registry (tests/containers.py) -------------------------------------------
 
+containers = pytest.mark.xdist_group("containers")
+
 
 @pytest.fixture
-def registry_store(registry: Any) -> RegistryStore:
+def registry_store(registry: RunningRegistry) -> RegistryStore:
     return RegistryStore(parse_registry(f"{registry.addr}/relman-test"))
 
 
@@ -100,6 +101,7 @@ def push_image(store: RegistryStore, repository: str, layer: bytes, docker: bool
     )
 
 
+@containers
 @pytest.mark.parametrize("docker", [False, True], ids=["oci", "docker"])
 def test_blobs_and_manifests_go_in_and_come_back_as_they_were(
     registry_store: RegistryStore, docker: bool
@@ -116,6 +118,7 @@ def test_blobs_and_manifests_go_in_and_come_back_as_they_were(
     assert (manifest.media_type == DOCKER_MANIFEST) == docker
 
 
+@containers
 def test_a_blob_mounts_from_another_repository(registry_store: RegistryStore) -> None:
     layer = b"shared base layer"
     registry_store.put_blob("base", sha256_digest(layer), io.BytesIO(layer))
@@ -123,6 +126,7 @@ def test_a_blob_mounts_from_another_repository(registry_store: RegistryStore) ->
     assert registry_store.has_blob("app", sha256_digest(layer))
 
 
+@containers
 def test_delete_by_digest_and_by_tag(registry_store: RegistryStore) -> None:
     first = push_image(registry_store, "app", b"first", docker=False)
     second = push_image(registry_store, "app", b"second", docker=False)
@@ -137,6 +141,7 @@ def test_delete_by_digest_and_by_tag(registry_store: RegistryStore) -> None:
         registry_store.delete_manifest("app", first.digest)
 
 
+@containers
 def test_a_manifest_whose_blobs_are_missing_is_refused(registry_store: RegistryStore) -> None:
     config = b"{}"
     manifest = Manifest.of(image_manifest(descriptor(OCI_CONFIG, config), [], {}))

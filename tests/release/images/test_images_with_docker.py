@@ -1,37 +1,34 @@
 """Both builders against a real dockerd and a real registry: the image is pulled back by its
 digest and run, and says what its files say.
 
-These tests take the session fixtures of the ``tests/containers.py`` plugin:
-``docker_daemon`` (``.host`` = ``unix://...``, a private dockerd), ``registry`` (``.addr`` =
-``127.0.0.1:PORT``) and ``base_image`` (busybox, pushed to that registry). Until that plugin
-is merged they fail with "fixture 'docker_daemon' not found": that is expected on this branch.
+They take the session fixtures of ``tests/containers.py``: a private dockerd
+(``docker_daemon``), a loopback registry (``registry``) and a busybox base pushed to it
+(``base_image``); they skip where Docker cannot run, and fail so in CI.
 """
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 from relman_common.errors import InvalidArgument, NotFound, Unavailable
-from relman_release.images import BuildRequest, BuiltImage, get_builder
+from relman_release.images import Builder, BuildRequest, BuiltImage, get_builder
 from relman_release.images.base import BASE_NOT_FOUND, DOCKER_UNAVAILABLE, BuildFailed
 from relman_release.images.layout import LayoutStore
 from relman_release.images.local import LocalBuilder
 
+from tests.containers import BaseImage, DockerDaemon, Registry
+
 from .conftest import MakeContext
+
+pytestmark = pytest.mark.xdist_group("containers")
 
 SCRIPT = ('#!/bin/sh\necho "hello from $GREETING in $(pwd)"\n', 0o755)
 
 
-def base_ref(base_image: Any) -> str:
-    """The base image's name; tests/containers.py may give it as ``.ref`` or as a string."""
-    return str(getattr(base_image, "ref", base_image))
-
-
-def run(daemon: Any, image: str, *command: str) -> str:
+def run(daemon: DockerDaemon, image: str, *command: str) -> str:
     """Pull ``image`` (by digest) from the registry into the daemon and run it."""
     client = docker.DockerClient(base_url=daemon.host)
     try:
@@ -44,7 +41,7 @@ def run(daemon: Any, image: str, *command: str) -> str:
         client.close()
 
 
-def build(builder: Any, context: Path, image: str, **build_args: str) -> BuiltImage:
+def build(builder: Builder, context: Path, image: str, **build_args: str) -> BuiltImage:
     lines: list[str] = []
     built: BuiltImage = builder.build(
         BuildRequest(context, image, build_args=build_args), lines.append
@@ -54,11 +51,14 @@ def build(builder: Any, context: Path, image: str, **build_args: str) -> BuiltIm
 
 
 def test_local_builder_image_is_pulled_by_digest_and_runs(
-    docker_daemon: Any, registry: Any, base_image: Any, make_context: MakeContext
+    docker_daemon: DockerDaemon,
+    registry: Registry,
+    base_image: BaseImage,
+    make_context: MakeContext,
 ) -> None:
     context = make_context(
         {
-            "Dockerfile": f"FROM {base_ref(base_image)}\nARG GREETING=hi\n"
+            "Dockerfile": f"FROM {base_image.ref}\nARG GREETING=hi\n"
             'ENV GREETING=$GREETING\nWORKDIR /srv/app\nCOPY run.sh ./\nCMD ["./run.sh"]\n',
             "run.sh": SCRIPT,
         }
@@ -73,9 +73,9 @@ def test_local_builder_image_is_pulled_by_digest_and_runs(
 
 
 def test_local_builder_without_a_registry_copies_the_base_into_the_layout(
-    registry: Any, base_image: Any, make_context: MakeContext, tmp_path: Path
+    registry: Registry, base_image: BaseImage, make_context: MakeContext, tmp_path: Path
 ) -> None:
-    context = make_context({"Dockerfile": f"FROM {base_ref(base_image)}\nCOPY a /a\n", "a": "a"})
+    context = make_context({"Dockerfile": f"FROM {base_image.ref}\nCOPY a /a\n", "a": "a"})
     store = LayoutStore(tmp_path / "layout")
     built = build(LocalBuilder(store), context, "myapp:web.BABCDEFGHIJ")
     manifest = store.get_manifest("myapp", built.digest).json
@@ -83,11 +83,14 @@ def test_local_builder_without_a_registry_copies_the_base_into_the_layout(
 
 
 def test_docker_builder_runs_run_and_pushes(
-    docker_daemon: Any, registry: Any, base_image: Any, make_context: MakeContext
+    docker_daemon: DockerDaemon,
+    registry: Registry,
+    base_image: BaseImage,
+    make_context: MakeContext,
 ) -> None:
     context = make_context(
         {
-            "Dockerfile": f"FROM {base_ref(base_image)}\nARG WHO=world\nCOPY msg /msg\n"
+            "Dockerfile": f"FROM {base_image.ref}\nARG WHO=world\nCOPY msg /msg\n"
             'RUN echo "built for $WHO" >> /msg\nCMD ["cat", "/msg"]\n',
             "msg": "from the docker builder\n",
         }
@@ -109,15 +112,15 @@ def test_docker_builder_runs_run_and_pushes(
     ],
 )
 def test_docker_builder_failures_carry_the_daemons_words(
-    docker_daemon: Any,
-    registry: Any,
-    base_image: Any,
+    docker_daemon: DockerDaemon,
+    registry: Registry,
+    base_image: BaseImage,
     make_context: MakeContext,
     dockerfile: str,
     error: type[Exception],
     words: str,
 ) -> None:
-    text = dockerfile.format(base=base_ref(base_image), registry=registry.addr)
+    text = dockerfile.format(base=base_image.ref, registry=registry.addr)
     context = make_context({"Dockerfile": text})
     builder = get_builder(
         "docker", registry=f"{registry.addr}/relman", docker_host=docker_daemon.host
@@ -142,7 +145,7 @@ def test_docker_builder_with_its_daemon_down_names_docker_host(
 
 
 def test_docker_builder_with_the_registry_down_is_unavailable(
-    docker_daemon: Any, make_context: MakeContext
+    docker_daemon: DockerDaemon, make_context: MakeContext
 ) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
