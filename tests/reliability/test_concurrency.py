@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from deployer.support import manifest, read_stream
-from relman.v1 import deployer_pb2, deployer_pb2_grpc, release_pb2, release_pb2_grpc
+from relman.v1 import deployer_pb2, deployer_pb2_grpc, release_pb2, release_pb2_grpc, types_pb2
 from relman_common.auth import call_metadata
 
 from .inproc import World
@@ -112,7 +112,7 @@ async def test_concurrent_promotes_run_exactly_one_and_refuse_the_rest_naming_it
     ran = [r for r in results if not isinstance(r, grpc.aio.AioRpcError)]
     assert (len(ran), len(refused)) == (1, n - 1)
     winner = ran[0].first  # type: ignore[attr-defined]
-    assert ran[0].last.outcome == "succeeded"  # type: ignore[attr-defined]
+    assert ran[0].last.outcome == types_pb2.OUTCOME_SUCCEEDED  # type: ignore[attr-defined]
     expected = f"app is currently updating (deployment {winner.id}, started by {winner.actor} at "
     for err in refused:
         assert err.code() == grpc.StatusCode.FAILED_PRECONDITION

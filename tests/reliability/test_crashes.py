@@ -14,7 +14,9 @@ import grpc
 import pytest
 from deployer.support import manifest
 from helpers import wait_for
-from relman.v1 import deployer_pb2, release_pb2
+from relman.v1 import deployer_pb2, release_pb2, types_pb2
+from relman_common.lifecycle import Outcome
+from relman_common.pb_enums import word
 from relman_common.secretbox import SecretBox
 from relman_release.store.codec import decode_env
 
@@ -62,21 +64,22 @@ def test_kill_9_of_the_deployer_mid_rollout_frees_the_lease_and_never_leaves_the
         s.deployer.Watch(deployer_pb2.WatchRequest(deployment_id=first.id), metadata=s.md())
     )
     final = final_deployment(updates)
-    assert final.outcome in ("succeeded", "rolled-back"), final
+    assert final.outcome in (types_pb2.OUTCOME_SUCCEEDED, types_pb2.OUTCOME_ROLLED_BACK), final
+    outcome = word(Outcome, final.outcome)
     seqs = [u.event.seq for u in updates if u.HasField("event")]
     assert seqs == list(range(1, final.last_seq + 1))  # one log across the crash
     app = s.release.GetApp(release_pb2.GetAppRequest(name="myapp"), metadata=s.md())
-    if final.outcome == "succeeded":
+    if final.outcome == types_pb2.OUTCOME_SUCCEEDED:
         assert app.active_release_id == rid
     # Never stuck updating: the app takes a new promotion at once.
     again = list(s.deployer.Promote(deployer_pb2.PromoteRequest(app="myapp"), metadata=s.md()))
-    assert final_deployment(again).outcome == "succeeded"
+    assert final_deployment(again).outcome == types_pb2.OUTCOME_SUCCEEDED
     figure(
         "deployer-kill-9",
-        f"kill -9 mid-rollout, restart -> deployment {final.outcome}, lease freed "
+        f"kill -9 mid-rollout, restart -> deployment {outcome}, lease freed "
         f"{freed_after:.1f} s after restart (lease TTL {LEASE_TTL:g} s), next promote "
         f"succeeded ({db_kind(db_url)})",
-        outcome=final.outcome,
+        outcome=outcome,
         lease_freed_seconds=round(freed_after, 2),
         lease_ttl=LEASE_TTL,
         db=db_kind(db_url),
@@ -193,7 +196,7 @@ def test_release_service_down_while_a_rollout_completes_then_the_release_becomes
     running = s.deployer.GetDeployment(
         deployer_pb2.GetDeploymentRequest(id=first.id), metadata=s.md()
     )
-    assert running.outcome == "running"  # it waits to tell the Release service
+    assert running.outcome == types_pb2.OUTCOME_RUNNING  # it waits to tell the Release service
 
     s.start_release()  # same port, same data dir
     back = time.monotonic()
@@ -207,9 +210,9 @@ def test_release_service_down_while_a_rollout_completes_then_the_release_becomes
     )
     active_after = time.monotonic() - back
     rest = list(stream)
-    assert final_deployment(rest).outcome == "succeeded"
+    assert final_deployment(rest).outcome == types_pb2.OUTCOME_SUCCEEDED
     listed = s.release.ListReleases(release_pb2.ListReleasesRequest(app="myapp"), metadata=s.md())
-    assert {r.id: r.status for r in listed.releases}[rid] == "active"
+    assert {r.id: r.status for r in listed.releases}[rid] == release_pb2.RELEASE_STATUS_ACTIVE
     figure(
         "release-down-rollout",
         f"Release service down {back - down:.1f} s while a rollout completed -> Deployer retried "

@@ -70,8 +70,11 @@ class SecureServer:
         self.release = release_pb2_grpc.ReleaseServiceStub(self.channel)
         self.tokens = auth_pb2_grpc.TokenServiceStub(self.channel)
 
-    async def new_token(self, name: str, kind: str = "") -> str:
-        """A new token made by the admin; returns its secret."""
+    async def new_token(
+        self, name: str, kind: auth_pb2.TokenKind.ValueType = auth_pb2.TOKEN_KIND_UNSPECIFIED
+    ) -> str:
+        """A new token made by the admin (a user token unless ``kind`` says otherwise);
+        returns its secret."""
         created = await self.tokens.CreateToken(
             auth_pb2.CreateTokenRequest(name=name, kind=kind), metadata=metadata(self.admin)
         )

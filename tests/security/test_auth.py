@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from relman.v1 import auth_pb2, auth_pb2_grpc, release_pb2, release_pb2_grpc
+from relman.v1 import auth_pb2, auth_pb2_grpc, release_pb2_grpc
 from relman.v1 import release_pb2 as pb
 from relman_common import tokens
 from relman_common.auth import UNAUTHENTICATED_MESSAGE
@@ -21,14 +21,23 @@ from relman_release.store.uow import open_store
 from sqlalchemy import text
 
 from .conftest import SecureServer, metadata, wait_until
+from .rpcs import (
+    BUILD_SERVICE,
+    IMPLEMENTED,
+    RELEASE_PROCESS,
+    RELEASE_SERVICE,
+    TOKEN_SERVICE,
+    call_empty,
+    methods,
+    path,
+    served_services,
+)
 
 Code = grpc.StatusCode
+MANIFEST = "services:\n  web:\n    build: .\n    command: bin/web\n    port: 5000\n"
 
-SERVICES = [
-    release_pb2.DESCRIPTOR.services_by_name["ReleaseService"],
-    auth_pb2.DESCRIPTOR.services_by_name["TokenService"],
-]
-EVERY_RPC = [f"/{s.full_name}/{m.name}" for s in SERVICES for m in s.methods]
+EVERY_RPC = [path(m) for m in methods(RELEASE_PROCESS)]
+METHOD = {path(m): m for m in methods(RELEASE_PROCESS)}
 
 
 async def expect(code: grpc.StatusCode, call: Awaitable[Any]) -> str:
@@ -42,22 +51,37 @@ async def raw_call(
     channel: grpc.aio.Channel, method: str, md: list[tuple[str, str]]
 ) -> grpc.StatusCode:
     """Calls ``method`` with an empty request; the status code it ends with."""
-    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
-    try:
-        await call(b"", metadata=md, timeout=10)
-    except grpc.aio.AioRpcError as err:
-        assert err.code() != Code.UNAUTHENTICATED or err.details() == UNAUTHENTICATED_MESSAGE
-        return err.code()
-    return Code.OK
+    code, details = await call_empty(channel, METHOD[method], md)
+    assert code != Code.UNAUTHENTICATED or details == UNAUTHENTICATED_MESSAGE
+    return code
 
 
-def test_every_rpc_of_both_services_is_covered() -> None:
-    """The lists below are built from the descriptors: a new RPC is checked automatically."""
-    assert len(EVERY_RPC) == len(SERVICES[0].methods) + 4
-    assert "/relman.v1.TokenService/WhoAmI" in EVERY_RPC
-    assert all(
-        not m.server_streaming and not m.client_streaming for s in SERVICES for m in s.methods
+async def served_rpcs(s: SecureServer) -> tuple[list[str], list[str]]:
+    """The RPCs of the Release process's services it serves, and those of the services it
+    does not serve (yet): see rpcs.py."""
+    served = await served_services(s.channel)
+    assert served >= IMPLEMENTED & {x.full_name for x in RELEASE_PROCESS}, served
+    guarded = [m for m in EVERY_RPC if METHOD[m].containing_service.full_name in served]
+    unserved = [m for m in EVERY_RPC if m not in guarded]
+    return guarded, unserved
+
+
+def test_every_rpc_of_the_release_process_is_covered() -> None:
+    """The list below is built from the descriptors: a new RPC is checked automatically."""
+    assert len(EVERY_RPC) == (
+        len(RELEASE_SERVICE.methods) + len(TOKEN_SERVICE.methods) + len(BUILD_SERVICE.methods)
     )
+    assert len(TOKEN_SERVICE.methods) == 4 and len(BUILD_SERVICE.methods) == 6
+    for rpc in (
+        "/relman.v1.TokenService/WhoAmI",
+        "/relman.v1.ReleaseService/ReportDeployment",
+        "/relman.v1.BuildService/UploadSource",
+        "/relman.v1.BuildService/BuildLogs",
+    ):
+        assert rpc in EVERY_RPC, rpc
+    # Every shape of call is made (raw_call streams where the method does).
+    shapes = {(m.client_streaming, m.server_streaming) for m in METHOD.values()}
+    assert {(False, False), (True, False), (False, True)} <= shapes
 
 
 @pytest.mark.parametrize("credentials", ["none", "wrong", "not-bearer", "revoked"])
@@ -73,20 +97,28 @@ async def test_every_rpc_refuses_a_call_without_a_live_token(
         "not-bearer": [("authorization", "Basic " + s.admin)],
         "revoked": metadata(revoked),
     }[credentials]
+    guarded, unserved = await served_rpcs(s)
     before = s.snapshot()
     codes = {method: await raw_call(s.channel, method, md) for method in EVERY_RPC}
-    assert codes == dict.fromkeys(EVERY_RPC, Code.UNAUTHENTICATED)
+    assert codes == {
+        **dict.fromkeys(guarded, Code.UNAUTHENTICATED),
+        **dict.fromkeys(unserved, Code.UNIMPLEMENTED),
+    }
     assert s.snapshot() == before
 
 
 async def test_a_live_token_reaches_every_rpc(secure_server: SecureServer) -> None:
     """The refusals above are about the token: with the admin token no call is refused as
-    unauthenticated (empty requests fail validation instead, or succeed)."""
+    unauthenticated (empty requests fail validation instead, or succeed). The RPCs of a
+    service the process does not serve yet are UNIMPLEMENTED for the admin too."""
+    guarded, unserved = await served_rpcs(secure_server)
     codes = {
         m: await raw_call(secure_server.channel, m, metadata(secure_server.admin))
         for m in EVERY_RPC
     }
     assert Code.UNAUTHENTICATED not in codes.values(), codes
+    assert {m: codes[m] for m in unserved} == dict.fromkeys(unserved, Code.UNIMPLEMENTED)
+    assert Code.UNIMPLEMENTED not in {codes[m] for m in guarded}, codes
     assert codes["/relman.v1.ReleaseService/ListApps"] == Code.OK
     assert codes["/relman.v1.TokenService/WhoAmI"] == Code.OK
 
@@ -116,6 +148,10 @@ async def test_a_service_token_acts_on_behalf_of_the_named_person(
 ) -> None:
     s = secure_server
     await s.release.CreateApp(pb.CreateAppRequest(name="myapp"), metadata=metadata(s.admin))
+    await s.release.ImportBuild(
+        pb.ImportBuildRequest(app="myapp", manifest=MANIFEST, images={"web": "r/web:1"}),
+        metadata=metadata(s.admin),
+    )
     changed = await s.release.ChangeEnv(
         pb.ChangeEnvRequest(app="myapp", set={"A": "1"}),
         metadata=[*metadata(s.deployer), ("x-relman-on-behalf-of", "alice")],
@@ -124,7 +160,7 @@ async def test_a_service_token_acts_on_behalf_of_the_named_person(
         pb.CreateRollbackReleaseRequest(app="myapp", release_id=changed.release.id),
         metadata=metadata(s.deployer),
     )
-    assert (changed.release.actor, copy.actor) == ("alice", "deployer")
+    assert (changed.release.actor, copy.release.actor) == ("alice", "deployer")
 
 
 async def test_only_a_service_token_may_act_on_behalf_of_someone(
@@ -151,7 +187,7 @@ async def test_only_admin_tokens_create_list_and_revoke_tokens(
         message = await expect(
             Code.PERMISSION_DENIED,
             s.tokens.CreateToken(
-                auth_pb2.CreateTokenRequest(name="eve", kind="admin"), metadata=md
+                auth_pb2.CreateTokenRequest(name="eve", kind=auth_pb2.TOKEN_KIND_ADMIN), metadata=md
             ),
         )
         assert "only admin tokens may create tokens" in message
@@ -170,7 +206,7 @@ async def test_token_requests_are_validated_and_refusals_write_nothing(
 ) -> None:
     s = secure_server
     md = metadata(s.admin)
-    await s.new_token("ci-bot", "service")
+    await s.new_token("ci-bot", auth_pb2.TOKEN_KIND_SERVICE)
     before = s.snapshot()
     for bad in ["", "CI", "1st", "a_b", "x" * 64, "café"]:
         message = await expect(
@@ -178,11 +214,12 @@ async def test_token_requests_are_validated_and_refusals_write_nothing(
             s.tokens.CreateToken(auth_pb2.CreateTokenRequest(name=bad), metadata=md),
         )
         assert "token name" in message
-    message = await expect(
-        Code.INVALID_ARGUMENT,
-        s.tokens.CreateToken(auth_pb2.CreateTokenRequest(name="ok", kind="root"), metadata=md),
-    )
-    assert "admin, service, user" in message
+    for unknown in (99, -1):  # not a TokenKind (sent by a newer or broken client)
+        message = await expect(
+            Code.INVALID_ARGUMENT,
+            s.tokens.CreateToken(auth_pb2.CreateTokenRequest(name="ok", kind=unknown), metadata=md),
+        )
+        assert "admin, service, user" in message
     message = await expect(
         Code.ALREADY_EXISTS,
         s.tokens.CreateToken(auth_pb2.CreateTokenRequest(name="ci-bot"), metadata=md),
@@ -205,7 +242,7 @@ async def test_created_tokens_are_listed_with_kind_creator_and_revocation(
     assert created.secret.startswith("rmt_") and len(created.secret) == 47
     assert (created.token.name, created.token.kind, created.token.actor) == (
         "alice",
-        "user",
+        auth_pb2.TOKEN_KIND_USER,
         "admin",
     )
     assert not created.token.HasField("revoked")
@@ -214,9 +251,9 @@ async def test_created_tokens_are_listed_with_kind_creator_and_revocation(
     assert revoked.HasField("revoked") and again.revoked == revoked.revoked
     listed = await s.tokens.ListTokens(auth_pb2.ListTokensRequest(), metadata=md)
     assert [(t.name, t.kind, t.actor, t.HasField("revoked")) for t in listed.tokens] == [
-        ("admin", "admin", "bootstrap", False),
-        ("deployer", "service", "bootstrap", False),
-        ("alice", "user", "admin", True),
+        ("admin", auth_pb2.TOKEN_KIND_ADMIN, "bootstrap", False),
+        ("deployer", auth_pb2.TOKEN_KIND_SERVICE, "bootstrap", False),
+        ("alice", auth_pb2.TOKEN_KIND_USER, "admin", True),
     ]
     await expect(
         Code.ALREADY_EXISTS,
@@ -276,7 +313,7 @@ async def test_the_last_admin_token_can_not_be_revoked(secure_server: SecureServ
         s.tokens.RevokeToken(auth_pb2.RevokeTokenRequest(name="admin"), metadata=md),
     )
     assert "last admin token" in message
-    root = await s.new_token("root", "admin")
+    root = await s.new_token("root", auth_pb2.TOKEN_KIND_ADMIN)
     await s.tokens.RevokeToken(auth_pb2.RevokeTokenRequest(name="admin"), metadata=metadata(root))
     await expect(
         Code.UNAUTHENTICATED, s.tokens.ListTokens(auth_pb2.ListTokensRequest(), metadata=md)
@@ -291,12 +328,12 @@ async def test_whoami_names_the_token_behind_the_call(secure_server: SecureServe
     s = secure_server
     alice = await s.new_token("alice")
     me = await s.tokens.WhoAmI(auth_pb2.WhoAmIRequest(), metadata=metadata(alice))
-    assert (me.name, me.kind, me.actor) == ("alice", "user", "admin")
+    assert (me.name, me.kind, me.actor) == ("alice", auth_pb2.TOKEN_KIND_USER, "admin")
     acting = await s.tokens.WhoAmI(
         auth_pb2.WhoAmIRequest(),
         metadata=[*metadata(s.deployer), ("x-relman-on-behalf-of", "alice")],
     )
-    assert (acting.name, acting.kind) == ("deployer", "service")
+    assert (acting.name, acting.kind) == ("deployer", auth_pb2.TOKEN_KIND_SERVICE)
 
 
 async def test_tokens_are_stored_only_as_hashes(secure_server: SecureServer) -> None:
@@ -305,7 +342,7 @@ async def test_tokens_are_stored_only_as_hashes(secure_server: SecureServer) -> 
         s.admin,
         s.deployer,
         await s.new_token("alice"),
-        await s.new_token("svc", "service"),
+        await s.new_token("svc", auth_pb2.TOKEN_KIND_SERVICE),
     ]
     with s.uow.engine.connect() as conn:
         rows = conn.execute(text("SELECT * FROM api_tokens")).all()

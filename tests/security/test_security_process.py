@@ -75,8 +75,8 @@ def test_first_start_with_auth_makes_private_token_files_and_announces_the_admin
     finally:
         again.stop()
     assert [(t.name, t.kind) for t in listed.tokens] == [
-        ("admin", "admin"),
-        ("deployer", "service"),
+        ("admin", auth_pb2.TOKEN_KIND_ADMIN),
+        ("deployer", auth_pb2.TOKEN_KIND_SERVICE),
     ]
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert len(ANNOUNCEMENT.findall(again.logs())) == 1  # still only the first start's line

@@ -18,6 +18,8 @@ from relman.v1 import auth_pb2, auth_pb2_grpc  # type: ignore[import-not-found]
 
 from relman_common.auth import CachedAuthenticator, Principal, call_metadata, require_token
 from relman_common.grpc_errors import error_from_rpc
+from relman_common.lifecycle import TokenKind
+from relman_common.pb_enums import word
 
 WHOAMI_TIMEOUT_SECONDS = 5.0
 
@@ -42,7 +44,9 @@ class WhoAmIAuthenticator:
             )
         except grpc.aio.AioRpcError as err:
             raise error_from_rpc(err) from None
-        return Principal(name=str(me.name), kind=str(me.kind))
+        # The kind's word ("service"...), as the Release service's own principals have it; an
+        # unknown kind (a newer peer) is "": no admin or service rights.
+        return Principal(name=str(me.name), kind=word(TokenKind, me.kind))
 
 
 def remote_authenticator(channel: grpc.aio.Channel) -> CachedAuthenticator:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from relman_common.errors import INVALID_ID, INVALID_NAME, InvalidArgument
 
@@ -49,6 +49,9 @@ MAX_ENV_KEY_LENGTH = 253
 # --- limits ----------------------------------------------------------------------------------
 
 QUOTE_LIMIT = 100
+# Names listed in one message: at most this many, in at most about this many characters.
+MAX_NAMES_LISTED = 10
+MAX_LISTED_CHARS = 150
 MAX_DESCRIPTION = 1000
 MAX_GIT_SHA = 64
 MAX_ACTOR_LENGTH = 64
@@ -83,6 +86,29 @@ def quote(value: str, limit: int = QUOTE_LIMIT) -> str:
     ('"web"', 'aaaa…"')
     """
     return '"' + clip(value, limit).replace("\x00", "\\0") + '"'
+
+
+def listed(names: Sequence[str], shown: Callable[[str], str] = clip) -> str:
+    """Names for a message, each as ``shown`` writes it (cut to QUOTE_LIMIT by default): as
+    many as fit in about MAX_LISTED_CHARS characters (at least one, at most
+    MAX_NAMES_LISTED), then how many more there are.
+
+    >>> listed(["A", "B"]), listed([f"s{i}" for i in range(12)])[-13:]
+    ('A, B', 's9 and 2 more')
+    >>> text = listed(["K" * 250] * 5)
+    >>> len(text), text[-10:]
+    (112, 'and 4 more')
+    """
+    parts: list[str] = []
+    size = 0
+    for name in names[:MAX_NAMES_LISTED]:
+        part = shown(name)
+        if parts and size + len(part) > MAX_LISTED_CHARS:
+            break
+        parts.append(part)
+        size += len(part) + 2
+    more = len(names) - len(parts)
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
 def new_id(prefix: str) -> str:

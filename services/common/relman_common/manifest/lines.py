@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -71,8 +72,31 @@ def _construct_seq(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> Seq:
     return result
 
 
+def _readable(
+    construct: Callable[[yaml.SafeLoader, yaml.ScalarNode], Any], what: str
+) -> Callable[[yaml.SafeLoader, yaml.ScalarNode], Any]:
+    """``construct``, refusing with the line a scalar YAML takes for a ``what`` but Python can
+    not make one of (a 5,000-digit number, the date 2001-13-45): bad input, not a bug."""
+
+    def construct_readable(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        try:
+            return construct(loader, node)
+        except ValueError:
+            line = node.start_mark.line + 1
+            raise manifest_error(line, f"{quote(str(node.value))} is not a valid {what}") from None
+
+    return construct_readable
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+_Loader.add_constructor(
+    "tag:yaml.org,2002:int", _readable(yaml.SafeLoader.construct_yaml_int, "number")
+)
+_Loader.add_constructor(
+    "tag:yaml.org,2002:timestamp",
+    _readable(yaml.SafeLoader.construct_yaml_timestamp, "date or time"),
+)
 
 
 def load_with_lines(text: str) -> Any:
@@ -88,4 +112,10 @@ def load_with_lines(text: str) -> Any:
     except yaml.YAMLError as err:
         raise InvalidArgument(
             f"manifest is not valid YAML: {err}", reason=INVALID_MANIFEST, field="manifest"
+        ) from None
+    except RecursionError:  # the parser and the constructor recurse once per level
+        raise InvalidArgument(
+            "manifest is not valid YAML: it nests lists or mappings too deeply",
+            reason=INVALID_MANIFEST,
+            field="manifest",
         ) from None

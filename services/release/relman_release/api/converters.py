@@ -153,13 +153,20 @@ def report_from_pb(msg: release_pb2.ReportDeploymentRequest) -> DeploymentReport
     if not msg.HasField("started"):
         # Deployments are ordered by it: without it a report could not be placed.
         raise InvalidArgument("the deployment's start time is required", field="started")
+    try:
+        started = as_utc(msg.started.ToDatetime())
+    except ValueError:  # outside years 1-9999, or nanos outside 0-999999999
+        raise InvalidArgument(
+            "invalid start time: a Timestamp of years 1 to 9999 with nanos 0 to 999999999",
+            field="started",
+        ) from None
     return DeploymentReport(
         deployment_id=msg.deployment_id,
         app=msg.app,
         release_id=msg.release_id,
         outcome=outcome,
         reason=msg.reason,
-        started=as_utc(msg.started.ToDatetime()),
+        started=started,
     )
 
 

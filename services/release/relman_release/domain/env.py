@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from relman_common.errors import InvalidArgument
-from relman_common.vocabulary import check_env_size, validate_env_key, validate_env_value
+from relman_common.vocabulary import check_env_size, listed, validate_env_key, validate_env_value
 
 NO_CHANGE = "no change"
 
@@ -84,7 +84,7 @@ def apply_env_change(
     unset = validate_change(set_, unset, replace)
     missing = [key for key in unset if key not in current]
     if missing:
-        names = ", ".join(sorted(missing))
+        names = listed(sorted(missing))
         noun = "key is" if len(missing) == 1 else "keys are"
         raise InvalidArgument(f"can not unset {names}: {noun} not set in the env", field="unset")
 
