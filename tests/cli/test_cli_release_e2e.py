@@ -19,6 +19,7 @@ from cli_run import RELMAN, Done, cli_env, run
 from google.protobuf.timestamp_pb2 import Timestamp
 from helpers import ServiceProcess, free_port, read_token
 from relman.v1 import release_pb2, release_pb2_grpc, types_pb2
+from relman_common import tokens
 from relman_common.auth import call_metadata
 
 BUILD_ID = r"B[A-Z]{10}"
@@ -212,7 +213,7 @@ def test_seed_page_walkthrough(seed_cli: tuple[Cli, str, Path]) -> None:
 
     # Using Active Release Components (the first release is made active through the RPC
     # the Deployer calls after a successful deployment)
-    mark_active(addr, admin_token(cli), "myapp", first)
+    mark_active(addr, deployer_token(cli), "myapp", first)
     active_build = released(
         cli.ok(
             "releases",
@@ -298,6 +299,11 @@ def admin_token(cli: Cli) -> str:
     return read_token(Path(cli.env["RELMAN_DATA_DIR"]))
 
 
+def deployer_token(cli: Cli) -> str:
+    """The Deployer's service token: only a Deployer may report a deployment."""
+    return read_token(Path(cli.env["RELMAN_DATA_DIR"]), tokens.DEPLOYER_TOKEN_FILE)
+
+
 _apps = iter(range(1_000_000))
 
 
@@ -366,7 +372,7 @@ def test_id_flag_prints_only_the_new_id_on_stdout(cli: Cli, app: str) -> None:
 
 def test_env_change_on_top_of_an_unpromoted_build_warns(cli: Cli, app: str, service: str) -> None:
     first = released(cli.ok("builds", "import", "--image", "web=r/web:1", "-a", app))
-    mark_active(service, admin_token(cli), app, first)
+    mark_active(service, deployer_token(cli), app, first)
     cli.ok("builds", "import", "--image", "web=r/web:2", "-a", app)
     done = cli("env", "set", "A=1", "-a", app)
     assert done.code == 0
@@ -416,7 +422,7 @@ def test_apps_list_info_delete(cli: Cli, app: str, service: str) -> None:
     release = released(cli.ok("env", "set", "A=1", "-a", app))
     row = [line for line in cli.ok("apps").lines if line.startswith(app + " ")]
     assert row and row[0].split() == [app, "created"]
-    mark_active(service, admin_token(cli), app, release)
+    mark_active(service, deployer_token(cli), app, release)
     row = [line for line in cli.ok("apps", "list").lines if line.startswith(app + " ")]
     assert row[0].split() == [app, "running", release]
     info = cli.ok("apps", "info", app).lines

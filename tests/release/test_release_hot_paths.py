@@ -46,7 +46,7 @@ def activate(uow: SqlUnitOfWork, release_id: str, app: str = "myapp") -> None:
     report = DeploymentReport(
         new_id(DEPLOYMENT), app, release_id, Outcome.SUCCEEDED, "", datetime.now(UTC)
     )
-    assert deployments.report_deployment(uow, report).current
+    assert deployments.report_deployment(uow, None, report).current
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from relman.v1 import auth_pb2, auth_pb2_grpc, release_pb2_grpc
+from relman.v1 import auth_pb2, auth_pb2_grpc, release_pb2_grpc, types_pb2
 from relman.v1 import release_pb2 as pb
 from relman_common import tokens
 from relman_common.auth import UNAUTHENTICATED_MESSAGE
@@ -174,6 +174,35 @@ async def test_only_a_service_token_may_act_on_behalf_of_someone(
             metadata=[*metadata(token), ("x-relman-on-behalf-of", "alice")],
         )
         assert app.actor == name
+
+
+async def test_only_a_deployer_may_report_a_deployment(secure_server: SecureServer) -> None:
+    """ReportDeployment can make a release active: a person's token (even an admin's) is
+    refused with PERMISSION_DENIED and changes nothing; the Deployer's service token works."""
+    s = secure_server
+    await s.release.CreateApp(pb.CreateAppRequest(name="myapp"), metadata=metadata(s.admin))
+    imported = await s.release.ImportBuild(
+        pb.ImportBuildRequest(app="myapp", manifest=MANIFEST, images={"web": "r/web:1"}),
+        metadata=metadata(s.admin),
+    )
+    report = pb.ReportDeploymentRequest(
+        deployment_id="DAAAAAAAAAA",
+        app="myapp",
+        release_id=imported.release.id,
+        outcome=types_pb2.OUTCOME_SUCCEEDED,
+    )
+    report.started.GetCurrentTime()
+    bob = await s.new_token("bob")
+    for token in (s.admin, bob):
+        message = await expect(
+            grpc.StatusCode.PERMISSION_DENIED,
+            s.release.ReportDeployment(report, metadata=metadata(token)),
+        )
+        assert "only service tokens" in message
+        app = await s.release.GetApp(pb.GetAppRequest(name="myapp"), metadata=metadata(s.admin))
+        assert app.active_release_id == ""
+    reported = await s.release.ReportDeployment(report, metadata=metadata(s.deployer))
+    assert reported.current and reported.release.status == pb.RELEASE_STATUS_ACTIVE
 
 
 async def test_only_admin_tokens_create_list_and_revoke_tokens(

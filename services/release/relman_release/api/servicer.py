@@ -3,7 +3,8 @@
 Each RPC is one row: the use-case it calls, the request fields it passes and the converter
 of the result. No errors are mapped here (use-cases raise relman_common.errors, the shared
 interceptor maps them), and blocking database work runs on the DbExecutor, off the event
-loop.
+loop. On SQLite, writes go through group commit (store.uow.GroupedWrites): those that
+arrive while one commits share the next commit, each in a savepoint of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from relman_common.grpc_errors import Context
 
 from relman_release.api import converters as cv
 from relman_release.app import apps, builds, deployments, env, releases, tokens
-from relman_release.ports import UnitOfWork
+from relman_release.ports import UnitOfWork, Writes
 
 # Any parameters: the generated servicer base declares each method with its own request type.
 Handler = Callable[..., Awaitable[Any]]
@@ -37,37 +38,52 @@ def rpc(
     *,
     actor: bool = False,
     caller: bool = False,
+    write: bool = False,
 ) -> Handler:
     """A unary handler: ``use_case(uow, [principal,] *args(request)[, actor])`` on the
     executor, then ``to_pb`` of its result. ``caller`` passes the verified principal first
-    (token rules), ``actor`` the person recorded on what the call writes, last."""
+    (token rules), ``actor`` the person recorded on what the call writes, last. A ``write``
+    goes through the servicer's group commit, when it has one."""
 
     async def handler(self: _Servicer, request: Any, context: Context) -> Any:
         before = (current_principal(),) if caller else ()
         after = (current_actor(),) if actor else ()
-        result = await self.executor.run(use_case, self.uow, *before, *args(request), *after)
+        call = (*before, *args(request), *after)
+        if write and self.writes is not None:
+            result = await self.writes.run(use_case, *call)
+        else:
+            result = await self.executor.run(use_case, self.uow, *call)
         return to_pb(result)
 
     return handler
 
 
 class _Servicer:
-    def __init__(self, uow: UnitOfWork, executor: DbExecutor) -> None:
+    """``writes`` runs the write use-cases (None: on the executor, like the others)."""
+
+    def __init__(self, uow: UnitOfWork, executor: DbExecutor, writes: Writes | None = None) -> None:
         self.uow = uow
         self.executor = executor
+        self.writes = writes
 
 
 class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # type: ignore[misc]
-    CreateApp = rpc(apps.create_app, lambda r: (r.name,), cv.app_pb, actor=True)
+    CreateApp = rpc(apps.create_app, lambda r: (r.name,), cv.app_pb, actor=True, write=True)
     GetApp = rpc(apps.get_app, lambda r: (r.name,), cv.app_pb)
     ListApps = rpc(apps.list_apps, lambda r: (), cv.apps_pb)
-    DeleteApp = rpc(apps.delete_app, lambda r: (r.name,), lambda _: release_pb2.DeleteAppResponse())
+    DeleteApp = rpc(
+        apps.delete_app,
+        lambda r: (r.name,),
+        lambda _: release_pb2.DeleteAppResponse(),
+        write=True,
+    )
 
     ImportBuild = rpc(
         builds.import_build,
         lambda r: (r.app, r.manifest, dict(r.images), r.description, r.git_sha),
         cv.imported_build_pb,
         actor=True,
+        write=True,
     )
     GetBuild = rpc(builds.get_build, lambda r: (r.app, r.id), cv.build_pb)
     ListBuilds = rpc(builds.list_builds, lambda r: (r.app, r.limit, r.page_token), cv.builds_pb)
@@ -78,6 +94,7 @@ class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # ty
         lambda r: (r.app, dict(r.set), list(r.unset), r.replace),
         cv.env_changed_pb,
         actor=True,
+        write=True,
     )
 
     CreateRelease = rpc(
@@ -85,6 +102,7 @@ class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # ty
         lambda r: (r.app, r.build_id, dict(r.env), r.description),
         cv.release_pb,
         actor=True,
+        write=True,
     )
     GetRelease = rpc(releases.get_release, lambda r: (r.app, r.id), cv.release_pb)
     ListReleases = rpc(
@@ -106,6 +124,7 @@ class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # ty
         ),
         cv.release_pb,
         actor=True,
+        write=True,
     )
     DiffReleases = rpc(
         releases.diff_releases, lambda r: (r.app, r.from_id, r.to_id), cv.release_diff_pb
@@ -119,9 +138,13 @@ class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # ty
         lambda r: (r.app, r.release_id),
         cv.deployable_pb,
         actor=True,
+        write=True,
     )
     ReportDeployment = rpc(
-        deployments.report_deployment, lambda r: (cv.report_from_pb(r),), cv.reported_pb
+        deployments.report_deployment,
+        lambda r: (cv.report_from_pb(r),),
+        cv.reported_pb,
+        caller=True,
     )
 
 
@@ -130,9 +153,13 @@ class TokenServicer(_Servicer, auth_pb2_grpc.TokenServiceServicer):  # type: ign
     off); a revoked token is forgotten by this replica's authentication cache at once."""
 
     def __init__(
-        self, uow: UnitOfWork, executor: DbExecutor, cache: CachedAuthenticator | None
+        self,
+        uow: UnitOfWork,
+        executor: DbExecutor,
+        cache: CachedAuthenticator | None,
+        writes: Writes | None = None,
     ) -> None:
-        super().__init__(uow, executor)
+        super().__init__(uow, executor, writes)
         self._cache = cache
 
     CreateToken = rpc(
@@ -140,10 +167,11 @@ class TokenServicer(_Servicer, auth_pb2_grpc.TokenServiceServicer):  # type: ign
         lambda r: (r.name, cv.token_kind_from_pb(r.kind)),
         cv.created_token_pb,
         caller=True,
+        write=True,
     )
     ListTokens = rpc(tokens.list_tokens, lambda r: (), cv.tokens_pb, caller=True)
     WhoAmI = rpc(tokens.who_am_i, lambda r: (), cv.token_pb, caller=True)
-    _revoke = rpc(tokens.revoke_token, lambda r: (r.name,), cv.token_pb, caller=True)
+    _revoke = rpc(tokens.revoke_token, lambda r: (r.name,), cv.token_pb, caller=True, write=True)
 
     async def RevokeToken(
         self, request: auth_pb2.RevokeTokenRequest, context: Context

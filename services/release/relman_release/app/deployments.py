@@ -4,34 +4,28 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from relman_common.auth import Principal
 from relman_common.errors import FailedPrecondition
 from relman_common.manifest import Service
 from relman_common.vocabulary import DEPLOYMENT, RELEASE, check_id, validate_app_name, validate_text
 
-from relman_release.app.lookups import (
-    active_of,
-    app_named,
-    build_of,
-    latest_of,
-    new_release,
-    release_of,
-    with_status,
-)
+from relman_release.app import lookups
 from relman_release.app.results import Reported
 from relman_release.domain import composition
 from relman_release.domain.builds import deployable_services
 from relman_release.domain.deployments import judge_report
 from relman_release.domain.model import App, Deployable, DeploymentReport, Release
+from relman_release.domain.tokens import require_service
 from relman_release.ports import Repository, UnitOfWork
 
 
 def _deployable(repo: Repository, app: App, release: Release) -> Deployable:
-    build = build_of(repo, app, release.build_id) if release.build_id else None
+    build = lookups.build_of(repo, app, release.build_id) if release.build_id else None
     manifest, services = deployable_services(release, build)
-    active = active_of(repo, app, release)
+    active = lookups.active_of(repo, app, release)
     active_services: tuple[Service, ...] = ()
     if active is not None:
-        active_build = build_of(repo, app, active.build_id) if active.build_id else None
+        active_build = lookups.build_of(repo, app, active.build_id) if active.build_id else None
         _, active_services = deployable_services(active, active_build, check_env=False)
     return Deployable(
         release=release,
@@ -47,11 +41,11 @@ def get_deployable(uow: UnitOfWork, app_name: str, release_id: str = "") -> Depl
     with its services."""
     validate_app_name(app_name)
     with uow.read() as repo:
-        app = app_named(repo, app_name)
+        app = lookups.app_named(repo, app_name)
         if release_id:
-            release = release_of(repo, app, release_id)
+            release = lookups.release_of(repo, app, release_id)
         else:
-            latest = latest_of(repo, app)
+            latest = lookups.latest_of(repo, app)
             if latest is None:
                 raise FailedPrecondition(f"app {app.name} has no releases")
             release = latest
@@ -65,23 +59,27 @@ def create_rollback_release(
     it is known to be deployable."""
     validate_app_name(app_name)
     with uow.write() as repo:
-        app = app_named(repo, app_name, lock=True)
-        old = release_of(repo, app, release_id)
+        app = lookups.app_named(repo, app_name, lock=True)
+        old = lookups.release_of(repo, app, release_id)
         _deployable(repo, app, old)  # refuse before making a copy that cannot be deployed
         description = composition.rollback_description(old.id)
-        copy = new_release(uow, repo, app, old.build_id, old.env, description, actor)
+        copy = lookups.new_release(uow, repo, app, old.build_id, old.env, description, actor)
         return _deployable(repo, app, copy)
 
 
-def report_deployment(uow: UnitOfWork, report: DeploymentReport) -> Reported:
-    """Records what a Deployer says about a deployment (see domain.deployments)."""
+def report_deployment(
+    uow: UnitOfWork, caller: Principal | None, report: DeploymentReport
+) -> Reported:
+    """Records what a Deployer says about a deployment (see domain.deployments); only a
+    Deployer may say it."""
+    require_service(caller, "report deployments")
     validate_app_name(report.app)
     check_id(DEPLOYMENT, report.deployment_id, "deployment_id")
     check_id(RELEASE, report.release_id, "release_id")
     validate_text("reason", report.reason, max_length=4000, field="reason")
     with uow.write() as repo:
-        app = app_named(repo, report.app, lock=True)
-        release = release_of(repo, app, report.release_id)
+        app = lookups.app_named(repo, report.app, lock=True)
+        release = lookups.release_of(repo, app, report.release_id)
         effect = judge_report(app, release, report)
         if effect.becomes_current:
             repo.set_current_deployment(app.name, report.deployment_id, report.started)
@@ -95,4 +93,4 @@ def report_deployment(uow: UnitOfWork, report: DeploymentReport) -> Reported:
         if effect.activate:
             repo.set_active_release(app.name, release.id)
             app = replace(app, active_release_id=release.id)
-        return Reported(current=effect.current, release=with_status(release, app))
+        return Reported(current=effect.current, release=lookups.with_status(release, app))

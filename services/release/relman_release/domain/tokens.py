@@ -88,6 +88,16 @@ def require_admin(principal: Principal | None, doing: str) -> Principal:
     return principal
 
 
+def require_service(principal: Principal | None, doing: str) -> None:
+    """Only a Deployer (a service token) may do what only a Deployer knows to be true, such
+    as reporting a deployment's outcome; anyone may when authentication is off."""
+    if principal is not None and not principal.is_service:
+        raise PermissionDenied(
+            f"only service tokens (a Deployer's) may {doing} (this call used {principal.kind} "
+            f"token {principal.name})"
+        )
+
+
 def check_revocable(token: ApiToken, live_admins: list[str]) -> None:
     """Refuses to revoke the last live admin token: nobody could manage tokens afterwards."""
     if token.kind == ADMIN and token.live and live_admins == [token.name]:
