@@ -25,9 +25,9 @@ class Reporter:
     def __init__(self, releases: ReleaseClient) -> None:
         self._releases = releases
         # app -> the task sending its latest report
-        self._latest: dict[str, asyncio.Task[None]] = {}
+        self._latest: dict[str, asyncio.Task[str]] = {}
         # deployment id -> (its running report, whether it was sent)
-        self._running: dict[str, tuple[asyncio.Task[None], list[bool]]] = {}
+        self._running: dict[str, tuple[asyncio.Task[str], list[bool]]] = {}
 
     def running(self, d: Deployment) -> None:
         """Report that ``d`` runs, soon; nobody waits for it."""
@@ -35,12 +35,13 @@ class Reporter:
         task = self._soon(d, Outcome.RUNNING, "", on_send=lambda: sent.append(True))
         self._running[d.id] = (task, sent)
 
-    async def outcome(self, d: Deployment, outcome: Outcome, reason: str) -> None:
-        """Report how ``d`` ended, and wait until the Release service has it."""
+    async def outcome(self, d: Deployment, outcome: Outcome, reason: str) -> str:
+        """Report how ``d`` ended, and wait until the Release service has it; why it did not
+        take it ("" when it did: reports are retried while it is unavailable)."""
         running = self._running.pop(d.id, None)
         if running is not None and not running[0].done() and not running[1]:
             running[0].cancel()  # still waiting for its turn: the outcome replaces it
-        await self._soon(d, outcome, reason)
+        return await self._soon(d, outcome, reason)
 
     def forget(self, d: Deployment) -> None:
         """``d`` stopped running here (shutdown, lease lost): drop its pending ``running``."""
@@ -54,21 +55,23 @@ class Reporter:
         outcome: Outcome,
         reason: str,
         on_send: Callable[[], None] | None = None,
-    ) -> asyncio.Task[None]:
+    ) -> asyncio.Task[str]:
         before = self._latest.get(d.app)
 
-        async def send() -> None:
+        async def send() -> str:
             if before is not None and not before.done():
                 await asyncio.wait([before])
             try:
                 await self._releases.report(d, outcome, reason, on_send=on_send)
             except RelmanError as err:
                 log.error("deployment %s: reporting %s failed: %s", d.id, outcome.value, err)
+                return str(err)
+            return ""
 
         task = asyncio.create_task(send(), name=f"report-{d.id}-{outcome.value}")
         self._latest[d.app] = task
 
-        def done(finished: asyncio.Task[None]) -> None:
+        def done(finished: asyncio.Task[str]) -> None:
             if self._latest.get(d.app) is finished:
                 del self._latest[d.app]
 

@@ -149,8 +149,15 @@ class Runner:
     async def _finish(self, run: Run, step: Transition, reason: str) -> None:
         assert step.outcome is not None, f"{step} is not a final transition"
         d = run.deployment
-        await self._reporter.outcome(d, step.outcome, reason)
-        await self._events.flush()  # every event before the last is durable first
+        # The Release service has the outcome and every event before the last is durable
+        # before the end is written; neither of the two waits for the other.
+        refused, _ = await asyncio.gather(
+            self._reporter.outcome(d, step.outcome, reason), self._events.flush()
+        )
+        if refused:  # the cluster is as the outcome says; the Release service does not know
+            reason = "; ".join(
+                r for r in (reason, f"not recorded by the Release service: {refused}") if r
+            )
         final = run.final_events(step)
         ended = await self._store.finish(run.id, step.outcome, reason, self._clock(), final)
         if final:
