@@ -122,24 +122,32 @@ class Bench:
             with (
                 pg.fresh_database("release") as url,
                 pg.fresh_database("release_floor") as floor_url,
+                pg.fresh_database("release_echo_tx") as echo_tx_url,
             ):
                 floor = floors.PgInsertFloor(floor_url)
-                return await release.run(self.workdir, "release-pg", echo_addr, floor, url)
+                return await release.run(
+                    self.workdir, "release-pg", echo_addr, floor, url, echo_tx_url
+                )
 
         await self.section("release.sqlite", sqlite)
         await self.section("release.postgres", postgres)
 
     async def scale(self) -> None:
+        assert self.echo is not None
+        echo_addr = self.echo.addr
+
         async def sqlite() -> Any:
             self.needs("relman_release")
-            return await scale.run(self.workdir, "scale-sqlite", sizes(self.args.scale_sizes))
+            return await scale.run(
+                self.workdir, "scale-sqlite", sizes(self.args.scale_sizes), echo_addr
+            )
 
         async def postgres() -> Any:
             self.needs("relman_release")
             self.pg_or_fail()
             with pg.fresh_database("scale") as url:
                 return await scale.run(
-                    self.workdir, "scale-pg", sizes(self.args.pg_scale_sizes), url
+                    self.workdir, "scale-pg", sizes(self.args.pg_scale_sizes), echo_addr, url
                 )
 
         await self.section("scale.sqlite", sqlite)

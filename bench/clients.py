@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +27,9 @@ TOKENS: dict[str, str] = {}
 
 
 def _with_token(details: grpc.aio.ClientCallDetails, token: str) -> grpc.aio.ClientCallDetails:
+    metadata = grpc.aio.Metadata(*(details.metadata or ()), ("authorization", f"Bearer {token}"))
     return grpc.aio.ClientCallDetails(
-        details.method,
-        details.timeout,
-        [*(details.metadata or ()), ("authorization", f"Bearer {token}")],
-        details.credentials,
-        details.wait_for_ready,
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
     )
 
 
@@ -156,7 +153,7 @@ class StreamResult:
 
 
 async def consume(
-    stream: AsyncIterator[deployer_pb2.DeploymentUpdate], result: StreamResult | None = None
+    stream: AsyncIterable[deployer_pb2.DeploymentUpdate], result: StreamResult | None = None
 ) -> StreamResult:
     """Read a DeploymentUpdate stream to its end, noting what arrived and when."""
     res = result or StreamResult()

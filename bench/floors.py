@@ -125,8 +125,11 @@ async def echo_floor(addr: str) -> dict[str, Any]:
     return out
 
 
-def start_echo(workdir: Path) -> ServiceProcess:
-    echo = ServiceProcess("bench.echo_server", [], log_path=workdir / "echo.log")
+def start_echo(workdir: Path, name: str = "echo", pg_url: str = "") -> ServiceProcess:
+    """The echo server; with ``pg_url`` its ChangeEnv does a durable PostgreSQL write
+    transaction of the same shape as relman's (see bench.echo_server)."""
+    args = ["--pg-url", pg_url] if pg_url else []
+    echo = ServiceProcess("bench.echo_server", args, log_path=workdir / f"{name}.log")
     echo.start(loopback_addr())
     TOKENS[echo.addr] = tokens.generate()  # same metadata as a call to a relman service
     return echo

@@ -24,6 +24,7 @@ from bench.floors import (
     InsertFloor,
     create_release_op,
     env_change_op,
+    start_echo,
 )
 from bench.procs import ServiceProcess, loopback_addr, memory_kib
 from bench.seed import apps_with_builds
@@ -53,18 +54,27 @@ def app_for(client: int) -> str:
 
 
 async def in_turns(
-    addr: str, echo_addr: str, floor: InsertFloor, op: UnaryOp, clients: int
+    addr: str,
+    echo_addr: str,
+    floor: InsertFloor,
+    op: UnaryOp,
+    clients: int,
+    echo_tx_addr: str = "",
 ) -> tuple[dict[str, Any], int]:
-    """ROUNDS rounds of: the echo floor, the service, the durable insert floor.
+    """ROUNDS rounds of: the echo floor, [the echo floor with a durable write transaction per
+    call,] the service, the durable insert floor.
 
-    Returns the service's summary with its two floors, and the last call number used.
+    Returns the service's summary with its floors, and the last call number used.
     """
-    service, echo, insert = Timing(), Timing(), Timing()
+    service, echo, echo_tx, insert = Timing(), Timing(), Timing(), Timing()
     per_round = CALLS[clients] // ROUNDS
     first = 0
+    targets = [(echo_addr, echo), (addr, service)]
+    if echo_tx_addr:
+        targets.insert(1, (echo_tx_addr, echo_tx))
     for r in range(ROUNDS):
         warm = WARMUP[clients] if r == 0 else 0
-        for target, timing in ((echo_addr, echo), (addr, service)):
+        for target, timing in targets:
             timing.add(
                 await time_unary(
                     target,
@@ -82,10 +92,14 @@ async def in_turns(
         "floor_echo": echo.summary(clients),
         "floor_insert": insert.summary(clients),
     }
+    if echo_tx_addr:
+        summary["floor_echo_tx"] = echo_tx.summary(clients)
     return summary, first - 1
 
 
-async def measure(addr: str, echo_addr: str, floor: InsertFloor) -> dict[str, Any]:
+async def measure(
+    addr: str, echo_addr: str, floor: InsertFloor, echo_tx_addr: str = ""
+) -> dict[str, Any]:
     apps = [app_for(n) for n in range(max(CLIENTS))]
     seeded = await apps_with_builds(addr, apps, env=BASE_ENV)
     builds = {app: r.build.id for app, r in seeded.items()}
@@ -101,7 +115,8 @@ async def measure(addr: str, echo_addr: str, floor: InsertFloor) -> dict[str, An
     for name, op in ops.items():
         out[name] = {}
         for clients in CLIENTS:
-            summary, last = await in_turns(addr, echo_addr, floor, op, clients)
+            tx = echo_tx_addr if name == "env_change" else ""
+            summary, last = await in_turns(addr, echo_addr, floor, op, clients, tx)
             out[name][f"c{clients}"] = summary
             if name == "env_change":
                 await _check_env_kept(addr, [app_for(n) for n in range(clients)], last)
@@ -120,13 +135,24 @@ async def _check_env_kept(addr: str, apps: list[str], last: int) -> None:
 
 
 async def run(
-    workdir: Path, name: str, echo_addr: str, floor: InsertFloor, database_url: str = ""
+    workdir: Path,
+    name: str,
+    echo_addr: str,
+    floor: InsertFloor,
+    database_url: str = "",
+    echo_tx_url: str = "",
 ) -> dict[str, Any]:
+    """The service on ``database_url`` (SQLite when empty); with ``echo_tx_url`` (a PostgreSQL
+    database) env changes are also compared with an echo server writing there."""
     service = start_release(workdir, name, database_url)
+    echo_tx = start_echo(workdir, f"{name}-echo-tx", echo_tx_url) if echo_tx_url else None
     try:
         idle = memory_kib(service.pid)
-        result = await measure(service.addr, echo_addr, floor)
+        tx_addr = echo_tx.addr if echo_tx is not None else ""
+        result = await measure(service.addr, echo_addr, floor, tx_addr)
         result["memory_kib"] = {"idle": idle, "after_load": memory_kib(service.pid)}
         return result
     finally:
         service.stop()
+        if echo_tx is not None:
+            echo_tx.stop()

@@ -14,7 +14,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relman.v1 import release_pb2, release_pb2_grpc
 from relman_common.db import make_engine, normalize_url, sqlite_url
@@ -29,6 +29,9 @@ from bench.release import BASE_ENV, start_release
 from bench.seed import apps_with_builds
 from bench.stats import summarize_ms
 
+if TYPE_CHECKING:
+    from relman.v1.release_pb2_grpc import ReleaseServiceAsyncStub
+
 PAGE = 20
 WALK_PAGE = 1000  # the Release service's maximum page size
 CALLS = 200
@@ -38,6 +41,7 @@ BATCH = 20_000
 ALWAYS_SEED = 100_000
 MAX_SEED_S = 120.0
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+ECHO = "echo"  # the key of the echo floor's list timings
 
 
 def label(n: int) -> str:
@@ -120,25 +124,28 @@ def bulk_insert_releases(
 
 
 async def _timed_lists(
-    stub: release_pb2_grpc.ReleaseServiceStub, targets: dict[str, str]
+    calls: dict[str, tuple[ReleaseServiceAsyncStub, release_pb2.ListReleasesRequest]],
 ) -> dict[str, list[float]]:
-    """Samples of ListReleases(limit 20) for each (app -> page token), interleaved call by
-    call across apps so that load elsewhere on the machine weighs on every size alike."""
-    samples: dict[str, list[float]] = {app: [] for app in targets}
+    """Samples of each named ListReleases call (a stub and a request of ``PAGE`` releases),
+    interleaved call by call so that load elsewhere on the machine weighs on each alike."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
     for i in range(WARMUP + CALLS):
-        for app, token in targets.items():
-            request = release_pb2.ListReleasesRequest(app=app, limit=PAGE, page_token=token)
+        for name, (stub, request) in calls.items():
             t0 = time.perf_counter()
             response = await stub.ListReleases(request)
             elapsed = time.perf_counter() - t0
             if len(response.releases) != PAGE:
-                raise RuntimeError(f"{app}: a page of {PAGE} had {len(response.releases)}")
+                raise RuntimeError(f"{name}: a page of {PAGE} had {len(response.releases)}")
             if i >= WARMUP:
-                samples[app].append(elapsed)
+                samples[name].append(elapsed)
     return samples
 
 
-async def _deep_token(stub: release_pb2_grpc.ReleaseServiceStub, app: str, depth: int) -> str:
+def _list_request(app: str, token: str = "") -> release_pb2.ListReleasesRequest:
+    return release_pb2.ListReleasesRequest(app=app, limit=PAGE, page_token=token)
+
+
+async def _deep_token(stub: ReleaseServiceAsyncStub, app: str, depth: int) -> str:
     """The next_page_token after at least ``depth`` releases (bounded walk)."""
     token = ""
     seen = 0
@@ -155,11 +162,16 @@ async def _deep_token(stub: release_pb2_grpc.ReleaseServiceStub, app: str, depth
     return token
 
 
-async def measure_lists(addr: str, sizes: list[int], last_ids: dict[str, str]) -> dict[str, Any]:
+async def measure_lists(
+    addr: str, sizes: list[int], last_ids: dict[str, str], echo_addr: str
+) -> dict[str, Any]:
+    """First and deep pages of every size; the first pages in turns with the echo server's
+    ListReleases (a page of the same size and shape, read from nothing): the unary floor."""
     apps = {app_name(n): n for n in sizes}
     out: dict[str, Any] = {}
-    async with channel(addr) as ch:
+    async with channel(addr) as ch, channel(echo_addr) as echo_ch:
         stub = release_pb2_grpc.ReleaseServiceStub(ch)
+        echo = release_pb2_grpc.ReleaseServiceStub(echo_ch)
         deep: dict[str, str] = {}
         for app, n in apps.items():
             first = await stub.ListReleases(release_pb2.ListReleasesRequest(app=app, limit=PAGE))
@@ -176,15 +188,22 @@ async def measure_lists(addr: str, sizes: list[int], last_ids: dict[str, str]) -
                 "deep_depth": max(PAGE, n // 2),
                 "walk_to_deep_s": time.perf_counter() - walk_t0,
             }
-        first_pages = await _timed_lists(stub, {app: "" for app in apps})
-        deep_pages = await _timed_lists(stub, deep)
+        first_calls = {app: (stub, _list_request(app)) for app in apps}
+        first_calls[ECHO] = (echo, _list_request(app_name(min(sizes))))
+        first_pages = await _timed_lists(first_calls)
+        deep_pages = await _timed_lists(
+            {app: (stub, _list_request(app, t)) for app, t in deep.items()}
+        )
     for app, n in apps.items():
         out[label(n)]["first_page"] = summarize_ms(first_pages[app])
         out[label(n)]["deep_page"] = summarize_ms(deep_pages[app])
+    out[ECHO] = {"first_page": summarize_ms(first_pages[ECHO])}
     return out
 
 
-async def run(workdir: Path, name: str, sizes: list[int], database_url: str = "") -> dict[str, Any]:
+async def run(
+    workdir: Path, name: str, sizes: list[int], echo_addr: str, database_url: str = ""
+) -> dict[str, Any]:
     apps = [app_name(n) for n in sizes]
     url = database_url or sqlite_url((workdir / name / "release.db").resolve())
     service = start_release(workdir, name, database_url)
@@ -219,7 +238,7 @@ async def run(workdir: Path, name: str, sizes: list[int], database_url: str = ""
     service.start(loopback_addr())
     TOKENS[service.addr] = token
     try:
-        result = await measure_lists(service.addr, seeded_sizes, last_ids)
+        result = await measure_lists(service.addr, seeded_sizes, last_ids, echo_addr)
     finally:
         service.stop()
     for key, seconds in seed_s.items():

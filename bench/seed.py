@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import grpc
 from relman.v1 import release_pb2, release_pb2_grpc
 
 from bench.clients import channel
+
+if TYPE_CHECKING:
+    from relman.v1.release_pb2_grpc import ReleaseServiceAsyncStub
 
 
 def manifest(count: int = 1, minimum: int = 50, maximum: int = 200) -> str:
@@ -24,7 +28,7 @@ def manifest(count: int = 1, minimum: int = 50, maximum: int = 200) -> str:
 
 
 async def app_with_build(
-    stub: release_pb2_grpc.ReleaseServiceStub,
+    stub: ReleaseServiceAsyncStub,
     app: str,
     *,
     count: int = 1,

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 import grpc
-from relman.v1 import deployer_pb2, deployer_pb2_grpc
+from relman.v1 import deployer_pb2, deployer_pb2_grpc, types_pb2
 
 from bench.clients import TOKENS, StreamResult, channel, consume
 
@@ -61,7 +61,7 @@ def summarize(results: list[StreamResult]) -> dict[str, Any]:
             errors.append(res.error)
         elif (
             res.last is not None
-            and res.last.outcome != "running"
+            and res.last.outcome != types_pb2.OUTCOME_RUNNING
             and not (res.gaps_or_duplicates(last_seq))
         ):
             complete += 1

@@ -16,21 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import relman_common.setting
 from relman_common import settings
-from relman_common.settings import (
-    CLI,
-    DEPLOYER,
+from relman_common.setting import (
     NUMBER,
     OPTIONAL_PATH,
     PATH,
-    RELEASE,
     SECRET,
-    SETTINGS,
     SWITCH,
     TEXT,
     WHOLE_NUMBER,
     Setting,
+    add_flags,
 )
+from relman_common.settings import CLI, DEPLOYER, RELEASE, SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -178,7 +177,7 @@ def test_each_flag_defaults_from_its_variable_and_wins_over_it(
 ) -> None:
     def parse(environ: dict[str, str], argv: list[str]) -> Any:
         parser = argparse.ArgumentParser()
-        settings.add_flags(parser, program, environ=environ)
+        add_flags(parser, program, SETTINGS, environ=environ)
         return vars(parser.parse_args(argv))[flag.removeprefix("--").replace("-", "_")]
 
     assert parse({}, []) == setting.default
@@ -195,7 +194,7 @@ def test_each_flag_defaults_from_its_variable_and_wins_over_it(
 @pytest.mark.parametrize(("setting", "program", "flag"), FLAGS)
 def test_each_flag_help_names_its_variable(setting: Setting[Any], program: str, flag: str) -> None:
     parser = argparse.ArgumentParser()
-    settings.add_flags(parser, program, environ={})
+    add_flags(parser, program, SETTINGS, environ={})
     text = " ".join(parser.format_help().split())
     assert f"(env {setting.env}" in text, f"{program} {flag}"
 
@@ -212,9 +211,10 @@ def test_a_variable_outside_its_choices_is_a_usage_error(
 ) -> None:
     parser = argparse.ArgumentParser()
     with pytest.raises(SystemExit) as done:
-        settings.add_flags(
+        add_flags(
             parser,
             DEPLOYER,
+            SETTINGS,
             choices={"backend": ("sim", "kubernetes")},
             environ={"RELMAN_BACKEND": "k8s"},
         )
@@ -222,15 +222,16 @@ def test_a_variable_outside_its_choices_is_a_usage_error(
     assert "RELMAN_BACKEND must be one of sim, kubernetes, not 'k8s'" in capsys.readouterr().err
 
 
-def test_the_settings_doctests() -> None:
-    result = doctest.testmod(settings)
+@pytest.mark.parametrize("module", [relman_common.setting, settings], ids=lambda m: m.__name__)
+def test_the_settings_doctests(module: Any) -> None:
+    result = doctest.testmod(module)
     assert result.attempted and not result.failed
 
 
 def test_settings_import_nothing_heavy() -> None:
     """The CLI imports the settings on every command."""
     code = (
-        "import sys, relman_common.settings; "
+        "import sys, relman_common.settings, relman_common.setting; "
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     loaded = set(subprocess.check_output([sys.executable, "-c", code], text=True).split())

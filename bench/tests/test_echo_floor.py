@@ -10,7 +10,7 @@ import pytest
 from relman.v1 import deployer_pb2, deployer_pb2_grpc, release_pb2, release_pb2_grpc
 
 from bench.clients import TOKENS, channel, consume, run_unary
-from bench.echo_server import EchoDeployer, EchoRelease
+from bench.echo_server import Context, EchoDeployer, EchoRelease
 from bench.floors import env_change_op, stream_messages_per_s
 from bench.procs import free_port
 
@@ -46,8 +46,9 @@ async def test_stream_floor_delivers_every_event_of_every_stream(echo_addr: str)
     assert result["messages"] == 5 * (12 + 2)
 
 
-async def test_fanout_floor_gives_every_watcher_every_event_once(echo_addr: str) -> None:
-    deployment_id = "fanout:3:0,5,5,20"
+@pytest.mark.parametrize("mode", ["fanout", "fanout-all"])
+async def test_fanout_floor_gives_every_watcher_every_event_once(echo_addr: str, mode: str) -> None:
+    deployment_id = f"{mode}:3:0,5,5,20"
     async with channel(echo_addr) as ch:
         stub = deployer_pb2_grpc.DeployerServiceStub(ch)
         request = deployer_pb2.WatchRequest(deployment_id=deployment_id)
@@ -60,20 +61,34 @@ async def test_fanout_floor_gives_every_watcher_every_event_once(echo_addr: str)
         assert not res.gaps_or_duplicates(4)
 
 
+async def test_a_watcher_of_the_fanout_floor_that_comes_late_gets_the_missed_events_first(
+    echo_addr: str,
+) -> None:
+    deployment_id = "fanout:2:0,10"
+    async with channel(echo_addr) as ch:
+        stub = deployer_pb2_grpc.DeployerServiceStub(ch)
+        request = deployer_pb2.WatchRequest(deployment_id=deployment_id)
+        first = await asyncio.wait_for(consume(stub.Watch(request)), timeout=30)
+        late = await asyncio.wait_for(consume(stub.Watch(request)), timeout=30)
+    assert first.seqs == late.seqs == [1, 2]
+    assert late.received[0][1] < late.opened_at  # stamped before it connected: a replay
+
+
 class _MetadataEcho(deployer_pb2_grpc.DeployerServiceServicer):  # type: ignore[misc]
     """Answers with the authorization header it received, as the deployment id."""
 
     @staticmethod
-    def _auth(context: grpc.aio.ServicerContext) -> str:
-        return next((v for k, v in context.invocation_metadata() if k == "authorization"), "")
+    def _auth(context: Context) -> str:
+        metadata = context.invocation_metadata() or ()
+        return next((str(v) for k, v in metadata if k == "authorization"), "")
 
     async def GetDeployment(
-        self, request: deployer_pb2.GetDeploymentRequest, context: grpc.aio.ServicerContext
+        self, request: deployer_pb2.GetDeploymentRequest, context: Context
     ) -> deployer_pb2.Deployment:
         return deployer_pb2.Deployment(id=self._auth(context))
 
     async def Watch(
-        self, request: deployer_pb2.WatchRequest, context: grpc.aio.ServicerContext
+        self, request: deployer_pb2.WatchRequest, context: Context
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
         yield deployer_pb2.DeploymentUpdate(
             deployment=deployer_pb2.Deployment(id=self._auth(context))

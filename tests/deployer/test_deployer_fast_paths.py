@@ -4,6 +4,7 @@ per event, prioritised Release-service writes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -11,11 +12,12 @@ from pathlib import Path
 import pytest
 from relman_common.db import DbExecutor, make_engine, sqlite_url, writer
 from relman_common.errors import FailedPrecondition
+from relman_common.group_commit import GroupCommit
+from relman_common.lifecycle import Phase
 from relman_deployer.api.convert import UpdateMessages
-from relman_deployer.domain.model import Deployment, DeploymentEvent, Outcome
+from relman_deployer.domain.model import Deployment, DeploymentEvent, Outcome, PhaseChange
 from relman_deployer.events import EventHub, EventLog, watch
 from relman_deployer.release_client import WriteLimiter
-from relman_deployer.store.group_commit import GroupCommit
 from relman_deployer.store.repository import DeploymentStore, migrate
 from sqlalchemy import Connection, text
 
@@ -238,3 +240,95 @@ def test_only_a_whole_log_is_kept_after_the_end() -> None:
     hub.publish(d.id, events(d, range(3, 5)))
     hub.close(d.id, replace(d, outcome=Outcome.SUCCEEDED, last_seq=4))
     assert hub.ended_log(d.id, 0) is None
+
+
+async def test_a_watcher_of_a_deployment_live_here_starts_from_memory_as_it_is_stored(
+    store: DeploymentStore,
+) -> None:
+    d = deployment(1)
+    await store.start(d, "owner", T0 + TTL)
+    hub = EventHub()
+    log = EventLog(store, hub)
+    log.start()
+    hub.open(d.id, d.last_seq, d)
+    try:
+        first, second = events(d, range(1, 3))
+        log.append(first)
+        log.append(second, PhaseChange(d.id, Phase.ROLLING_BACK, "pods crash"))
+        await log.flush()
+        stored = await store.get(d.id)
+        assert hub.stored(d.id) == stored  # last_seq and reason as the database has them
+        with store.engine.begin() as conn:  # what a watcher reading the database would see
+            conn.execute(text("UPDATE deployments SET reason = 'read from the database'"))
+        seen: list[Deployment | DeploymentEvent] = []
+
+        async def follow() -> None:
+            async for item in watch(store, hub, d.id, 0):
+                seen.append(item)
+
+        watcher = asyncio.create_task(follow())
+        await eventually(lambda: len(seen) >= 3)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    finally:
+        await log.stop()
+    assert seen[0] == stored
+    assert [x.seq for x in seen[1:] if isinstance(x, DeploymentEvent)] == [1, 2]
+    hub.close(d.id)
+    assert hub.stored(d.id) is None
+
+
+async def test_a_watcher_waiting_for_nothing_looks_at_the_database_after_its_poll() -> None:
+    hub = EventHub()
+    sub = hub.subscribe("DAAAAAAAAAA")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    assert await asyncio.wait_for(hub.next(sub, 0.1), 5) is None
+    assert 0.1 <= loop.time() - start < 0.1 + 1.0
+    d = deployment(1)
+    sub.offer(events(d, range(1, 2)))
+    item = await hub.next(sub, 0.1)  # something waiting: handed over at once
+    assert isinstance(item, list) and item[0].seq == 1
+
+
+async def test_background_release_writes_never_take_more_than_their_share() -> None:
+    limiter = WriteLimiter(3, background=1)
+    gate = asyncio.Event()
+    order: list[str] = []
+
+    async def write(name: str, urgent: bool) -> None:
+        async with limiter.slot(urgent=urgent):
+            order.append(name)
+            await gate.wait()
+
+    tasks = [asyncio.create_task(write(f"b{i}", False)) for i in range(2)]
+    tasks += [asyncio.create_task(write(f"u{i}", True)) for i in range(2)]
+    await eventually(lambda: len(order) == 3)
+    assert order == ["b0", "u0", "u1"]  # b1 waits: one background write at a time
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert order == ["b0", "u0", "u1", "b1"]
+
+
+async def test_waiting_for_one_deployments_events_ends_once_they_are_durable_and_published(
+    store: DeploymentStore,
+) -> None:
+    d = deployment(1)
+    await store.start(d, "owner", T0 + TTL)
+    hub = EventHub()
+    log = EventLog(store, hub)
+    hub.open(d.id)
+    await asyncio.wait_for(log.durable(d.id), 5)  # nothing appended: nothing to wait for
+    for e in events(d, range(1, 4)):
+        log.append(e)
+    waiter = asyncio.create_task(log.durable(d.id))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()  # the writer has not run yet
+    log.start()
+    try:
+        await asyncio.wait_for(waiter, 10)
+        assert [e.seq for e in await store.events_after(d.id, 0)] == [1, 2, 3]
+        assert [e.seq for e in hub.subscribe_with_recent(d.id, 0)[1] or []] == [1, 2, 3]
+    finally:
+        await log.stop()

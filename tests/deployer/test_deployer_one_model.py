@@ -17,7 +17,7 @@ from relman_common.errors import EMPTY_MANIFEST
 from relman_common.grpc_errors import error_details
 from relman_common.manifest import HTTPS, Health, Port, Scale
 from relman_deployer.backends.base import AppSpec, check_spec
-from relman_deployer.backends.kubernetes_manifests import deployment_manifest, validate_spec
+from relman_deployer.backends.kubernetes.manifests import deployment_manifest, validate_spec
 
 from deployer.conftest import Stack
 from deployer.support import ACTOR, RecordingSim, read_stream, set_env

@@ -7,7 +7,16 @@ import doctest
 from types import ModuleType
 
 import pytest
-from relman_common import auth, errors, lifecycle, pb_enums, timestamps, vocabulary
+from relman_common import (
+    auth,
+    errors,
+    lifecycle,
+    messages,
+    pb_enums,
+    records,
+    timestamps,
+    vocabulary,
+)
 from relman_common.manifest import lines
 from relman_common.manifest import model as manifest_model
 from relman_common.manifest import parser as manifest_parser
@@ -29,6 +38,8 @@ MODULES = [
     lifecycle,
     pb_enums,
     errors,
+    records,
+    messages,
     manifest_parser,
     manifest_proto,
     lines,

@@ -3,6 +3,7 @@ listing row goes through. Each test pins down a behaviour the fast path must kee
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -12,13 +13,16 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
+from relman_common.db import DbExecutor
 from relman_common.errors import AlreadyExists, NotFound
 from relman_common.lifecycle import Outcome
+from relman_common.manifest import parse_manifest
 from relman_common.timestamps import timestamp
 from relman_common.vocabulary import DEPLOYMENT, new_id
 from relman_release.app import apps, builds, deployments, env, releases
+from relman_release.domain.builds import MAX_CACHED_MANIFEST_CHARS, parsed_manifest
 from relman_release.domain.model import DeploymentReport
-from relman_release.store.uow import SqlUnitOfWork, open_store
+from relman_release.store.uow import GroupedWrites, SqlUnitOfWork, open_store
 from sqlalchemy import event
 
 from .conftest import new_box
@@ -155,3 +159,44 @@ def test_timestamps_are_exactly_what_protobuf_from_datetime_gives(
     expected = Timestamp()
     expected.FromDatetime(value)
     assert timestamp(value) == expected
+
+
+async def test_writes_that_arrive_together_share_a_commit_and_each_stands_alone(
+    uow: SqlUnitOfWork,
+) -> None:
+    """Group commit: the writes queued while one commits are written in one transaction, each
+    in a savepoint of its own: a refused write undoes only itself, a later write sees an
+    earlier one, and every caller is answered once the transaction is committed."""
+    apps.create_app(uow, "myapp", "alice")
+    executor = DbExecutor(workers=2)
+    writes = GroupedWrites(uow, executor)
+    commits: list[object] = []
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    event.listen(uow.engine, "commit", committed)
+    try:
+        results = await asyncio.gather(
+            writes.run(apps.create_app, "other", "alice"),
+            writes.run(apps.create_app, "myapp", "alice"),  # refused: it exists
+            writes.run(env.change_env, "myapp", {"A": "1"}, [], False, "alice"),
+            writes.run(env.change_env, "myapp", {"B": "2"}, [], False, "alice"),
+            return_exceptions=True,
+        )
+    finally:
+        event.remove(uow.engine, "commit", committed)
+        writes.close()
+        executor.shutdown()
+    assert isinstance(results[1], AlreadyExists)
+    assert not any(isinstance(r, Exception) for i, r in enumerate(results) if i != 1)
+    assert apps.get_app(uow, "other").name == "other"
+    assert env.get_env(uow, "myapp").env == {"A": "1", "B": "2"}  # the second saw the first
+    assert len(commits) < 4  # four writes, fewer commits
+
+
+def test_a_parsed_manifest_is_kept_by_its_text_unless_it_is_long() -> None:
+    assert parsed_manifest(MANIFEST) is parsed_manifest(MANIFEST[:-1] + "\n")
+    assert parsed_manifest(MANIFEST) == parse_manifest(MANIFEST)
+    long = MANIFEST + "#" + "x" * MAX_CACHED_MANIFEST_CHARS + "\n"
+    assert parsed_manifest(long) is not parsed_manifest(long)

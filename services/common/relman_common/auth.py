@@ -19,7 +19,8 @@ from pathlib import Path
 
 from relman_common import tokens
 from relman_common.errors import Unauthenticated
-from relman_common.settings import DATA_DIR, DEPLOYER_TOKEN, TOKEN, Setting
+from relman_common.setting import Setting
+from relman_common.settings import DATA_DIR, DEPLOYER_TOKEN, TOKEN
 
 AUTHORIZATION_METADATA = "authorization"
 ON_BEHALF_OF_METADATA = "x-relman-on-behalf-of"

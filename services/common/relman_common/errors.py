@@ -15,7 +15,9 @@ google.rpc.BadRequest field violation):
 
 from __future__ import annotations
 
-# Stable reasons (ErrorInfo.reason). A class's own name is the reason when none is given.
+from typing import Any
+
+# Stable reasons (ErrorInfo.reason). Without one, an error has its class's: the gRPC code's name.
 APP_NOT_FOUND = "APP_NOT_FOUND"
 BUILD_NOT_FOUND = "BUILD_NOT_FOUND"
 RELEASE_NOT_FOUND = "RELEASE_NOT_FOUND"
@@ -42,6 +44,12 @@ class RelmanError(Exception):
 
     default_reason = "UNKNOWN"
 
+    def __init_subclass__(cls, *, reason: str = "", **kwargs: Any) -> None:
+        """``class NotFound(RelmanError, reason="NOT_FOUND")``: the subclass's default reason."""
+        super().__init_subclass__(**kwargs)
+        if reason:
+            cls.default_reason = reason
+
     def __init__(self, message: str = "", *, reason: str = "", field: str = "") -> None:
         super().__init__(message)
         self.reason = reason or self.default_reason
@@ -49,49 +57,33 @@ class RelmanError(Exception):
         self.field = field
 
 
-class InvalidArgument(RelmanError):
+class InvalidArgument(RelmanError, reason="INVALID_ARGUMENT"):
     """The request itself is malformed: a bad name, key, manifest or flag combination."""
 
-    default_reason = "INVALID_ARGUMENT"
 
-
-class NotFound(RelmanError):
+class NotFound(RelmanError, reason="NOT_FOUND"):
     """The app, build, release or deployment named does not exist (in that app)."""
 
-    default_reason = "NOT_FOUND"
 
-
-class AlreadyExists(RelmanError):
+class AlreadyExists(RelmanError, reason="ALREADY_EXISTS"):
     """The thing to create exists already."""
 
-    default_reason = "ALREADY_EXISTS"
 
-
-class FailedPrecondition(RelmanError):
+class FailedPrecondition(RelmanError, reason="FAILED_PRECONDITION"):
     """The request is well-formed but the system is not in a state that allows it."""
 
-    default_reason = "FAILED_PRECONDITION"
 
-
-class Unauthenticated(RelmanError):
+class Unauthenticated(RelmanError, reason="UNAUTHENTICATED"):
     """No credentials, or credentials that are not valid."""
 
-    default_reason = "UNAUTHENTICATED"
 
-
-class PermissionDenied(RelmanError):
+class PermissionDenied(RelmanError, reason="PERMISSION_DENIED"):
     """The caller is known but may not do this (e.g. only admin tokens manage tokens)."""
 
-    default_reason = "PERMISSION_DENIED"
 
-
-class ResourceExhausted(RelmanError):
+class ResourceExhausted(RelmanError, reason="RESOURCE_EXHAUSTED"):
     """Something is larger than a limit allows; the message names the limit."""
 
-    default_reason = "RESOURCE_EXHAUSTED"
 
-
-class Unavailable(RelmanError):
+class Unavailable(RelmanError, reason="UNAVAILABLE"):
     """A service this one depends on cannot be reached; retrying later may succeed."""
-
-    default_reason = "UNAVAILABLE"

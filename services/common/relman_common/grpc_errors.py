@@ -135,6 +135,14 @@ Handler = Callable[..., Any]
 # Any request and response types: the interceptor serves every method of a service.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 Handler_: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+# Each kind of handler: the attribute holding it, how gRPC makes one, whether it streams
+# its responses.
+_HANDLER_KINDS: tuple[tuple[str, Callable[..., Handler_], bool], ...] = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler, False),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler, True),
+)
 
 
 class _Request:
@@ -230,26 +238,15 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         raise AssertionError("context.abort returned")  # pragma: no cover
 
     def _wrap(self, handler: Handler_, method: str) -> Handler_:
-        kwargs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_single(handler.unary_unary, method), **kwargs
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._wrap_single(handler.stream_unary, method), **kwargs
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_streaming(handler.unary_stream, method), **kwargs
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                self._wrap_streaming(handler.stream_stream, method), **kwargs
-            )
+        for kind, make, streams in _HANDLER_KINDS:
+            inner = getattr(handler, kind)
+            if inner is not None:
+                wrap = self._wrap_streaming if streams else self._wrap_single
+                return make(
+                    wrap(inner, method),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
         return handler
 
     def _wrap_single(self, inner: Handler, method: str) -> Handler:

@@ -147,40 +147,21 @@ class Transition:
         return f"Status: {self.status[0].value} => {self.status[1].value}"
 
 
-S = AppStatus
+P, T, S, End = Phase, Trigger, AppStatus, Outcome
 TRANSITIONS: tuple[Transition, ...] = (
-    Transition(Phase.STARTING, Trigger.START, Phase.PENDING, (S.RUNNING, S.PENDING)),
-    Transition(Phase.PENDING, Trigger.APPLIED, Phase.UPDATING, (S.PENDING, S.UPDATING)),
-    Transition(
-        Phase.PENDING,
-        Trigger.PRE_ROLLOUT_FAILED,
-        Phase.ENDED,
-        (S.PENDING, S.RUNNING),
-        Outcome.FAILED,
-    ),
-    Transition(
-        Phase.UPDATING, Trigger.SUCCEEDED, Phase.ENDED, (S.UPDATING, S.RUNNING), Outcome.SUCCEEDED
-    ),
-    Transition(Phase.UPDATING, Trigger.FAILED, Phase.ROLLING_BACK, (S.UPDATING, S.ROLLBACK)),
-    Transition(Phase.UPDATING, Trigger.CANCELLED, Phase.ROLLING_BACK, (S.UPDATING, S.ROLLBACK)),
-    Transition(
-        Phase.ROLLING_BACK,
-        Trigger.RESTORED,
-        Phase.ENDED,
-        (S.ROLLBACK, S.RUNNING),
-        Outcome.ROLLED_BACK,
-    ),
-    Transition(
-        Phase.ROLLING_BACK,
-        Trigger.CANCEL_RESTORED,
-        Phase.ENDED,
-        (S.ROLLBACK, S.RUNNING),
-        Outcome.CANCELLED,
-    ),
-    Transition(Phase.ROLLING_BACK, Trigger.RESTORE_FAILED, Phase.ENDED, None, Outcome.FAILED),
+    # before, trigger, after, the StatusChange it writes, the outcome it ends in (End)
+    Transition(P.STARTING, T.START, P.PENDING, (S.RUNNING, S.PENDING)),
+    Transition(P.PENDING, T.APPLIED, P.UPDATING, (S.PENDING, S.UPDATING)),
+    Transition(P.PENDING, T.PRE_ROLLOUT_FAILED, P.ENDED, (S.PENDING, S.RUNNING), End.FAILED),
+    Transition(P.UPDATING, T.SUCCEEDED, P.ENDED, (S.UPDATING, S.RUNNING), End.SUCCEEDED),
+    Transition(P.UPDATING, T.FAILED, P.ROLLING_BACK, (S.UPDATING, S.ROLLBACK)),
+    Transition(P.UPDATING, T.CANCELLED, P.ROLLING_BACK, (S.UPDATING, S.ROLLBACK)),
+    Transition(P.ROLLING_BACK, T.RESTORED, P.ENDED, (S.ROLLBACK, S.RUNNING), End.ROLLED_BACK),
+    Transition(P.ROLLING_BACK, T.CANCEL_RESTORED, P.ENDED, (S.ROLLBACK, S.RUNNING), End.CANCELLED),
+    Transition(P.ROLLING_BACK, T.RESTORE_FAILED, P.ENDED, None, End.FAILED),
     *(
-        Transition(phase, Trigger.ERROR, Phase.ENDED, None, Outcome.FAILED)
-        for phase in (Phase.STARTING, Phase.PENDING, Phase.UPDATING, Phase.ROLLING_BACK)
+        Transition(phase, T.ERROR, P.ENDED, None, End.FAILED)
+        for phase in (P.STARTING, P.PENDING, P.UPDATING, P.ROLLING_BACK)
     ),
 )
 _TABLE = {(t.before, t.trigger): t for t in TRANSITIONS}

@@ -12,11 +12,9 @@ converts one or two per row.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-M = TypeVar("M")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -26,11 +24,3 @@ def timestamp(value: datetime) -> Timestamp:
         value = value.replace(tzinfo=UTC)
     delta = value - _EPOCH  # days may be negative; seconds and microseconds never are
     return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
-
-
-def set_times(message: M, **times: datetime | None) -> M:
-    """Set each optional Timestamp field of ``message`` that has a time; returns it."""
-    for name, value in times.items():
-        if value is not None:
-            getattr(message, name).CopyFrom(timestamp(value))
-    return message

@@ -8,7 +8,6 @@ restarted — resumes them at once. Nothing is rolled back just because the proc
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -17,8 +16,9 @@ from pathlib import Path
 from relman_common import tokens
 from relman_common.db import sqlite_url
 from relman_common.errors import RelmanError
-from relman_common.server import setup_logging
-from relman_common.settings import BACKEND, DEPLOYER, DEPLOYER_TOKEN, add_flags, check_rules
+from relman_common.server import run_service, setup_logging
+from relman_common.setting import add_flags, check_rules
+from relman_common.settings import BACKEND, DEPLOYER, DEPLOYER_TOKEN, SETTINGS
 from relman_common.tls import client_tls, server_tls
 
 from relman_deployer.api.server import DeployerService, Settings
@@ -32,7 +32,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="relman-deployer",
         description="The relman Deployer: promotions as streamed rolling deployments.",
     )
-    add_flags(parser, DEPLOYER, choices={BACKEND.name: BACKENDS})
+    add_flags(parser, DEPLOYER, SETTINGS, choices={BACKEND.name: BACKENDS})
     args = parser.parse_args(argv)
     try:
         args.tls = server_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
@@ -45,7 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         )
     except ValueError as err:
         parser.error(str(err))
-    check_rules(parser, args, DEPLOYER)
+    check_rules(parser, args, DEPLOYER, SETTINGS)
     return args
 
 
@@ -95,12 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if settings.auth and not settings.token:
         log.info("service token from %s", settings.token_file)
-    try:
-        asyncio.run(DeployerService(args.addr, settings).run_until_signal())
-    except (OSError, RelmanError) as err:
-        log.error("%s", err)
-        return 1
-    return 0
+    return run_service(lambda: DeployerService(args.addr, settings), log, (OSError, RelmanError))
 
 
 if __name__ == "__main__":

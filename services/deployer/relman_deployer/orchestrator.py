@@ -195,7 +195,7 @@ class Orchestrator:
     def _launch(self, deployment: Deployment, targets: Targets | None = None) -> None:
         run = Run(deployment, self.events, self._clock)
         self._runs[deployment.id] = run
-        self.hub.open(deployment.id, deployment.last_seq)
+        self.hub.open(deployment.id, deployment.last_seq, deployment)
         run.task = asyncio.create_task(self._execute(run, targets), name=f"deploy-{deployment.id}")
 
     async def _execute(self, run: Run, targets: Targets | None) -> None:

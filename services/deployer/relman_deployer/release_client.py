@@ -6,11 +6,13 @@ release's), then ReportDeployment twice (``running``, and the outcome); a rollba
 CreateRollbackRelease instead of GetDeployable. Reports are idempotent, so they are retried
 while the Release service is unavailable, up to a long deadline.
 
-Writes are sent at most ``MAX_WRITES_IN_FLIGHT`` at a time: the Release service serializes its
-writes anyway (one database write lock), and 200 deployments firing their writes at once only
-made its threads queue on that lock while its reads (GetDeployable of new promotes) waited
-behind them. Writes that decide when a client's stream ends (the final outcome, a rollback
-copy) go before the ``running`` reports, which the rollout does not wait for.
+Writes are sent at most ``MAX_WRITES_IN_FLIGHT`` at a time: 200 deployments firing their writes
+at once would only queue in the Release service (on SQLite it commits the writes that arrive
+together in one transaction, so a few dozen in flight make full batches; on PostgreSQL each
+takes a database connection). Writes that decide when a client's stream ends (the final
+outcome, a rollback copy) go before the ``running`` reports, which the rollout does not wait
+for, and of which only ``MAX_BACKGROUND_WRITES`` are in flight at once: under load most are
+still waiting when their deployment's outcome replaces them.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ log = logging.getLogger("relman.deployer.releases")
 T = TypeVar("T")
 
 CALL_TIMEOUT_SECONDS = 10.0
-MAX_WRITES_IN_FLIGHT = 2
+MAX_WRITES_IN_FLIGHT = 32
+# Of which ``running`` reports, which nobody waits for (and which an outcome ready before
+# they were sent replaces).
+MAX_BACKGROUND_WRITES = 2
 # How long a decided outcome keeps being offered to an unavailable Release service.
 RETRY_DEADLINE_SECONDS = 6 * 3600.0
 MAX_BACKOFF_SECONDS = 5.0
@@ -55,20 +60,22 @@ CHANNEL_OPTIONS = [
 
 
 class WriteLimiter:
-    """At most ``limit`` holders at once; waiting urgent callers are let in before the others.
+    """At most ``limit`` holders at once, of which at most ``background`` (default: all) are
+    not urgent; waiting urgent callers are let in before the others.
 
     Fair within each class (first come, first served).
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, background: int | None = None) -> None:
         self._free = limit
+        self._background_free = limit if background is None else min(background, limit)
         self._urgent: deque[asyncio.Future[None]] = deque()
         self._other: deque[asyncio.Future[None]] = deque()
 
     @contextlib.asynccontextmanager
     async def slot(self, *, urgent: bool) -> AsyncIterator[None]:
-        if self._free > 0 and not self._urgent and not self._other:
-            self._free -= 1
+        if self._free > 0 and not self._urgent and (urgent or self._may_admit_other()):
+            self._take(urgent)
         else:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             (self._urgent if urgent else self._other).append(waiter)
@@ -76,23 +83,39 @@ class WriteLimiter:
                 await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
-                    self._release()  # granted just as the caller was cancelled: pass it on
+                    self._release(urgent)  # granted just as the caller was cancelled: pass it on
                 else:
                     (self._urgent if urgent else self._other).remove(waiter)
                 raise
         try:
             yield
         finally:
-            self._release()
+            self._release(urgent)
 
-    def _release(self) -> None:
-        for waiters in (self._urgent, self._other):
-            while waiters:
-                waiter = waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)  # the slot passes straight to the waiter
-                    return
+    def _may_admit_other(self) -> bool:
+        return self._background_free > 0 and not self._other
+
+    def _take(self, urgent: bool) -> None:
+        self._free -= 1
+        if not urgent:
+            self._background_free -= 1
+
+    def _release(self, urgent: bool) -> None:
         self._free += 1
+        if not urgent:
+            self._background_free += 1
+        # Hand free slots straight to waiters: urgent ones first, the others within their cap.
+        while self._free > 0:
+            if self._urgent:
+                waiters, waiter_urgent = self._urgent, True
+            elif self._other and self._background_free > 0:
+                waiters, waiter_urgent = self._other, False
+            else:
+                return
+            waiter = waiters.popleft()
+            if not waiter.done():
+                self._take(waiter_urgent)
+                waiter.set_result(None)
 
 
 class ReleaseClient:
@@ -116,7 +139,7 @@ class ReleaseClient:
         self._stub = release_pb2_grpc.ReleaseServiceStub(self.channel)
         self._timeout = call_timeout
         self._retry_deadline = retry_deadline
-        self._writes = WriteLimiter(max_writes_in_flight)
+        self._writes = WriteLimiter(max_writes_in_flight, MAX_BACKGROUND_WRITES)
 
     async def close(self) -> None:
         await self.channel.close()

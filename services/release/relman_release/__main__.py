@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -11,8 +10,9 @@ from pathlib import Path
 
 from relman_common.db import sqlite_url
 from relman_common.secretbox import SecretBoxError
-from relman_common.server import setup_logging
-from relman_common.settings import RELEASE, add_flags, check_rules
+from relman_common.server import run_service, setup_logging
+from relman_common.setting import add_flags, check_rules
+from relman_common.settings import RELEASE, SETTINGS
 from relman_common.tls import ServerTls, server_tls
 
 from relman_release.api.server import create_service
@@ -24,9 +24,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="relman-release", description="The relman Release service (apps, builds, releases)."
     )
-    add_flags(parser, RELEASE)
+    add_flags(parser, RELEASE, SETTINGS)
     args = parser.parse_args(argv)
-    check_rules(parser, args, RELEASE)
+    check_rules(parser, args, RELEASE, SETTINGS)
     try:
         args.tls = tls_settings(args)
     except ValueError as err:
@@ -56,20 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("relman-release")
     url = database_url(args)
     log.info("database %s", url.split("@")[-1] if "@" in url else url)
-    try:
-        service = create_service(
+    return run_service(
+        lambda: create_service(
             args.addr,
             url,
             data_dir=args.data_dir,
             auth=args.auth,
             tls=args.tls,
             secret_key_file=args.secret_key_file,
-        )
-        asyncio.run(service.run_until_signal())
-    except (OSError, SecretBoxError) as err:
-        log.error("%s", err)
-        return 1
-    return 0
+        ),
+        log,
+        (OSError, SecretBoxError),
+    )
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from relman_common.lifecycle import Outcome
 
 from relman_release.domain.model import App, Build, Page, Release
 from relman_release.domain.tokens import ApiToken
+
+T = TypeVar("T")
 
 
 class Repository(Protocol):
@@ -91,3 +94,10 @@ class UnitOfWork(Protocol):
         ...
 
     def now(self) -> datetime: ...
+
+
+class Writes(Protocol):
+    async def run(self, use_case: Callable[..., T], *args: Any) -> T:
+        """``use_case(uow, *args)`` with a unit of work whose ``write()`` is committed before
+        this returns (possibly in one commit with other writes, each atomic on its own)."""
+        ...

@@ -27,7 +27,7 @@ from relman_deployer.backends.base import (
     RolloutStatus,
 )
 from relman_deployer.backends.kubernetes import KubernetesBackend, KubernetesObserver
-from relman_deployer.backends.kubernetes_manifests import decode_env
+from relman_deployer.backends.kubernetes.manifests import decode_env
 
 from tests.k8s_cluster import KubeCluster
 

@@ -23,13 +23,11 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 from relman_common.errors import InvalidArgument, Unauthenticated
 from relman_common.manifest import EnvSpec, Port, Scale, Service
-from relman_deployer.backends import (
-    kubernetes_errors,
-    kubernetes_manifests,
-    kubernetes_status,
-)
 from relman_deployer.backends.base import AppSpec, RolloutStatus, ServiceStatus
-from relman_deployer.backends.kubernetes_manifests import (
+from relman_deployer.backends.kubernetes import errors as kubernetes_errors
+from relman_deployer.backends.kubernetes import manifests as kubernetes_manifests
+from relman_deployer.backends.kubernetes import status as kubernetes_status
+from relman_deployer.backends.kubernetes.manifests import (
     RELEASE_ANNOTATION,
     deployment_manifest,
     namespace_manifest,
@@ -37,8 +35,8 @@ from relman_deployer.backends.kubernetes_manifests import (
     validate_prefix,
     validate_spec,
 )
-from relman_deployer.backends.kubernetes_status import EventTracker, rollout_status
-from relman_deployer.backends.kubernetes_watch import (
+from relman_deployer.backends.kubernetes.status import EventTracker, rollout_status
+from relman_deployer.backends.kubernetes.watch import (
     Changed,
     Failed,
     Listed,

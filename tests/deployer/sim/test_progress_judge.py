@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from relman_deployer.rollout import progress
-from relman_deployer.rollout.progress import (
+from relman_deployer.rollout import conditions, progress
+from relman_deployer.rollout.conditions import (
     AVAILABLE,
     FALSE,
     FOUND_NEW_REPLICA_SET,
@@ -25,14 +26,16 @@ from relman_deployer.rollout.progress import (
     TRUE,
     DeploymentCondition,
     DeploymentStatus,
+    get_condition,
+    new_condition,
+    set_condition,
+)
+from relman_deployer.rollout.progress import (
     Rollout,
     deployment_progressing,
     deployment_timed_out,
-    get_condition,
-    new_condition,
     new_replica_set_condition,
     requeue_after,
-    set_condition,
     sync_rollout_status,
 )
 
@@ -72,10 +75,11 @@ def with_progressing(status: DeploymentStatus, condition: DeploymentCondition) -
     return replace(status, conditions=(condition,))
 
 
-def test_worked_examples_in_doc_comments_hold() -> None:
+@pytest.mark.parametrize("module", [conditions, progress], ids=lambda m: m.__name__)
+def test_worked_examples_in_doc_comments_hold(module: Any) -> None:
     import doctest
 
-    result = doctest.testmod(progress)
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
 
 

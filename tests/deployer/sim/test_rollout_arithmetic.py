@@ -6,7 +6,7 @@ import doctest
 
 import pytest
 from relman_common.errors import InvalidArgument
-from relman_deployer.backends import sim_names
+from relman_deployer.backends.sim import names as sim_names
 from relman_deployer.rollout import (
     ReplicaSetCounts,
     RollingStrategy,

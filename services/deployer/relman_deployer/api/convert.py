@@ -1,42 +1,22 @@
-"""Domain values to protobuf messages (the only place that knows both)."""
+"""Domain values to protobuf messages (the only place that knows both; fields go to the
+message fields of their names, by :func:`relman_common.messages.to_message`)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
 from relman.v1 import deployer_pb2  # type: ignore[import-not-found]
-from relman_common.pb_enums import to_pb
-from relman_common.timestamps import set_times, timestamp
+from relman_common.messages import to_message
 
 from relman_deployer.domain.model import Deployment, DeploymentEvent
 
 
 def deployment_to_pb(d: Deployment) -> deployer_pb2.Deployment:
-    msg = deployer_pb2.Deployment(
-        id=d.id,
-        app=d.app,
-        release_id=d.release_id,
-        previous_release_id=d.previous_release_id,
-        actor=d.actor,
-        started=timestamp(d.started),
-        outcome=to_pb(d.outcome),
-        reason=d.reason,
-        last_seq=d.last_seq,
-        kind=to_pb(d.kind),
-        rollback_of=d.rollback_of,
-    )
-    return set_times(msg, ended=d.ended)
+    return to_message(deployer_pb2.Deployment, d)
 
 
 def event_to_pb(e: DeploymentEvent) -> deployer_pb2.DeploymentEvent:
-    return deployer_pb2.DeploymentEvent(
-        deployment_id=e.deployment_id,
-        seq=e.seq,
-        time=timestamp(e.time),
-        source=e.source,
-        reason=e.reason,
-        message=e.message,
-    )
+    return to_message(deployer_pb2.DeploymentEvent, e)
 
 
 def update_to_pb(item: Deployment | DeploymentEvent) -> deployer_pb2.DeploymentUpdate:

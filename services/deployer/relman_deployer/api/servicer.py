@@ -6,7 +6,8 @@ Closing a Promote, Rollback or Watch stream only detaches the watcher: the deplo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from relman.v1 import deployer_pb2, deployer_pb2_grpc  # type: ignore[import-not-found]
 from relman_common.actor import current_actor
@@ -25,26 +26,13 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
     async def Promote(
         self, request: deployer_pb2.PromoteRequest, context: Context
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
-        started = self._orchestrator.promote(
-            request.app,
-            request.release_id,
-            force=request.force,
-            timeout_seconds=request.timeout_seconds,
-            actor=current_actor(),
-        )
-        async for update in self._follow(await started, 0):
+        async for update in self._start(self._orchestrator.promote, request, force=request.force):
             yield update
 
     async def Rollback(
         self, request: deployer_pb2.RollbackRequest, context: Context
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
-        started = self._orchestrator.rollback(
-            request.app,
-            request.release_id,
-            timeout_seconds=request.timeout_seconds,
-            actor=current_actor(),
-        )
-        async for update in self._follow(await started, 0):
+        async for update in self._start(self._orchestrator.rollback, request):
             yield update
 
     async def Watch(
@@ -53,11 +41,25 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
         async for update in self._follow(request.deployment_id, request.after_seq):
             yield update
 
+    async def _start(
+        self, start: Callable[..., Awaitable[Deployment]], request: Any, **options: Any
+    ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
+        """``start`` (promote or rollback) a deployment of ``request.release_id`` in
+        ``request.app``, then its updates from the first until it ends."""
+        deployment = await start(
+            request.app,
+            request.release_id,
+            timeout_seconds=request.timeout_seconds,
+            actor=current_actor(),
+            **options,
+        )
+        async for update in self._follow(deployment.id, 0):
+            yield update
+
     async def _follow(
-        self, deployment: Deployment | str, after_seq: int
+        self, deployment_id: str, after_seq: int
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
         """The deployment's updates after ``after_seq`` until it ends, as stream messages."""
-        deployment_id = deployment if isinstance(deployment, str) else deployment.id
         async for item in self._orchestrator.watch(deployment_id, after_seq):
             yield self._updates(item)
 

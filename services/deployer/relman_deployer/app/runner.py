@@ -152,7 +152,7 @@ class Runner:
         # The Release service has the outcome and every event before the last is durable
         # before the end is written; neither of the two waits for the other.
         refused, _ = await asyncio.gather(
-            self._reporter.outcome(d, step.outcome, reason), self._events.flush()
+            self._reporter.outcome(d, step.outcome, reason), self._events.durable(d.id)
         )
         if refused:  # the cluster is as the outcome says; the Release service does not know
             reason = "; ".join(

@@ -23,7 +23,7 @@ from relman_common.vocabulary import (
 )
 
 from relman_deployer.rollout.arithmetic import deployment_complete
-from relman_deployer.rollout.progress import (
+from relman_deployer.rollout.conditions import (
     AVAILABLE,
     PROGRESSING,
     DeploymentCondition,

@@ -3,7 +3,9 @@
 A deployment running in this process also keeps its published events in memory (up to
 ``RECENT_EVENTS``). A watcher of it takes, in the same step as it subscribes (no ``await`` in
 between), the events published so far: those are its replay, and everything published later
-reaches its subscription, so 1,000 watchers opening at once cost no database reads. The last
+reaches its subscription, so 1,000 watchers opening at once cost no database reads (the hub
+also keeps each live deployment as stored after its last published events, which a watcher
+sends first). The last
 ``ENDED_KEPT`` deployments that ended here keep their whole log (and their final state) in
 memory a while longer: watchers that arrive just after the end read nothing from the
 database either.
@@ -14,14 +16,17 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 
-from relman_deployer.domain.model import Deployment, DeploymentEvent
+from relman_deployer.domain.model import Deployment, DeploymentEvent, PhaseChange
 
 SUBSCRIPTION_BUFFER = 10_000
 # Published events a live deployment keeps in memory for the replays of new watchers.
 RECENT_EVENTS = 10_000
 # Deployments that ended lately whose whole log stays in memory for late watchers.
 ENDED_KEPT = 64
+# How often the hub wakes the watchers that waited their whole poll interval for nothing.
+POLL_TICK_SECONDS = 0.05
 
 # What a subscription's queue holds: published events; ``None``: look at the database; a
 # Deployment: it ended this way, after the events published before (all durable).
@@ -52,9 +57,14 @@ class EventHub:
         self._subs: dict[str, set[Subscription]] = {}
         # Live deployments -> their published events, consecutive by seq (None: unknown).
         self._recent: dict[str, list[DeploymentEvent] | None] = {}
+        # Live deployments started here -> as stored once their published events were.
+        self._stored: dict[str, Deployment] = {}
         self._recent_max = recent_events
         # Deployments that ended here lately, with their whole log (neither changes any more).
         self._ended: OrderedDict[str, tuple[Deployment, list[DeploymentEvent]]] = OrderedDict()
+        # Subscriptions waiting in next() -> the loop time by which they look at the database.
+        self._waiting: dict[Subscription, float] = {}
+        self._ticker: asyncio.Task[None] | None = None
 
     def subscribe(self, deployment_id: str) -> Subscription:
         sub = Subscription(deployment_id)
@@ -89,6 +99,32 @@ class EventHub:
         ended, events = kept
         return ended, events[max(after_seq, 0) :]  # events[i].seq == i + 1
 
+    async def next(self, sub: Subscription, poll: float) -> Item:
+        """The next item of ``sub``; None (look at the database) when nothing came for about
+        ``poll`` seconds (up to POLL_TICK_SECONDS more). A wait arms no timer of its own: one
+        task wakes the subscriptions that waited too long (1,000 watchers of a deployment
+        used to arm and cancel 1,000 timers for every event published)."""
+        if not sub.queue.empty():
+            return sub.queue.get_nowait()
+        loop = asyncio.get_running_loop()
+        self._waiting[sub] = loop.time() + poll
+        if self._ticker is None or self._ticker.done():
+            self._ticker = loop.create_task(self._wake_idle(), name="watch-polls")
+        try:
+            return await sub.queue.get()
+        finally:
+            self._waiting.pop(sub, None)
+
+    async def _wake_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            await asyncio.sleep(POLL_TICK_SECONDS)
+            now = loop.time()
+            for sub, deadline in list(self._waiting.items()):
+                if deadline <= now:
+                    del self._waiting[sub]
+                    sub.offer(None)
+
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.deployment_id)
         if subs is not None:
@@ -96,19 +132,42 @@ class EventHub:
             if not subs:
                 del self._subs[sub.deployment_id]
 
-    def open(self, deployment_id: str, last_seq: int = 0) -> None:
+    def open(
+        self, deployment_id: str, last_seq: int = 0, started: Deployment | None = None
+    ) -> None:
         """The deployment runs in this process from now on: its events are published here.
 
         ``last_seq``: its events written before (by an instance it is resumed from); those are
-        not in memory, so a watcher asking for them replays from the database.
+        not in memory, so a watcher asking for them replays from the database. ``started``:
+        the deployment as stored when it started here (``last_seq`` 0).
         """
         self._recent[deployment_id] = [] if last_seq == 0 else None
+        if started is not None and last_seq == 0:
+            self._stored[deployment_id] = started
+
+    def stored(self, deployment_id: str) -> Deployment | None:
+        """A live deployment started here, as stored after the events published so far (those
+        :meth:`subscribe_with_recent` returns); None when the hub does not know it."""
+        return self._stored.get(deployment_id)
 
     def is_live(self, deployment_id: str) -> bool:
         return deployment_id in self._recent
 
-    def publish(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> None:
+    def publish(
+        self,
+        deployment_id: str,
+        events: Sequence[DeploymentEvent],
+        change: PhaseChange | None = None,
+    ) -> None:
+        """Committed ``events`` of the deployment (with the last phase ``change`` written with
+        them, if any): to its watchers."""
         self._remember(deployment_id, events)
+        stored = self._stored.get(deployment_id)
+        if stored is not None and events:
+            stored = replace(stored, last_seq=max(stored.last_seq, events[-1].seq))
+            if change is not None:
+                stored = replace(stored, phase=change.phase, reason=change.reason)
+            self._stored[deployment_id] = stored
         for sub in self._subs.get(deployment_id, ()):
             sub.offer(events)
 
@@ -129,6 +188,7 @@ class EventHub:
         """The deployment ended (``ended``: as stored when it ended, after every event of it
         was durable and published), or stopped running here: watchers look at the database."""
         recent = self._recent.pop(deployment_id, None)
+        self._stored.pop(deployment_id, None)
         item = ended if ended is not None and not ended.running else None
         if item is not None and recent is not None and _whole_log(recent, item.last_seq):
             self._ended[deployment_id] = (item, recent)

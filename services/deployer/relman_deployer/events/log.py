@@ -32,6 +32,10 @@ class EventLog:
         self._hub = hub
         self._queue: asyncio.Queue[Entry | asyncio.Future[None]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # Deployments with events appended but not yet written -> the last such seq, and who
+        # waits for them (durable()).
+        self._unwritten: dict[str, int] = {}
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-log")
@@ -46,17 +50,33 @@ class EventLog:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        for waiters in self._waiting.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(RuntimeError("the event log stopped"))
+        self._waiting.clear()
 
     def append(self, event: DeploymentEvent, phase: PhaseChange | None = None) -> None:
         """Queue ``event`` (and the phase it announces) for writing; watchers see it once it
         is durable."""
         self._queue.put_nowait((event, phase))
+        self._unwritten[event.deployment_id] = event.seq
 
     async def flush(self) -> None:
         """Wait until every event appended so far is durable and published."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(done)
         await done
+
+    async def durable(self, deployment_id: str) -> None:
+        """Wait until every event of ``deployment_id`` appended so far is durable and published
+        (or dropped: another instance wrote those seqs). Unlike :meth:`flush`, it does not
+        wait for other deployments' events, nor for a batch after the one holding its own."""
+        if deployment_id not in self._unwritten:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(deployment_id, []).append(waiter)
+        await waiter
 
     async def _run(self) -> None:
         while True:
@@ -66,11 +86,28 @@ class EventLog:
             entries = [item for item in batch if isinstance(item, tuple)]
             if entries:
                 written = await self._write(entries)
+                # Each deployment's last phase change written in the batch.
+                changes = {p.deployment_id: p for _, p in entries if p is not None}
                 for deployment_id, group in group_by_deployment(written).items():
-                    self._hub.publish(deployment_id, group)
+                    self._hub.publish(deployment_id, group, changes.get(deployment_id))
+                self._handled(entries)
             for item in batch:
                 if isinstance(item, asyncio.Future) and not item.done():
                     item.set_result(None)
+
+    def _handled(self, entries: list[Entry]) -> None:
+        """``entries`` are written (or dropped): wake who waits for their deployments, unless
+        more of a deployment's events were appended meanwhile."""
+        last: dict[str, int] = {}
+        for event, _ in entries:
+            last[event.deployment_id] = event.seq
+        for deployment_id, seq in last.items():
+            if self._unwritten.get(deployment_id, 0) > seq:
+                continue  # its later events are in the queue: waiters wait for those
+            self._unwritten.pop(deployment_id, None)
+            for waiter in self._waiting.pop(deployment_id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def _write(self, entries: list[Entry]) -> list[DeploymentEvent]:
         """Write ``entries``, retrying while the database is unavailable; the events written."""

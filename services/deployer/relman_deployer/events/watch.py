@@ -9,7 +9,6 @@ subscription.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from relman_deployer.domain.model import Deployment, DeploymentEvent
@@ -38,7 +37,9 @@ async def watch(
         return
     sub, recent = hub.subscribe_with_recent(deployment_id, after_seq)
     try:
-        deployment = await store.get(deployment_id)
+        # Live here: as stored after the events in `recent`, without reading the database.
+        known = hub.stored(deployment_id) if recent is not None else None
+        deployment = known if known is not None else await store.get(deployment_id)
         yield deployment
         last = after_seq
         while True:
@@ -65,12 +66,8 @@ async def watch(
             # Follow live events until something needs a look at the database.
             poll = LOCAL_POLL_SECONDS if hub.is_live(deployment_id) else REMOTE_POLL_SECONDS
             while True:
-                try:
-                    async with asyncio.timeout(poll):
-                        item = await sub.queue.get()
-                except TimeoutError:
-                    break
-                if item is None:
+                item = await hub.next(sub, poll)
+                if item is None:  # nothing for a while, or told to: look at the database
                     break
                 if isinstance(item, Deployment):
                     if item.last_seq == last:  # every event sent: no need to ask the database

@@ -13,16 +13,18 @@ from relman_deployer.rollout.arithmetic import (
     resolve_fenceposts,
     rolling_step,
 )
-from relman_deployer.rollout.progress import (
+from relman_deployer.rollout.conditions import (
     AVAILABLE,
     PROGRESS_DEADLINE_EXCEEDED,
     PROGRESSING,
     DeploymentCondition,
     DeploymentStatus,
+    get_condition,
+)
+from relman_deployer.rollout.progress import (
     Rollout,
     deployment_progressing,
     deployment_timed_out,
-    get_condition,
     new_replica_set_condition,
     requeue_after,
     sync_rollout_status,

@@ -8,20 +8,20 @@ from typing import TypeVar
 
 from relman_common.db import DbExecutor, is_postgres, upgrade, writer
 from relman_common.errors import DEPLOYMENT_NOT_FOUND, NotFound
-from relman_common.lifecycle import Outcome
+from relman_common.group_commit import GroupCommit
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection, RowMapping
 
 from relman_deployer.domain.model import Deployment
 from relman_deployer.store import rows
-from relman_deployer.store.group_commit import GroupCommit
-from relman_deployer.store.tables import deploy_leases, deployments
+from relman_deployer.store import statements as q
+from relman_deployer.store.tables import deployments
 
 T = TypeVar("T")
 
 MIGRATIONS = "relman_deployer.store:migrations"
 VERSION_TABLE = "deployer_alembic_version"
-RUNNING = Outcome.RUNNING.value
+RUNNING = q.RUNNING
 
 
 def migrate(engine: Engine) -> None:
@@ -30,12 +30,16 @@ def migrate(engine: Engine) -> None:
 
 class StoreBase:
     """All SQL runs in ``executor``'s threads; writes on SQLite share commits (see
-    :mod:`~relman_deployer.store.group_commit`)."""
+    :mod:`relman_common.group_commit`)."""
 
     def __init__(self, engine: Engine, executor: DbExecutor) -> None:
         self.engine = engine
         self._executor = executor
         self._writes = GroupCommit(writer(engine), executor, grouped=not is_postgres(engine))
+
+    def close(self) -> None:
+        """Give back the connection kept for grouped writes; call before disposing the engine."""
+        self._writes.close()
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         def run() -> T:
@@ -51,18 +55,11 @@ class StoreBase:
 
 
 def lease_for_update(conn: Connection, app: str) -> RowMapping | None:
-    query = select(deploy_leases).where(deploy_leases.c.app == app).with_for_update()
-    return conn.execute(query).mappings().first()
+    return conn.execute(q.LEASE_FOR_UPDATE, {"p_app": app}).mappings().first()
 
 
 def running_of_app(conn: Connection, app: str) -> Deployment | None:
-    query = (
-        select(deployments)
-        .where(deployments.c.app == app, deployments.c.outcome == RUNNING)
-        .order_by(deployments.c.started)
-        .limit(1)
-    )
-    row = conn.execute(query).mappings().first()
+    row = conn.execute(q.RUNNING_OF_APP, {"p_app": app}).mappings().first()
     return rows.deployment(row) if row is not None else None
 
 
@@ -72,8 +69,7 @@ def is_running(conn: Connection, deployment_id: str) -> bool:
 
 
 def get(conn: Connection, deployment_id: str) -> Deployment:
-    row = conn.execute(select(deployments).where(deployments.c.id == deployment_id)).mappings()
-    first = row.first()
+    first = conn.execute(q.GET, {"p_id": deployment_id}).mappings().first()
     if first is None:
         raise NotFound(
             f"deployment not found: {deployment_id}",

@@ -8,15 +8,16 @@ from typing import Any
 
 from relman_common.errors import FailedPrecondition
 from relman_common.lifecycle import Outcome, Phase
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from relman_deployer.domain.guards import app_busy, check_cancellable, no_running_deployment
 from relman_deployer.domain.model import Deployment, DeploymentEvent
 from relman_deployer.store import base, rows
-from relman_deployer.store.base import RUNNING, StoreBase
-from relman_deployer.store.tables import deploy_leases, deployment_events, deployments
+from relman_deployer.store import statements as q
+from relman_deployer.store.base import StoreBase
+from relman_deployer.store.tables import deployments
 
 
 class DeploymentQueries(StoreBase):
@@ -28,20 +29,13 @@ class DeploymentQueries(StoreBase):
             running = base.running_of_app(conn, deployment.app)
             if running is not None:
                 raise app_busy(running)
-            values = {
-                "owner": owner,
-                "deployment_id": deployment.id,
-                "expires_at": lease_until,
-            }
+            mine = {"owner": owner, "deployment_id": deployment.id, "expires_at": lease_until}
             if lease is None:
-                conn.execute(insert(deploy_leases).values(app=deployment.app, **values))
+                conn.execute(q.INSERT_LEASE, {**mine, "app": deployment.app})
             else:  # left behind by a deployment that ended: take it over
-                conn.execute(
-                    update(deploy_leases)
-                    .where(deploy_leases.c.app == deployment.app)
-                    .values(values)
-                )
-            conn.execute(insert(deployments).values(rows.deployment_row(deployment)))
+                taken = {f"p_{key}": value for key, value in mine.items()}
+                conn.execute(q.TAKE_LEASE, {**taken, "p_app": deployment.app})
+            conn.execute(q.INSERT_DEPLOYMENT, rows.deployment_row(deployment))
 
         try:
             await self._write(run)
@@ -65,24 +59,19 @@ class DeploymentQueries(StoreBase):
         its last status line has ended, and one that did not is resumed before it."""
 
         def run(conn: Connection) -> Deployment:
-            if final:
-                conn.execute(insert(deployment_events), [rows.event_row(e) for e in final])
-            values: dict[str, Any] = {
-                "outcome": outcome.value,
-                "reason": reason,
-                "ended": ended,
-                "phase": Phase.ENDED.value,
+            params: dict[str, Any] = {
+                "p_id": deployment_id,
+                "p_outcome": outcome.value,
+                "p_reason": reason,
+                "p_ended": ended,
+                "p_phase": Phase.ENDED.value,
             }
             if final:
-                values["last_seq"] = final[-1].seq
-            conn.execute(
-                update(deployments)
-                .where(deployments.c.id == deployment_id, deployments.c.outcome == RUNNING)
-                .values(values)
-            )
-            conn.execute(
-                delete(deploy_leases).where(deploy_leases.c.deployment_id == deployment_id)
-            )
+                conn.execute(q.INSERT_EVENTS, [rows.event_row(e) for e in final])
+                conn.execute(q.END_AT_SEQ, {**params, "p_last_seq": final[-1].seq})
+            else:
+                conn.execute(q.END, params)
+            conn.execute(q.FREE_LEASE, {"p_deployment_id": deployment_id})
             return base.get(conn, deployment_id)
 
         try:

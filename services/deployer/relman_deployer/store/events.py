@@ -7,14 +7,13 @@ import functools
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from relman_deployer.domain.model import DeploymentEvent, PhaseChange
 from relman_deployer.store import rows
-from relman_deployer.store.base import RUNNING, StoreBase
-from relman_deployer.store.tables import deployment_events, deployments
+from relman_deployer.store import statements as q
+from relman_deployer.store.base import StoreBase
 
 log = logging.getLogger("relman.deployer.store")
 
@@ -59,17 +58,9 @@ class EventQueries(StoreBase):
         self, deployment_id: str, after_seq: int, limit: int | None = None
     ) -> list[DeploymentEvent]:
         def run(conn: Connection) -> list[DeploymentEvent]:
-            query = (
-                select(deployment_events)
-                .where(
-                    deployment_events.c.deployment_id == deployment_id,
-                    deployment_events.c.seq > after_seq,
-                )
-                .order_by(deployment_events.c.seq)
-            )
-            if limit is not None:
-                query = query.limit(limit)
-            return [rows.event(row) for row in conn.execute(query).mappings()]
+            params = {"p_id": deployment_id, "p_after": after_seq, "p_limit": limit}
+            query = q.EVENTS_AFTER if limit is None else q.EVENTS_AFTER_LIMITED
+            return [rows.event(row) for row in conn.execute(query, params).mappings()]
 
         return await self._read(run)
 
@@ -78,19 +69,15 @@ def _append(
     conn: Connection, events: Sequence[DeploymentEvent], phases: Sequence[PhaseChange]
 ) -> None:
     if events:
-        conn.execute(insert(deployment_events), [rows.event_row(e) for e in events])
+        conn.execute(q.INSERT_EVENTS, [rows.event_row(e) for e in events])
     last: dict[str, int] = {}
     for event in events:
         last[event.deployment_id] = max(last.get(event.deployment_id, 0), event.seq)
-    for deployment_id, seq in last.items():
-        conn.execute(
-            update(deployments)
-            .where(deployments.c.id == deployment_id, deployments.c.last_seq < seq)
-            .values(last_seq=seq)
-        )
-    for change in phases:
-        conn.execute(
-            update(deployments)
-            .where(deployments.c.id == change.deployment_id, deployments.c.outcome == RUNNING)
-            .values(phase=change.phase.value, reason=change.reason)
-        )
+    if last:
+        conn.execute(q.ADVANCE_LAST_SEQ, [{"p_id": d, "p_seq": seq} for d, seq in last.items()])
+    if phases:
+        changes = [
+            {"p_id": c.deployment_id, "p_phase": c.phase.value, "p_reason": c.reason}
+            for c in phases
+        ]
+        conn.execute(q.ENTER_PHASE, changes)  # in order: the last change of each one stays

@@ -1,4 +1,5 @@
-"""Rows of the Deployer's tables to domain values and back, and the listing's page token."""
+"""Rows of the Deployer's tables to domain values and back (by :mod:`relman_common.records`:
+a column holds the field of its name), and the listing's page token."""
 
 from __future__ import annotations
 
@@ -10,72 +11,26 @@ from typing import Any
 
 from relman_common.clock import as_utc
 from relman_common.errors import InvalidArgument
-from relman_common.lifecycle import Kind, Outcome, Phase
+from relman_common.records import from_row, to_row
 from sqlalchemy.engine import RowMapping
 
 from relman_deployer.domain.model import Deployment, DeploymentEvent
 
 
 def deployment_row(d: Deployment) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "app": d.app,
-        "release_id": d.release_id,
-        "previous_release_id": d.previous_release_id,
-        "actor": d.actor,
-        "kind": d.kind.value,
-        "rollback_of": d.rollback_of,
-        "started": d.started,
-        "ended": d.ended,
-        "outcome": d.outcome.value,
-        "reason": d.reason,
-        "phase": d.phase.value,
-        "timeout_seconds": d.timeout_seconds,
-        "last_seq": d.last_seq,
-        "cancelled_by": d.cancelled_by,
-    }
+    return to_row(d)
 
 
 def deployment(row: RowMapping) -> Deployment:
-    return Deployment(
-        id=row["id"],
-        app=row["app"],
-        release_id=row["release_id"],
-        previous_release_id=row["previous_release_id"],
-        actor=row["actor"],
-        kind=Kind(row["kind"]),
-        rollback_of=row["rollback_of"],
-        started=as_utc(row["started"]),
-        ended=as_utc(row["ended"]) if row["ended"] is not None else None,
-        outcome=Outcome(row["outcome"]),
-        reason=row["reason"],
-        phase=Phase(row["phase"]),
-        timeout_seconds=int(row["timeout_seconds"]),
-        last_seq=int(row["last_seq"]),
-        cancelled_by=row["cancelled_by"],
-    )
+    return from_row(Deployment, row)
 
 
 def event_row(e: DeploymentEvent) -> dict[str, Any]:
-    return {
-        "deployment_id": e.deployment_id,
-        "seq": e.seq,
-        "time": e.time,
-        "source": e.source,
-        "reason": e.reason,
-        "message": e.message,
-    }
+    return to_row(e)
 
 
 def event(row: RowMapping) -> DeploymentEvent:
-    return DeploymentEvent(
-        deployment_id=row["deployment_id"],
-        seq=int(row["seq"]),
-        time=as_utc(row["time"]),
-        source=row["source"],
-        reason=row["reason"],
-        message=row["message"],
-    )
+    return from_row(DeploymentEvent, row)
 
 
 def group_by_deployment(events: Iterable[DeploymentEvent]) -> dict[str, list[DeploymentEvent]]:

@@ -1,4 +1,5 @@
-"""Domain objects to protos. Nothing else lives here."""
+"""Domain objects to protos (fields to the message fields of their names, by
+:func:`relman_common.messages.to_message`). Nothing else lives here."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from relman_common.clock import as_utc
 from relman_common.errors import InvalidArgument
 from relman_common.lifecycle import Outcome, TokenKind
 from relman_common.manifest.proto import release_command_to_pb, service_to_pb
+from relman_common.messages import to_message
 from relman_common.pb_enums import from_pb, to_pb
-from relman_common.timestamps import set_times, timestamp
 
 from relman_release.app.results import (
     EnvChanged,
@@ -25,13 +26,7 @@ from relman_release.domain.tokens import ApiToken
 
 
 def app_pb(app: App) -> release_pb2.App:
-    return release_pb2.App(
-        name=app.name,
-        created=timestamp(app.created),
-        active_release_id=app.active_release_id,
-        latest_release_id=app.latest_release_id,
-        actor=app.actor,
-    )
+    return to_message(release_pb2.App, app)
 
 
 def apps_pb(apps: list[App]) -> release_pb2.ListAppsResponse:
@@ -39,33 +34,11 @@ def apps_pb(apps: list[App]) -> release_pb2.ListAppsResponse:
 
 
 def build_pb(build: Build) -> release_pb2.Build:
-    pb = release_pb2.Build(
-        id=build.id,
-        app=build.app,
-        manifest=build.manifest,
-        images=dict(build.images),
-        description=build.description,
-        git_sha=build.git_sha,
-        status=to_pb(build.status),
-        created=timestamp(build.created),
-        actor=build.actor,
-    )
-    return set_times(pb, started=build.started, ended=build.ended)
+    return to_message(release_pb2.Build, build)
 
 
 def release_pb(release: Release) -> release_pb2.Release:
-    return release_pb2.Release(
-        id=release.id,
-        app=release.app,
-        build_id=release.build_id,
-        env=dict(release.env),
-        description=release.description,
-        created=timestamp(release.created),
-        status=to_pb(release.status),
-        actor=release.actor,
-        last_deployment_id=release.last_deployment_id,
-        last_deployment_outcome=to_pb(release.last_deployment_outcome),
-    )
+    return to_message(release_pb2.Release, release)
 
 
 def builds_pb(listing: Listing[Build]) -> release_pb2.ListBuildsResponse:
@@ -111,14 +84,7 @@ def _env_changes(diff: EnvDiff) -> dict[str, list[release_pb2.EnvChange]]:
 
 
 def release_diff_pb(diff: ReleaseDiff) -> release_pb2.ReleaseDiff:
-    return release_pb2.ReleaseDiff(
-        from_id=diff.from_id,
-        to_id=diff.to_id,
-        from_build_id=diff.from_build_id,
-        to_build_id=diff.to_build_id,
-        build_changed=diff.build_changed,
-        **_env_changes(diff.env),
-    )
+    return to_message(release_pb2.ReleaseDiff, diff, **_env_changes(diff.env))
 
 
 def deployable_pb(deployable: Deployable) -> release_pb2.Deployable:
@@ -177,13 +143,7 @@ def reported_pb(reported: Reported) -> release_pb2.ReportDeploymentResponse:
 
 
 def token_pb(token: ApiToken) -> auth_pb2.Token:
-    pb = auth_pb2.Token(
-        name=token.name,
-        kind=to_pb(TokenKind(token.kind)),
-        created=timestamp(token.created),
-        actor=token.actor,
-    )
-    return set_times(pb, revoked=token.revoked)
+    return to_message(auth_pb2.Token, token, kind=to_pb(TokenKind(token.kind)))
 
 
 def tokens_pb(tokens: list[ApiToken]) -> auth_pb2.ListTokensResponse:

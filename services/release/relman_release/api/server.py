@@ -14,7 +14,7 @@ from relman.v1 import (  # type: ignore[import-not-found]
     release_pb2_grpc,
 )
 from relman_common import tokens
-from relman_common.db import DbExecutor
+from relman_common.db import DbExecutor, is_postgres
 from relman_common.secretbox import SecretBox
 from relman_common.server import Service
 from relman_common.settings import DATA_DIR
@@ -23,7 +23,7 @@ from relman_common.tls import ServerTls
 from relman_release.api.auth import store_authenticator
 from relman_release.api.servicer import ReleaseServicer, TokenServicer
 from relman_release.app import tokens as token_services
-from relman_release.store.uow import SqlUnitOfWork, open_store
+from relman_release.store.uow import GroupedWrites, SqlUnitOfWork, open_store
 
 SERVICE_NAME = release_pb2.DESCRIPTOR.services_by_name["ReleaseService"].full_name
 TOKEN_SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name
@@ -42,8 +42,10 @@ def build_service(
     pool and the engine. With ``auth`` every call but health and reflection needs a token."""
     executor = DbExecutor(workers=workers, name="release-db")
     authenticate = store_authenticator(uow, executor) if auth else None
-    servicer = ReleaseServicer(uow, executor)
-    token_servicer = TokenServicer(uow, executor, authenticate)
+    # Group commit on SQLite only (on PostgreSQL, see relman_common.group_commit).
+    writes = None if is_postgres(uow.engine) else GroupedWrites(uow, executor)
+    servicer = ReleaseServicer(uow, executor, writes)
+    token_servicer = TokenServicer(uow, executor, authenticate, writes)
 
     def register(server: grpc.aio.Server) -> None:
         release_pb2_grpc.add_ReleaseServiceServicer_to_server(servicer, server)
@@ -51,6 +53,8 @@ def build_service(
 
     async def on_stop() -> None:
         executor.shutdown()
+        if writes is not None:
+            writes.close()
         uow.engine.dispose()
 
     return Service(

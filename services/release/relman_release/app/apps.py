@@ -5,7 +5,7 @@ from __future__ import annotations
 from relman_common.errors import APP_EXISTS, AlreadyExists
 from relman_common.vocabulary import validate_app_name
 
-from relman_release.app.lookups import app_named
+from relman_release.app import lookups
 from relman_release.domain.model import App
 from relman_release.ports import UnitOfWork
 
@@ -23,7 +23,7 @@ def create_app(uow: UnitOfWork, name: str, actor: str) -> App:
 def get_app(uow: UnitOfWork, name: str) -> App:
     validate_app_name(name, "name")
     with uow.read() as repo:
-        return app_named(repo, name, field="name")
+        return lookups.app_named(repo, name, field="name")
 
 
 def list_apps(uow: UnitOfWork) -> list[App]:
@@ -35,5 +35,5 @@ def delete_app(uow: UnitOfWork, name: str) -> None:
     """Removes the app with all its builds and releases, in one transaction."""
     validate_app_name(name, "name")
     with uow.write() as repo:
-        app_named(repo, name, lock=True, field="name")
+        lookups.app_named(repo, name, lock=True, field="name")
         repo.delete_app(name)

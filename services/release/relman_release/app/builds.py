@@ -14,14 +14,7 @@ from relman_common.vocabulary import (
     validate_text,
 )
 
-from relman_release.app.lookups import (
-    active_of,
-    app_named,
-    build_of,
-    latest_of,
-    listing,
-    new_release,
-)
+from relman_release.app import lookups
 from relman_release.app.results import ImportedBuild, Listing
 from relman_release.domain import composition
 from relman_release.domain.builds import validate_images
@@ -44,9 +37,9 @@ def import_build(
     validate_text("description", description, field="description")
     validate_text("git sha", git_sha, max_length=MAX_GIT_SHA, field="git_sha")
     with uow.write() as repo:
-        app = app_named(repo, app_name, lock=True)
-        latest = latest_of(repo, app)
-        active = active_of(repo, app, latest)
+        app = lookups.app_named(repo, app_name, lock=True)
+        latest = lookups.latest_of(repo, app)
+        active = lookups.active_of(repo, app, latest)
         now = uow.now()
         build = Build(
             id=new_id(BUILD),
@@ -63,7 +56,7 @@ def import_build(
         )
         repo.add_build(build)
         env = latest.env if latest is not None else {}
-        release = new_release(uow, repo, app, build.id, env, description, actor)
+        release = lookups.new_release(uow, repo, app, build.id, env, description, actor)
         warning = composition.unpromoted_env_warning(latest, active)
         return ImportedBuild(build=build, release=release, warning=warning)
 
@@ -71,11 +64,11 @@ def import_build(
 def get_build(uow: UnitOfWork, app_name: str, build_id: str) -> Build:
     validate_app_name(app_name)
     with uow.read() as repo:
-        return build_of(repo, app_named(repo, app_name), build_id, field="id")
+        return lookups.build_of(repo, lookups.app_named(repo, app_name), build_id, field="id")
 
 
 def list_builds(uow: UnitOfWork, app_name: str, limit: int, page_token: str) -> Listing[Build]:
-    return listing(
+    return lookups.listing(
         uow,
         "builds",
         app_name,

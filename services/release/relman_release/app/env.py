@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from relman_common.vocabulary import validate_app_name
 
-from relman_release.app.lookups import active_of, app_named, latest_of, new_release, release_of
+from relman_release.app import lookups
 from relman_release.app.results import EnvChanged, EnvView
 from relman_release.domain import composition
 from relman_release.domain.env import NO_CHANGE, apply_env_change, validate_change
@@ -17,8 +17,12 @@ def get_env(uow: UnitOfWork, app_name: str, release_id: str = "") -> EnvView:
     """The env of ``release_id``, or of the app's latest release (empty when it has none)."""
     validate_app_name(app_name)
     with uow.read() as repo:
-        app = app_named(repo, app_name)
-        release = release_of(repo, app, release_id) if release_id else latest_of(repo, app)
+        app = lookups.app_named(repo, app_name)
+        release = (
+            lookups.release_of(repo, app, release_id)
+            if release_id
+            else lookups.latest_of(repo, app)
+        )
     if release is None:
         return EnvView(env={}, release_id="")
     return EnvView(env=release.env, release_id=release.id)
@@ -38,14 +42,16 @@ def change_env(
     validate_app_name(app_name)
     validate_change(set_, unset, replace_all)  # reject bad input before taking any lock
     with uow.write() as repo:
-        app = app_named(repo, app_name, lock=True)
-        latest = latest_of(repo, app)
+        app = lookups.app_named(repo, app_name, lock=True)
+        latest = lookups.latest_of(repo, app)
         change = apply_env_change(latest.env if latest else {}, set_, unset, replace_all)
         if not change.changed:
             return EnvChanged(changed=False, release=None, description=NO_CHANGE)
-        warning = composition.unpromoted_build_warning(latest, active_of(repo, app, latest))
+        warning = composition.unpromoted_build_warning(latest, lookups.active_of(repo, app, latest))
         build_id = latest.build_id if latest is not None else ""
-        release = new_release(uow, repo, app, build_id, change.env, change.description, actor)
+        release = lookups.new_release(
+            uow, repo, app, build_id, change.env, change.description, actor
+        )
         return EnvChanged(
             changed=True, release=release, description=change.description, warning=warning
         )

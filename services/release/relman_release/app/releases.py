@@ -20,16 +20,7 @@ from relman_common.vocabulary import (
     validate_text,
 )
 
-from relman_release.app.lookups import (
-    active_of,
-    app_named,
-    build_of,
-    latest_of,
-    listing,
-    new_release,
-    release_of,
-    with_status,
-)
+from relman_release.app import lookups
 from relman_release.app.results import Listing, ReleaseDiff
 from relman_release.domain import composition
 from relman_release.domain.env import diff_env
@@ -54,7 +45,7 @@ def create_release(
         if build_id:
             # The app and its build in one statement.
             found, holds_build = repo.lock_app_with_build(app_name, build_id)
-            app = app_named(repo, app_name) if found is None else found
+            app = lookups.app_named(repo, app_name) if found is None else found
             if holds_build is None:
                 raise NotFound(
                     f"build not found: {build_id}", reason=BUILD_NOT_FOUND, field="build_id"
@@ -66,19 +57,19 @@ def create_release(
                     field="build_id",
                 )
         else:
-            app = app_named(repo, app_name, lock=True)
+            app = lookups.app_named(repo, app_name, lock=True)
         if not build_id and app.latest_release_id:
             raise InvalidArgument(
                 "build id is required: only an app's first release may have no build",
                 field="build_id",
             )
-        return new_release(uow, repo, app, build_id, env, description, actor)
+        return lookups.new_release(uow, repo, app, build_id, env, description, actor)
 
 
 def get_release(uow: UnitOfWork, app_name: str, release_id: str) -> Release:
     validate_app_name(app_name)
     with uow.read() as repo:
-        return release_of(repo, app_named(repo, app_name), release_id, field="id")
+        return lookups.release_of(repo, lookups.app_named(repo, app_name), release_id, field="id")
 
 
 def list_releases(uow: UnitOfWork, app_name: str, limit: int, page_token: str) -> Listing[Release]:
@@ -86,17 +77,17 @@ def list_releases(uow: UnitOfWork, app_name: str, limit: int, page_token: str) -
 
     def fetch(repo: Repository, app: App, size: int, before: int | None) -> Page[Release]:
         page = repo.list_releases(app.name, size, before)
-        return Page([with_status(r, app) for r in page.items], page.next_cursor)
+        return Page([lookups.with_status(r, app) for r in page.items], page.next_cursor)
 
-    return listing(uow, "releases", app_name, limit, page_token, fetch)
+    return lookups.listing(uow, "releases", app_name, limit, page_token, fetch)
 
 
 def get_release_manifest(uow: UnitOfWork, app_name: str, release_id: str) -> str:
     validate_app_name(app_name)
     with uow.read() as repo:
-        app = app_named(repo, app_name)
-        release = release_of(repo, app, release_id, field="id")
-        return build_of(repo, app, composition.require_build(release)).manifest
+        app = lookups.app_named(repo, app_name)
+        release = lookups.release_of(repo, app, release_id, field="id")
+        return lookups.build_of(repo, app, composition.require_build(release)).manifest
 
 
 def create_release_from(
@@ -116,21 +107,21 @@ def create_release_from(
     check_id(RELEASE, sources.build_from, "build_from", required=False)
     check_id(RELEASE, sources.env_from, "env_from", required=False)
     with uow.write() as repo:
-        app = app_named(repo, app_name, lock=True)
+        app = lookups.app_named(repo, app_name, lock=True)
         if sources.build_from:
-            build_source = release_of(repo, app, sources.build_from, field="build_from")
+            build_source = lookups.release_of(repo, app, sources.build_from, field="build_from")
         else:
             build_source = composition.require_active(
-                app.name, active_of(repo, app), "--use-active-release-build"
+                app.name, lookups.active_of(repo, app), "--use-active-release-build"
             )
         if sources.env_from:
-            env_source = release_of(repo, app, sources.env_from, field="env_from")
+            env_source = lookups.release_of(repo, app, sources.env_from, field="env_from")
         else:
             env_source = composition.require_active(
-                app.name, active_of(repo, app), "--use-active-release-env"
+                app.name, lookups.active_of(repo, app), "--use-active-release-env"
             )
         build_id = composition.require_build(build_source)
-        return new_release(
+        return lookups.new_release(
             uow, repo, app, build_id, env_source.env, composition.CREATED_FROM, actor
         )
 
@@ -142,11 +133,11 @@ def diff_releases(uow: UnitOfWork, app_name: str, from_id: str, to_id: str) -> R
     check_id(RELEASE, from_id, "from_id", required=False)
     check_id(RELEASE, to_id, "to_id", required=False)
     with uow.read() as repo:
-        app = app_named(repo, app_name)
+        app = lookups.app_named(repo, app_name)
         if from_id:
-            old = release_of(repo, app, from_id, field="from_id")
+            old = lookups.release_of(repo, app, from_id, field="from_id")
         else:
-            active = active_of(repo, app)
+            active = lookups.active_of(repo, app)
             if active is None:
                 raise FailedPrecondition(
                     f"app {app.name} has no active release to compare with: name a release",
@@ -154,9 +145,9 @@ def diff_releases(uow: UnitOfWork, app_name: str, from_id: str, to_id: str) -> R
                 )
             old = active
         if to_id:
-            new = release_of(repo, app, to_id, field="to_id")
+            new = lookups.release_of(repo, app, to_id, field="to_id")
         else:
-            latest = latest_of(repo, app)
+            latest = lookups.latest_of(repo, app)
             if latest is None:
                 raise FailedPrecondition(f"app {app.name} has no releases")
             new = latest

@@ -1,11 +1,12 @@
-"""Database rows to domain objects (and the outcome column's text)."""
+"""Database rows to domain objects (by :mod:`relman_common.records`: a column holds the field
+of its name), and the outcome column's text."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from relman_common.clock import as_utc
-from relman_common.lifecycle import BuildStatus, Outcome
+from relman_common.lifecycle import Outcome
+from relman_common.records import from_row
 from sqlalchemy import Row
 
 from relman_release.domain.model import App, Build, Release
@@ -14,53 +15,15 @@ from relman_release.store.codec import decode_images
 
 
 def app(row: Row[Any]) -> App:
-    return App(
-        name=row.name,
-        created=as_utc(row.created),
-        actor=row.actor,
-        active_release_id=row.active_release_id,
-        latest_release_id=row.latest_release_id,
-        current_deployment_id=row.current_deployment_id,
-        current_deployment_started=(
-            as_utc(row.current_deployment_started)
-            if row.current_deployment_started is not None
-            else None
-        ),
-    )
+    return from_row(App, row._mapping)
 
 
 def build(row: Row[Any], app: str) -> Build:
-    return Build(
-        id=row.id,
-        app=app,
-        manifest=row.manifest,
-        images=decode_images(row.images),
-        description=row.description,
-        git_sha=row.git_sha,
-        status=BuildStatus(row.status),
-        created=as_utc(row.created),
-        started=as_utc(row.started) if row.started is not None else None,
-        ended=as_utc(row.ended) if row.ended is not None else None,
-        actor=row.actor,
-    )
+    return from_row(Build, row._mapping, app=app, images=decode_images(row.images))
 
 
 def release(row: Row[Any], app: str, env: dict[str, str]) -> Release:
-    return Release(
-        id=row.id,
-        app=app,
-        build_id=row.build_id,
-        env=env,
-        description=row.description,
-        created=as_utc(row.created),
-        actor=row.actor,
-        last_deployment_id=row.last_deployment_id,
-        last_deployment_outcome=outcome(row.last_deployment_outcome),
-    )
-
-
-def outcome(text: str) -> Outcome | None:
-    return Outcome(text) if text else None
+    return from_row(Release, row._mapping, app=app, env=env)
 
 
 def outcome_text(outcome: Outcome | None) -> str:
@@ -68,10 +31,4 @@ def outcome_text(outcome: Outcome | None) -> str:
 
 
 def token(row: Row[Any]) -> ApiToken:
-    return ApiToken(
-        name=row.name,
-        kind=row.kind,
-        created=as_utc(row.created),
-        actor=row.actor,
-        revoked=as_utc(row.revoked) if row.revoked is not None else None,
-    )
+    return from_row(ApiToken, row._mapping)

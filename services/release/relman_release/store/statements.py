@@ -4,9 +4,9 @@ SQLAlchemy's cache without rebuilding it."""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, Update, bindparam, delete, func, insert, select, update
 
 from relman_release.domain.tokens import ADMIN
 from relman_release.store.tables import ApiTokenRow, AppRow, BuildRow, ReleaseRow
@@ -17,6 +17,14 @@ releases = cast(Table, ReleaseRow.__table__)
 api_tokens = cast(Table, ApiTokenRow.__table__)
 
 # Bind parameter names start with "p_": SQLAlchemy reserves column names for SET/VALUES.
+
+
+def _set(table: Table, id_param: str, **columns: str) -> Update:
+    """``UPDATE table SET column = :param, ... WHERE id = :id_param``; ``columns`` maps each
+    column to its bind parameter."""
+    values: dict[str, Any] = {column: bindparam(param) for column, param in columns.items()}
+    return update(table).where(table.c.id == bindparam(id_param)).values(values)
+
 
 GET_APP = select(apps).where(apps.c.name == bindparam("p_name"))
 LOCK_APP = GET_APP.with_for_update()
@@ -38,24 +46,14 @@ INSERT_APP = insert(apps)
 DELETE_APP_RELEASES = delete(releases).where(releases.c.app_id == bindparam("p_app_id"))
 DELETE_APP_BUILDS = delete(builds).where(builds.c.app_id == bindparam("p_app_id"))
 DELETE_APP = delete(apps).where(apps.c.id == bindparam("p_app_id"))
-SET_ACTIVE = (
-    update(apps)
-    .where(apps.c.id == bindparam("p_app_id"))
-    .values(active_release_id=bindparam("p_release_id"))
+SET_ACTIVE = _set(apps, "p_app_id", active_release_id="p_release_id")
+SET_CURRENT_DEPLOYMENT = _set(
+    apps,
+    "p_app_id",
+    current_deployment_id="p_deployment_id",
+    current_deployment_started="p_started",
 )
-SET_CURRENT_DEPLOYMENT = (
-    update(apps)
-    .where(apps.c.id == bindparam("p_app_id"))
-    .values(
-        current_deployment_id=bindparam("p_deployment_id"),
-        current_deployment_started=bindparam("p_started"),
-    )
-)
-SET_LATEST = (
-    update(apps)
-    .where(apps.c.id == bindparam("p_app_id"))
-    .values(latest_release_id=bindparam("p_release_id"))
-)
+SET_LATEST = _set(apps, "p_app_id", latest_release_id="p_release_id")
 
 INSERT_BUILD = insert(builds)
 FIND_BUILD = (
@@ -92,13 +90,8 @@ LIST_RELEASES, LIST_RELEASES_BEFORE = (
     q.order_by(releases.c.seq.desc()).limit(bindparam("p_limit"))
     for q in (LIST_RELEASES, LIST_RELEASES_BEFORE)
 )
-RECORD_OUTCOME = (
-    update(releases)
-    .where(releases.c.id == bindparam("p_id"))
-    .values(
-        last_deployment_id=bindparam("p_deployment_id"),
-        last_deployment_outcome=bindparam("p_outcome"),
-    )
+RECORD_OUTCOME = _set(
+    releases, "p_id", last_deployment_id="p_deployment_id", last_deployment_outcome="p_outcome"
 )
 
 COUNT_TOKENS = select(func.count()).select_from(api_tokens)

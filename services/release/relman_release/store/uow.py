@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
+from typing import Any, TypeVar
 
 from relman_common.clock import Clock, utcnow
-from relman_common.db import make_engine, upgrade, writer
+from relman_common.db import DbExecutor, make_engine, upgrade, writer
+from relman_common.group_commit import GroupCommit
 from relman_common.secretbox import SecretBox
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from relman_release.store.repository import SqlRepository
+
+T = TypeVar("T")
 
 MIGRATIONS = "relman_release.store:migrations"
 VERSION_TABLE = "release_alembic_version"
@@ -27,22 +31,60 @@ class SqlUnitOfWork:
 
     def __init__(self, engine: Engine, box: SecretBox, clock: Clock = utcnow) -> None:
         self.engine = engine
-        self._box = box
+        self.box = box
         self._clock = clock
         self._writer = writer(engine)
 
     @contextmanager
     def read(self) -> Iterator[SqlRepository]:
         with self.engine.connect() as conn, conn.begin():
-            yield SqlRepository(conn, self._box)
+            yield SqlRepository(conn, self.box)
 
     @contextmanager
     def write(self) -> Iterator[SqlRepository]:
         with self._writer.connect() as conn, conn.begin():
-            yield SqlRepository(conn, self._box)
+            yield SqlRepository(conn, self.box)
 
     def now(self) -> datetime:
         return self._clock()
+
+
+class GroupedWrites:
+    """Write use-cases through group commit (:mod:`relman_common.group_commit`): those that
+    queue up while one batch commits run next, each in a savepoint of one shared transaction,
+    and each caller is answered once it is committed. For SQLite, whose one write lock and
+    fsync per commit otherwise serialize every write."""
+
+    def __init__(self, uow: SqlUnitOfWork, executor: DbExecutor) -> None:
+        self._uow = uow
+        self._group = GroupCommit(writer(uow.engine), executor, grouped=True)
+
+    async def run(self, use_case: Callable[..., T], *args: Any) -> T:
+        uow = self._uow
+        return await self._group.run(lambda conn: use_case(SharedWrite(uow, conn), *args))
+
+    def close(self) -> None:
+        self._group.close()
+
+
+class SharedWrite:
+    """The unit of work of one write inside a transaction its caller began (and commits):
+    ``write()`` is the transaction (or savepoint) open on ``conn``; ``read()`` and ``now()``
+    are those of ``uow``."""
+
+    def __init__(self, uow: SqlUnitOfWork, conn: Connection) -> None:
+        self._uow = uow
+        self._conn = conn
+
+    def read(self) -> AbstractContextManager[SqlRepository]:
+        return self._uow.read()
+
+    @contextmanager
+    def write(self) -> Iterator[SqlRepository]:
+        yield SqlRepository(self._conn, self._uow.box)
+
+    def now(self) -> datetime:
+        return self._uow.now()
 
 
 def open_store(

@@ -8,8 +8,11 @@ InvalidArgument('applying web: Unprocessable Entity')
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
+import urllib3
 from kubernetes.client.rest import ApiException
 from relman_common.errors import (
     FailedPrecondition,
@@ -56,3 +59,18 @@ def api_error(exc: ApiException, what: str) -> RelmanError:
 
 def connection_error(exc: BaseException, what: str) -> Unavailable:
     return Unavailable(f"{what}: cannot reach the Kubernetes API server: {exc}")
+
+
+@contextlib.contextmanager
+def api_call(what: str) -> Iterator[None]:
+    """Turn client failures while doing ``what`` into the project's errors."""
+    try:
+        yield
+    except ApiException as exc:
+        raise api_error(exc, what) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise connection_error(exc, what) from exc
+
+
+def missing(exc: ApiException) -> bool:
+    return bool(exc.status == 404)

@@ -2,16 +2,17 @@
 
 On SQLite every write transaction takes the database's one write lock and pays one fsync
 (``synchronous=FULL``). 200 deployments starting at once used to mean 200 threads contending
-for that lock (SQLite's busy handler sleeps between attempts) and 200 fsyncs. Here one task at
-a time writes: it takes every write function queued so far and runs them, in order, in one
-transaction, each inside its own savepoint, so a function that fails (an app already busy, a
-taken primary key) undoes only its own writes and its caller gets its own error. Each caller's
+for that lock (SQLite's busy handler sleeps between attempts) and 200 fsyncs, in the Deployer's
+store and, for their reports, in the Release service. Here one task at a time writes: it takes
+every write function queued so far and runs them, in order, in one transaction, each inside
+its own savepoint, so a function that fails (an app already busy, a taken primary key) undoes
+only its own writes and its caller gets its own error. Each caller's
 result is handed back only after the shared transaction committed: nothing is reported written
 before it is durable, and if the commit fails every caller of that batch gets the error.
 
 On PostgreSQL each write keeps a transaction of its own (``grouped=False``): writes from several
-Deployer instances lock lease rows, and one instance's batch holding many row locks at once
-could deadlock with another's.
+instances lock rows (a Deployer's lease rows, a Release service's app rows), and one instance's
+batch holding many row locks at once could deadlock with another's.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from relman_common.db import DbExecutor
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
+
+from relman_common.db import DbExecutor
 
 T = TypeVar("T")
 
@@ -42,6 +44,21 @@ class GroupCommit:
         self._grouped = grouped
         self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
+        # Grouped, one batch is written at a time: on the one connection kept for it (taking
+        # one from the pool and giving it back cost as much as the statements of a write).
+        self._conn: Connection | None = None
+
+    def close(self) -> None:
+        """Give the kept connection back (before the engine is disposed); no write is running."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conn = self._writer.connect()
+        return conn
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a committed write transaction (shared with others queued meanwhile)."""
@@ -50,7 +67,7 @@ class GroupCommit:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((fn, future))
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain(), name="deployer-group-commit")
+            self._task = asyncio.create_task(self._drain(), name="group-commit")
         # The write goes on if the caller is cancelled (as a write in a thread would).
         return await asyncio.shield(future)
 
@@ -85,14 +102,16 @@ class GroupCommit:
 
     def _commit(self, fns: list[WriteFn]) -> Outcomes:
         """Runs in a database thread: ``fns`` in one transaction; each one's outcome."""
+        conn = self._connection()
         if len(fns) == 1:
             try:
-                return [(True, self._alone(fns[0]))]
+                with conn.begin():
+                    return [(True, fns[0](conn))]
             except Exception as err:
                 return [(False, err)]
         outcomes: Outcomes = []
         try:
-            with self._writer.begin() as conn:
+            with conn.begin():
                 for fn in fns:
                     try:
                         with conn.begin_nested():

@@ -28,7 +28,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from relman_common.errors import PermissionDenied, RelmanError, Unauthenticated
 
-from relman_deployer.backends.kubernetes_errors import api_error
+from relman_deployer.backends.kubernetes.errors import api_error
 
 log = logging.getLogger("relman.deployer.kubernetes")
 

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relman_deployer.backends.base import BackendEvent, RolloutStatus, ServiceStatus
-from relman_deployer.backends.kubernetes_manifests import (
+from relman_deployer.backends.kubernetes.manifests import (
     NAME_LABEL,
     RELEASE_ANNOTATION,
     SERVICES_ANNOTATION,

@@ -1,0 +1,164 @@
+""":class:`KubernetesBackend`: the :class:`relman_deployer.backends.base.Backend` interface
+over a real cluster. It owns the client configuration, a small executor for the blocking API
+calls of :meth:`KubernetesBackend.apply` (never run on the loop), and its observers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.config.config_exception import ConfigException
+from relman_common.clock import Clock, utcnow
+from relman_common.errors import InvalidArgument, Unavailable
+
+from relman_deployer.backends.base import AppSpec
+from relman_deployer.backends.kubernetes.apply import apply_spec
+from relman_deployer.backends.kubernetes.manifests import (
+    namespace_name,
+    validate_prefix,
+    validate_spec,
+)
+from relman_deployer.backends.kubernetes.observer import JOIN_SECONDS, KubernetesObserver
+
+log = logging.getLogger("relman.deployer.kubernetes")
+
+
+def load_configuration(kubeconfig: str | None, context: str | None) -> k8s.Configuration:
+    """The client configuration: ``kubeconfig`` (or ``$KUBECONFIG``, ``~/.kube/config``), or the
+    pod's service account when neither a kubeconfig nor a context is named, ``$KUBECONFIG`` is
+    unset and ``$KUBERNETES_SERVICE_HOST`` is set (running inside a cluster)."""
+    configuration = k8s.Configuration()
+    in_cluster = (
+        kubeconfig is None
+        and context is None
+        and not os.environ.get("KUBECONFIG")
+        and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    )
+    try:
+        if in_cluster:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        else:
+            k8s_config.load_kube_config(
+                config_file=kubeconfig,
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except (ConfigException, OSError, ValueError, TypeError) as err:
+        source = "in-cluster service account" if in_cluster else (kubeconfig or "kubeconfig")
+        raise InvalidArgument(f"cannot load Kubernetes configuration from {source}: {err}") from err
+    return configuration
+
+
+class KubernetesBackend:
+    """A real cluster implementing :class:`relman_deployer.backends.base.Backend`."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        namespace_prefix: str = "relman",
+        watch_timeout_seconds: int = 30,
+        api_threads: int = 4,
+        clock: Clock = utcnow,
+    ) -> None:
+        """``watch_timeout_seconds`` is how long one watch request lasts before it is renewed
+        (also the longest a stopped watch thread may take to notice, had its socket not been
+        shut); ``api_threads`` bounds concurrent blocking API calls of :meth:`apply`."""
+        validate_prefix(namespace_prefix)
+        if watch_timeout_seconds <= 0:
+            raise InvalidArgument("watch_timeout_seconds must be positive")
+        self.namespace_prefix = namespace_prefix
+        self.watch_timeout_seconds = watch_timeout_seconds
+        self._configuration = load_configuration(kubeconfig, context)
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(api_threads, thread_name_prefix="relman-k8s-api")
+        self._local = threading.local()
+        self._clients: list[k8s.ApiClient] = []
+        self._clients_lock = threading.Lock()
+        self._observers: weakref.WeakSet[KubernetesObserver] = weakref.WeakSet()
+        self._stopped: list[KubernetesObserver] = []
+        self._closed = False
+
+    # -- the Backend interface ---------------------------------------------------------------
+
+    async def apply(self, spec: AppSpec) -> None:
+        """Make ``spec`` the desired state of its app; returns once the API server has it."""
+        if self._closed:
+            raise Unavailable("the kubernetes backend is closed")
+        validate_spec(spec)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._apply, spec)
+
+    def observe(self, app: str) -> KubernetesObserver:
+        """Start watching ``app`` now (before :meth:`apply`, to miss nothing).
+
+        The first item is a status snapshot, yielded once the namespace, Deployments, pods and
+        Events have all been listed: every Event after that is reported.
+        """
+        observer = KubernetesObserver(
+            self._configuration,
+            namespace_name(self.namespace_prefix, app),
+            clock=self._clock,
+            watch_timeout=self.watch_timeout_seconds,
+            on_close=self._forget,
+        )
+        self._observers.add(observer)
+        if self._closed:
+            observer.stop()
+        return observer
+
+    async def close(self) -> None:
+        """Stop every observer and its threads, then the API connections. Not usable again."""
+        self._closed = True
+        observers = list(self._observers)
+        for observer in observers:
+            observer.stop()
+        stopped, self._stopped = [*self._stopped, *observers], []
+
+        def finish() -> None:
+            for observer in stopped:
+                if not observer.join(JOIN_SECONDS):
+                    log.warning("watch threads of %s did not end in time", observer.namespace)
+            with self._clients_lock:
+                clients, self._clients = self._clients, []
+            for api in clients:
+                with contextlib.suppress(Exception):
+                    api.close()
+
+        await asyncio.get_running_loop().run_in_executor(None, finish)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- inspection (tests, debugging) ------------------------------------------------------
+
+    def observer_count(self) -> int:
+        return len(self._observers)
+
+    # -- apply, on the executor ------------------------------------------------------------
+
+    def _forget(self, observer: KubernetesObserver) -> None:
+        self._observers.discard(observer)
+        # Kept (bounded: pruned of finished ones) so close() can wait for their threads.
+        self._stopped = [o for o in (*self._stopped, observer) if o.threads_alive()]
+
+    def _client(self) -> k8s.ApiClient:
+        """This executor thread's ApiClient (the client's connection pool is per client)."""
+        api: k8s.ApiClient | None = getattr(self._local, "api", None)
+        if api is None:
+            api = self._local.api = k8s.ApiClient(self._configuration)
+            with self._clients_lock:
+                self._clients.append(api)
+        return api
+
+    def _apply(self, spec: AppSpec) -> None:
+        apply_spec(self._client(), self.namespace_prefix, spec)
