@@ -31,6 +31,9 @@ BuildUpdate = build_pb2.BuildUpdate
 
 RUNNING = types_pb2.OUTCOME_RUNNING
 SUCCEEDED = types_pb2.OUTCOME_SUCCEEDED
+# How long to keep trying to reconnect to a service that went away mid-stream.
+RECONNECT_SECONDS = 30.0
+
 BUILD_DONE = frozenset({release_pb2.BUILD_STATUS_COMPLETE, release_pb2.BUILD_STATUS_FAILED})
 
 # Codes a broken connection or a restarting server produce. Anything else (NOT_FOUND,
@@ -75,7 +78,7 @@ class Resumable(Generic[U, S]):
         seen: S,
         translate: Callable[[grpc.RpcError], CliError],
         *,
-        reconnect_for: float = 30.0,
+        reconnect_for: float = RECONNECT_SECONDS,
         first_backoff: float = 0.1,
         max_backoff: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,

@@ -107,16 +107,19 @@ def shows(command: Callable[..., output.Result]) -> Command:
     return options("app", "rack", "output")(click.pass_context(run))
 
 
+# ``--id``: a command that makes a release prints only its id on stdout (it takes ``id_only``).
+id_option = click.option(
+    "--id",
+    "id_only",
+    is_flag=True,
+    help="Print only the new release's id on stdout (progress goes to stderr).",
+)
+
+
 def makes_release(command: Command) -> Command:
     """``--promote``, ``--id``, ``-a`` and ``-r``: the options of every command that makes a
     release (it takes ``promote`` and ``id_only``; see ``_common.announce_release``)."""
-    command = options("app", "rack")(command)
-    command = click.option(
-        "--id",
-        "id_only",
-        is_flag=True,
-        help="Print only the new id on stdout (progress goes to stderr).",
-    )(command)
+    command = id_option(options("app", "rack")(command))
     return click.option("--promote", is_flag=True, help="Promote the new release.")(command)
 
 
