@@ -18,6 +18,7 @@ import hashlib
 import queue
 import tarfile
 import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 BLOCK = tarfile.BLOCKSIZE  # 512
@@ -32,7 +33,7 @@ _ZEROS_8 = b"\0" * 8
 _OWNER_AND_TIME = b"0000000\0" * 2 + b"00000000000\0"  # uid 0, gid 0; then mtime 0
 # magic and version, uname and gname (empty), devmajor and devminor (empty), prefix, padding
 _TAIL = tarfile.POSIX_MAGIC + b"\0" * 32 * 2 + _ZEROS_8 * 2 + b"\0" * 155 + b"\0" * 12
-_BLANK_CHECKSUM = b" " * 8
+_FIXED = sum(_OWNER_AND_TIME) + sum(b" " * 8) + sum(_TAIL)  # the checksum field as spaces
 
 
 def header(name: str, mode: int, kind: bytes, size: int = 0, linkname: str = "") -> bytes:
@@ -46,16 +47,28 @@ def header(name: str, mode: int, kind: bytes, size: int = 0, linkname: str = "")
         or size >= 8**11
     ):
         return _pax_header(name, mode, kind, size, linkname)
-    head = (
-        name.encode("ascii").ljust(_NAME_LENGTH, b"\0")
-        + b"%07o\0" % (mode & 0o7777)
-        + _OWNER_AND_TIME[:16]
-        + b"%011o\0" % size
-        + _OWNER_AND_TIME[16:]
+    name_field = name.encode("ascii")
+    link_field = linkname.encode("ascii")
+    mode_field = b"%07o\0" % (mode & 0o7777)
+    size_field = b"%011o\0" % size
+    # The checksum is the sum of the header's bytes (its own field as spaces); NUL padding
+    # adds nothing, and the fixed fields' sum is known once for all.
+    checksum = (
+        sum(name_field) + sum(link_field) + sum(mode_field) + sum(size_field) + kind[0] + _FIXED
     )
-    rest = kind + linkname.encode("ascii").ljust(_NAME_LENGTH, b"\0") + _TAIL
-    checksum = sum(head) + sum(_BLANK_CHECKSUM) + sum(rest)
-    return head + b"%06o\0 " % checksum + rest
+    return b"".join(
+        (
+            name_field.ljust(_NAME_LENGTH, b"\0"),
+            mode_field,
+            _OWNER_AND_TIME[:16],
+            size_field,
+            _OWNER_AND_TIME[16:],
+            b"%06o\0 " % checksum,
+            kind,
+            link_field.ljust(_NAME_LENGTH, b"\0"),
+            _TAIL,
+        )
+    )
 
 
 def _pax_header(name: str, mode: int, kind: bytes, size: int, linkname: str) -> bytes:
@@ -92,13 +105,13 @@ class TarWriter:
     def symlink(self, name: str, mode: int, target: str) -> None:
         self._entry(header(name, mode, tarfile.SYMTYPE, linkname=target))
 
-    def file(self, name: str, mode: int, size: int, source: BinaryIO) -> None:
-        """A regular file of ``size`` bytes read from ``source``; ValueError if it holds
-        fewer (it changed since ``size`` was taken)."""
+    def file(self, name: str, mode: int, size: int, read: Callable[[int], bytes]) -> None:
+        """A regular file of ``size`` bytes, from ``read(at most n)``; ValueError if it
+        holds fewer (it changed since ``size`` was taken)."""
         self._entry(header(name, mode, tarfile.REGTYPE, size))
         remaining = size
         while remaining:
-            chunk = source.read(min(remaining, READ_BYTES))
+            chunk = read(min(remaining, READ_BYTES))
             if not chunk:
                 raise ValueError(f"{name} shrank while it was being read")
             self._gzip.write(chunk)
