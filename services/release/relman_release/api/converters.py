@@ -49,6 +49,10 @@ def build_pb(build: Build) -> release_pb2.Build:
         status=to_pb(build.status),
         created=timestamp(build.created),
         actor=build.actor,
+        release_id=build.release_id,
+        reason=build.reason,
+        source_sha256=build.source_sha256,
+        log_lines=build.log_lines,
     )
     return set_times(pb, started=build.started, ended=build.ended)
 
