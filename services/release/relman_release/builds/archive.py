@@ -287,6 +287,7 @@ def _keep_mode(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
 def unpack(raw: BinaryIO, dest: Path) -> None:
     """Extracts a checked archive into the empty directory ``dest``."""
     directories: list[tarfile.TarInfo] = []
+    dest.mkdir(parents=True, exist_ok=True)
     target = os.fspath(dest)
     with _members(raw) as (tar, members):
         for member in members:
