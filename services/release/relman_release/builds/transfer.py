@@ -39,7 +39,7 @@ from relman_release.images.reference import DIGEST, parse_image
 from relman_release.images.store import ImageStore, copy_blob
 from relman_release.ports import UnitOfWork
 
-RELMAN_JSON = "relman.json"
+FACTS_FILE = "relman.json"
 FORMAT = 1
 _CHUNK = 1024 * 1024
 
@@ -126,7 +126,7 @@ def export_build(
             "images": images,
         }
         with _Emitter(emit) as out, tarfile.open(fileobj=out, mode="w|gz") as tar:
-            _add(tar, RELMAN_JSON, None, json.dumps(facts, indent=2, sort_keys=True).encode())
+            _add(tar, FACTS_FILE, None, json.dumps(facts, indent=2, sort_keys=True).encode())
             _add(tar, "oci-layout", directory / "oci-layout")
             _add(tar, "index.json", directory / "index.json")
             for blob in sorted((directory / "blobs" / "sha256").iterdir()):
@@ -143,9 +143,9 @@ class Exported:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.layout = LayoutStore(directory / "x")
-        path = directory / "x" / RELMAN_JSON
+        path = directory / "x" / FACTS_FILE
         if not path.is_file() or path.stat().st_size > 2 * MAX_MANIFEST_BYTES:
-            raise InvalidArgument(f"not a relman build export: no {RELMAN_JSON} (or too large)")
+            raise InvalidArgument(f"not a relman build export: no {FACTS_FILE} (or too large)")
         try:
             facts = json.loads(path.read_bytes())
             self.app = str(facts["app"])
@@ -154,7 +154,7 @@ class Exported:
             self.git_sha = str(facts.get("git_sha", ""))
             self.images = {str(s): dict(i) for s, i in dict(facts["images"]).items()}
         except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise InvalidArgument(f"{RELMAN_JSON} of the export is not readable: {err}") from None
+            raise InvalidArgument(f"{FACTS_FILE} of the export is not readable: {err}") from None
 
     def push(
         self, target: ImageStore, repository: str, target_host: str, build_id: str
@@ -168,7 +168,7 @@ class Exported:
                 images[service] = str(image.get("reference", ""))
                 continue
             if not DIGEST.fullmatch(digest):
-                raise InvalidArgument(f"{RELMAN_JSON}: invalid digest {quote(digest)}")
+                raise InvalidArgument(f"{FACTS_FILE}: invalid digest {quote(digest)}")
             copy_image(self.layout, self.app, digest, target, repository, f"{service}.{build_id}")
             name = f"{target_host}/{repository}" if target_host else repository
             images[service] = f"{name}@{digest}"
