@@ -8,7 +8,7 @@ from relman_common.clock import as_utc
 from relman_common.lifecycle import BuildStatus, Outcome
 from sqlalchemy import Row
 
-from relman_release.domain.model import App, Build, Release
+from relman_release.domain.model import App, Build, LogLine, Release
 from relman_release.domain.tokens import ApiToken
 from relman_release.store.codec import decode_images
 
@@ -42,7 +42,17 @@ def build(row: Row[Any], app: str) -> Build:
         started=as_utc(row.started) if row.started is not None else None,
         ended=as_utc(row.ended) if row.ended is not None else None,
         actor=row.actor,
+        release_id=row.release_id,
+        reason=row.reason,
+        source_sha256=row.source_sha256,
+        manifest_path=row.manifest_path,
+        no_cache=bool(row.no_cache),
+        log_lines=int(row.log_lines),
     )
+
+
+def log_line(row: Row[Any]) -> LogLine:
+    return LogLine(seq=int(row.seq), time=as_utc(row.time), text=row.text)
 
 
 def release(row: Row[Any], app: str, env: dict[str, str]) -> Release:
