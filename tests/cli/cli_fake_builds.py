@@ -2,9 +2,9 @@
 server (threads, so tests can run the ``relman`` process with plain ``subprocess``).
 
 It stands in where the real BuildService cannot be made to do something on cue: a log
-stream that breaks at a given line. It keeps what the CLI sent (requests, archives) so tests
-can check them. Each build follows the :class:`Script`: its lines, then its end (complete
-with a release, or failed with a reason).
+stream that breaks at a given line. It keeps what the CLI asked (builds, log streams) so
+tests can check it. Each build follows the :class:`Script`: its lines, then its end
+(complete with a release, or failed with a reason).
 """
 
 from __future__ import annotations
@@ -45,11 +45,8 @@ class FakeBuilds(build_pb2_grpc.BuildServiceServicer):
     def __init__(self) -> None:
         self.script = Script()
         self.sources: dict[str, bytes] = {}
-        self.uploaded: list[int] = []  # bytes received, per UploadSource call
         self.created: list[build_pb2.CreateBuildRequest] = []
         self.log_requests: list[tuple[int, bool]] = []  # (after_seq, follow)
-        self.imported: list[bytes] = []
-        self.export_data = b"exported build " * 100_000
         self.runs: dict[str, _Run] = {}
         self._dropped: set[tuple[str, int]] = set()
         self._changed = threading.Condition()
@@ -80,7 +77,6 @@ class FakeBuilds(build_pb2_grpc.BuildServiceServicer):
         for part in request_iterator:
             assert len(part.chunk) <= 1024 * 1024
             data += part.chunk
-        self.uploaded.append(len(data))
         if hashlib.sha256(data).hexdigest() != header.sha256 or len(data) != header.size:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the archive is not what was announced")
         self.sources[header.sha256] = bytes(data)
@@ -158,27 +154,6 @@ class FakeBuilds(build_pb2_grpc.BuildServiceServicer):
         with self._changed:
             self._changed.wait_for(lambda: run.written > sent or ended() or not follow, 30)
             return run.written, ended()
-
-    def ExportBuild(
-        self, request: build_pb2.ExportBuildRequest, context: grpc.ServicerContext
-    ) -> Iterator[build_pb2.ExportChunk]:
-        if request.id not in self.runs:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"build {request.id} not found")
-        step = 256 * 1024
-        for i in range(0, len(self.export_data), step):
-            yield build_pb2.ExportChunk(data=self.export_data[i : i + step])
-
-    def ImportBuildArchive(
-        self,
-        request_iterator: Iterator[build_pb2.ImportBuildArchiveRequest],
-        context: grpc.ServicerContext,
-    ) -> release_pb2.ImportBuildResponse:
-        app = next(request_iterator).app
-        self.imported.append(b"".join(part.chunk for part in request_iterator))
-        build = release_pb2.Build(id=self._id("B"), app=app, status=COMPLETE)
-        release = release_pb2.Release(id=self._id("R"), app=app, build_id=build.id)
-        build.release_id = release.id
-        return release_pb2.ImportBuildResponse(build=build, release=release)
 
 
 def start_fake(fake: FakeBuilds, port: int) -> grpc.Server:

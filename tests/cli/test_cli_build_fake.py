@@ -1,18 +1,14 @@
-"""``relman build`` and ``relman builds`` against a scripted BuildService.
+"""``relman build`` and ``relman builds logs --follow`` against a scripted BuildService.
 
 Only what the real service cannot be made to do on cue is here: a log stream that breaks in
-the middle (the CLI resumes it after the last line it showed), and what the CLI sends byte
-for byte (an unchanged tree is not sent again; chunks of at most 1 MiB). The commands'
-output against the real service is in test_cli_build_e2e.py.
+the middle of a build (the CLI resumes it after the last line it showed, and shows every line
+once). Everything else runs against the real services, in test_cli_build_e2e.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import re
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,34 +49,6 @@ def fake(tmp_path: Path) -> Iterator[Fake]:
         server.stop(0)
 
 
-def test_an_unchanged_tree_is_not_sent_again(fake: Fake) -> None:
-    first = fake.relman("build")
-    second = fake.relman("build")
-    assert (first.code, second.code) == (0, 0), (first, second)
-    assert (
-        first.lines[:3]
-        == second.lines[:3]
-        == [
-            "Packaging source... OK",
-            "Uploading source... OK",
-            "Starting build... OK",
-        ]
-    )
-    assert len(fake.fake.uploaded) == 1  # the second build sent 0 bytes: no upload at all
-    sha = fake.fake.created[0].source_sha256
-    assert fake.fake.created[1].source_sha256 == sha
-    assert hashlib.sha256(fake.fake.sources[sha]).hexdigest() == sha
-
-
-def test_a_large_tree_goes_in_chunks_of_at_most_1_mib(fake: Fake) -> None:
-    (fake.cwd / "big.bin").write_bytes(hashlib.sha256(b"x").digest() * 200_000)  # 6.4 MB
-    done = fake.relman("build")
-    assert done.code == 0, done
-    (sha,) = fake.fake.sources
-    with tarfile.open(fileobj=io.BytesIO(fake.fake.sources[sha]), mode="r:gz") as tar:
-        assert tar.getmember("big.bin").size == 6_400_000
-
-
 def test_build_shows_each_log_line_once_across_broken_streams(fake: Fake) -> None:
     lines = [f"line {n}" for n in range(1, 8)]
     fake.fake.script = Script(lines=lines, drop_before={3, 6})
@@ -113,11 +81,3 @@ def test_builds_logs_follow_resumes_after_a_broken_stream(fake: Fake) -> None:
     # Each stream broke once (before line 2, before line 4) and was resumed after the last
     # line shown.
     assert fake.fake.log_requests == [(0, False), (1, False), (0, True), (3, True)]
-
-
-def test_a_failed_build_read_with_follow_exits_1(fake: Fake) -> None:
-    fake.fake.script = Script(lines=["Building: web", "boom"], reason="RUN is not supported")
-    build = fake.fake.start(release_pb2.Build(app="myapp"))
-    done = fake.relman("builds", "logs", build.id, "--follow")
-    assert (done.code, done.lines) == (1, ["Building: web", "boom"])
-    assert done.err == "ERROR: build failed: RUN is not supported\n"
