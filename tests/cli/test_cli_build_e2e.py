@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_run import Done
+from cli_run import Done, git, run
 from cli_stack import Stack, start_stack
 
 BUILD_ID = r"B[A-Z]{10}"
@@ -36,16 +35,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
-
-
-def git(path: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=path,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def source(stack: Stack, name: str, subject: str = "") -> Path:
@@ -69,8 +58,6 @@ def app(stack: Stack, name: str) -> None:
 
 
 def relman(stack: Stack, cwd: Path, *args: str) -> Done:
-    from cli_run import run
-
     return run(list(args), stack.env, cwd=cwd, timeout=120)
 
 

@@ -8,6 +8,7 @@ once). Everything else runs against the real services, in test_cli_build_e2e.py.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from helpers import free_port, wait_for
 from relman.v1 import release_pb2
 
 BUILD_ID = r"B[A-Z]{10}"
+SEED = ["Packaging source... OK", "Uploading source... OK", "Starting build... OK"]
 MANIFEST = "services:\n  web:\n    build: .\n    port: 5000\n"
 
 
@@ -81,3 +83,31 @@ def test_builds_logs_follow_resumes_after_a_broken_stream(fake: Fake) -> None:
     # Each stream broke once (before line 2, before line 4) and was resumed after the last
     # line shown.
     assert fake.fake.log_requests == [(0, False), (1, False), (0, True), (3, True)]
+
+
+@pytest.mark.parametrize("command", ["build", "deploy"])
+def test_ctrl_c_while_it_builds_detaches_and_the_build_goes_on(fake: Fake, command: str) -> None:
+    fake.fake.script = Script(lines=["Building: web", "step 1/2", "step 2/2"], hold_after=2)
+    proc = subprocess.Popen(
+        [str(RELMAN), command],
+        cwd=fake.cwd,
+        env=fake.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen = [proc.stdout.readline() for _ in range(5)]
+    assert seen == [line + "\n" for line in [*SEED, "Building: web", "step 1/2"]]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    (build_id,) = fake.fake.runs
+    after = " (its release will not be promoted)" if command == "deploy" else ""
+    assert (proc.returncode, out) == (130, "")
+    assert err == (
+        f"Detached; build {build_id} goes on{after}. "
+        f"Follow it with: relman builds logs {build_id} --follow -a myapp\n"
+    )
+    fake.fake.release_hold(build_id)
+    done = fake.relman("builds", "logs", build_id, "--follow")
+    assert (done.code, done.lines) == (0, ["Building: web", "step 1/2", "step 2/2"])

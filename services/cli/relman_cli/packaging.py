@@ -140,20 +140,38 @@ def select(root: Path, always: Iterable[str] = ()) -> list[tuple[str, os.DirEntr
 def package(
     root: Path, out: BinaryIO, always: Iterable[str] = (), on_progress: OnProgress | None = None
 ) -> Archive:
-    """Write the archive of ``root`` to ``out``; its sha256, size and number of entries."""
+    """Write the archive of ``root`` to ``out``; its sha256, size and number of entries.
+    ``on_progress`` hears how far it has got every tenth of a second or so, and at the end."""
     if not root.is_dir():
         raise CliError(f"{root} is not a directory")
-    read = 0
-    last_report = time.monotonic()
     with TarWriter(out) as tar:
+        reading = _Reading(tar, on_progress)
         for path, entry in select(root, always):
-            read += _add(tar, path, entry)
-            if on_progress is not None and time.monotonic() - last_report >= PROGRESS_SECONDS:
-                last_report = time.monotonic()
-                on_progress(read, tar.size)
-    if on_progress is not None:
-        on_progress(read, tar.size)
+            _add(tar, path, entry, reading)
+    reading.report()
     return Archive(tar.sha256, tar.size, tar.entries)
+
+
+class _Reading:
+    """The bytes of content read so far, told to ``on_progress`` now and then."""
+
+    def __init__(self, tar: TarWriter, on_progress: OnProgress | None) -> None:
+        self.tar = tar
+        self.on_progress = on_progress
+        self.total = 0
+        self.last = time.monotonic()
+
+    def read(self, fd: int, n: int) -> bytes:
+        data = os.read(fd, n)
+        self.total += len(data)
+        if self.on_progress is not None and time.monotonic() - self.last >= PROGRESS_SECONDS:
+            self.report()
+        return data
+
+    def report(self) -> None:
+        if self.on_progress is not None:
+            self.last = time.monotonic()
+            self.on_progress(self.total, self.tar.size)
 
 
 # A file is opened without following a link, and without blocking should it have turned
@@ -161,11 +179,12 @@ def package(
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def _add(tar: TarWriter, path: str, entry: os.DirEntry[str]) -> int:
-    """Add one entry, normalised; returns the bytes of content read."""
+def _add(tar: TarWriter, path: str, entry: os.DirEntry[str], reading: _Reading) -> None:
+    """Add one entry, normalised."""
     try:
         if entry.is_file(follow_symlinks=False):
-            return _add_file(tar, path, entry.path)
+            _add_file(tar, path, entry.path, reading)
+            return
         st = entry.stat(follow_symlinks=False)
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISDIR(st.st_mode):
@@ -177,10 +196,9 @@ def _add(tar: TarWriter, path: str, entry: os.DirEntry[str]) -> int:
         raise CliError(f"cannot read {entry.path}: {_why(err)}") from err
     except ValueError as err:  # it shrank while it was being read
         raise CliError(f"{entry.path} changed while it was being packaged") from err
-    return 0
 
 
-def _add_file(tar: TarWriter, path: str, full: str) -> int:
+def _add_file(tar: TarWriter, path: str, full: str, reading: _Reading) -> None:
     """A regular file, read with plain system calls: for a tree of small files the cost of
     Python's file objects would be a good part of the whole."""
     fd = os.open(full, _OPEN_FLAGS)
@@ -188,10 +206,9 @@ def _add_file(tar: TarWriter, path: str, full: str) -> int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ValueError(f"{full} is no longer a file")
-        tar.file(path, stat.S_IMODE(st.st_mode), st.st_size, lambda n: os.read(fd, n))
+        tar.file(path, stat.S_IMODE(st.st_mode), st.st_size, lambda n: reading.read(fd, n))
     finally:
         os.close(fd)
-    return st.st_size
 
 
 def _why(err: OSError | UnicodeDecodeError) -> str:

@@ -16,6 +16,11 @@ COMPLETE = release_pb2.BUILD_STATUS_COMPLETE
 FAILED = release_pb2.BUILD_STATUS_FAILED
 
 
+def text(line: BuildLogLine) -> str:
+    """A log line as the builder wrote it."""
+    return line.text
+
+
 def stream(
     ctx: click.Context, app: str, build_id: str, after_seq: int, follow: bool
 ) -> Iterator[BuildUpdate]:

@@ -123,6 +123,18 @@ def makes_release(command: Command) -> Command:
     return click.option("--promote", is_flag=True, help="Promote the new release.")(command)
 
 
+def follows(id_name: str, until: str) -> Decorator:
+    """``ID [-f/--follow] -a -r -o``: a command printing the log of the thing named by ID
+    (as ``id_name``), and with ``--follow`` going on ``until`` it ends."""
+
+    def decorate(command: Command) -> Command:
+        command = options("app", "rack", "output")(click.pass_context(command))
+        command = click.option("--follow", "-f", is_flag=True, help=until)(command)
+        return click.argument(id_name)(command)
+
+    return decorate
+
+
 def on_name(verb: str) -> Decorator:
     """A command on ``NAME`` (and ``-r``) whose work shows as ``<verb> NAME... OK``."""
 

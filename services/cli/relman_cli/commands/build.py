@@ -73,7 +73,7 @@ def build_from_source(
     started = client(ctx).builds.call(lambda stub: stub.CreateBuild, request)
     progress.ok()
     final = _build_logs.follow_build(
-        ctx, app, started.id, lambda line: progress.line(line.text), after=after_detach
+        ctx, app, started.id, lambda line: progress.line(_build_logs.text(line)), after=after_detach
     )
     why = _build_logs.failure(final)
     if why is not None:
@@ -83,62 +83,53 @@ def build_from_source(
     return final
 
 
-@click.command("build")
-@build_options
-def build(
-    ctx: click.Context,
-    directory: str,
-    manifest: str | None,
-    description: str | None,
-    no_cache: bool,
-    id_only: bool,
-) -> None:
-    """Build DIR (default: here) into a new build and release of the app.
+def _from_source(name: str, *, promote: bool, doc: str) -> click.Command:
+    """``relman build`` (``promote`` False) or ``relman deploy``: one body for both."""
+
+    def run(
+        ctx: click.Context,
+        directory: str,
+        manifest: str | None,
+        description: str | None,
+        no_cache: bool,
+        id_only: bool,
+    ) -> None:
+        app = need_app(ctx)
+        progress = output.Progress(id_only=id_only)
+        made = build_from_source(
+            ctx,
+            app,
+            directory,
+            manifest=manifest,
+            description=description,
+            no_cache=no_cache,
+            progress=progress,
+            quiet=id_only,
+            after_detach=" (its release will not be promoted)" if promote else "",
+        )
+        announce_release(ctx, app, made.release_id, progress, id_only=id_only, promote=promote)
+
+    run.__doc__ = doc
+    return click.command(name)(build_options(run))
+
+
+build = _from_source(
+    "build",
+    promote=False,
+    doc="""Build DIR (default: here) into a new build and release of the app.
 
     Sends DIR as .dockerignore allows (the manifest and its Dockerfiles always), builds one
     image per service with build:, shows the builder's log, and prints the new build and
     release. Exits 1 if the build fails.
-    """
-    app = need_app(ctx)
-    progress = output.Progress(id_only=id_only)
-    made = build_from_source(
-        ctx,
-        app,
-        directory,
-        manifest=manifest,
-        description=description,
-        no_cache=no_cache,
-        progress=progress,
-        quiet=id_only,
-    )
-    announce_release(ctx, app, made.release_id, progress, id_only=id_only, promote=False)
+    """,
+)
 
+deploy = _from_source(
+    "deploy",
+    promote=True,
+    doc="""Build DIR (default: here), then promote the new release and follow it.
 
-@click.command("deploy")
-@build_options
-def deploy(
-    ctx: click.Context,
-    directory: str,
-    manifest: str | None,
-    description: str | None,
-    no_cache: bool,
-    id_only: bool,
-) -> None:
-    """Build DIR (default: here), then promote the new release and follow it.
-
-    Exits 0 only when the build completed and its release became active everywhere.
-    """
-    app = need_app(ctx)
-    progress = output.Progress(id_only=id_only)
-    made = build_from_source(
-        ctx,
-        app,
-        directory,
-        manifest=manifest,
-        description=description,
-        no_cache=no_cache,
-        progress=progress,
-        quiet=id_only,
-        after_detach=" (its release will not be promoted)",
-    )
-    announce_release(ctx, app, made.release_id, progress, id_only=id_only, promote=True)
+    Exits 0 only when the build completed and its release became active everywhere; Ctrl-C
+    while it builds leaves the build going on (and its release not promoted).
+    """,
+)

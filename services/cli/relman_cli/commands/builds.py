@@ -3,13 +3,12 @@ build, or a manifest plus images)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 import click
-from relman.v1 import build_pb2, release_pb2
+from relman.v1 import release_pb2
 from relman_common.lifecycle import BuildStatus
 from relman_common.pb_enums import word
 
@@ -22,8 +21,15 @@ from relman_cli.commands._common import (
     output_of,
     utcnow,
 )
-from relman_cli.commands._messages import Columns, table, to_dict, when
-from relman_cli.commands._options import PAGED, listing_group, makes_release, options, shows
+from relman_cli.commands._messages import Columns, printer, table, to_dict, when
+from relman_cli.commands._options import (
+    PAGED,
+    follows,
+    listing_group,
+    makes_release,
+    options,
+    shows,
+)
 from relman_cli.errors import CliError
 
 DEFAULT_MANIFESTS = ("relman.yml", "convox.yml")
@@ -33,7 +39,6 @@ IMPORT_SOURCE_ERROR = (
 )
 
 Build = release_pb2.Build
-BuildLogLine = build_pb2.BuildLogLine
 
 
 def list_result(builds: Sequence[Build], now: datetime) -> output.Table:
@@ -116,10 +121,7 @@ def info(ctx: click.Context, build_id: str) -> output.Info:
 
 
 @builds.command("logs")
-@click.argument("build_id")
-@click.option("--follow", "-f", is_flag=True, help="Keep following until the build ends.")
-@options("app", "rack", "output")
-@click.pass_context
+@follows("build_id", "Keep following until the build ends.")
 def logs(ctx: click.Context, build_id: str, follow: bool) -> None:
     """Print a build's log; with --follow, until the build ends (exit 1 if it failed).
 
@@ -127,17 +129,8 @@ def logs(ctx: click.Context, build_id: str, follow: bool) -> None:
     """
     from relman_cli.commands import _build_logs
 
-    as_json = output_of(ctx) == output.JSON
-    progress = output.Progress()
-
-    def show(line: BuildLogLine) -> None:
-        if as_json:
-            progress.line(json.dumps(to_dict(line), sort_keys=True, ensure_ascii=False))
-        else:
-            progress.line(line.text)
-
-    app = need_app(ctx)
-    final = _build_logs.follow_build(ctx, app, build_id, show, until_done=follow)
+    show = printer(output.Progress(), output_of(ctx) == output.JSON, _build_logs.text)
+    final = _build_logs.follow_build(ctx, need_app(ctx), build_id, show, until_done=follow)
     if follow and final is not None and final.status == release_pb2.BUILD_STATUS_FAILED:
         raise CliError(_build_logs.failure(final) or "build failed")
 
