@@ -29,6 +29,7 @@ QUEUED_HANDOFFS = 8
 READ_BYTES = 1024 * 1024
 
 _NAME_LENGTH = 100
+_ZERO_BLOCK = bytes(BLOCK)
 _ZEROS_8 = b"\0" * 8
 _OWNER_AND_TIME = b"0000000\0" * 2 + b"00000000000\0"  # uid 0, gid 0; then mtime 0
 # magic and version, uname and gname (empty), devmajor and devminor (empty), prefix, padding
@@ -108,7 +109,15 @@ class TarWriter:
     def file(self, name: str, mode: int, size: int, read: Callable[[int], bytes]) -> None:
         """A regular file of ``size`` bytes, from ``read(at most n)``; ValueError if it
         holds fewer (it changed since ``size`` was taken)."""
-        self._entry(header(name, mode, tarfile.REGTYPE, size))
+        head = header(name, mode, tarfile.REGTYPE, size)
+        padding = _ZERO_BLOCK[: -size % BLOCK]
+        if size <= READ_BYTES:  # most files: header, content and padding in one write
+            content = read(size) if size else b""
+            if len(content) < size:
+                raise ValueError(f"{name} shrank while it was being read")
+            self._entry(head + content + padding)
+            return
+        self._entry(head)
         remaining = size
         while remaining:
             chunk = read(min(remaining, READ_BYTES))
@@ -116,8 +125,7 @@ class TarWriter:
                 raise ValueError(f"{name} shrank while it was being read")
             self._gzip.write(chunk)
             remaining -= len(chunk)
-        if size % BLOCK:
-            self._gzip.write(b"\0" * (BLOCK - size % BLOCK))
+        self._gzip.write(padding)
 
     def _entry(self, head: bytes) -> None:
         self._gzip.write(head)

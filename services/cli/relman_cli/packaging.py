@@ -21,6 +21,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
@@ -133,7 +134,7 @@ def select(root: Path, always: Iterable[str] = ()) -> list[tuple[str, os.DirEntr
                         pending.append(path)
     except OSError as err:
         raise CliError(f"cannot read {err.filename or root}: {_why(err)}") from err
-    found.sort(key=lambda item: item[0])
+    found.sort(key=itemgetter(0))
     return found
 
 
