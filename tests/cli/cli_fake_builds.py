@@ -16,7 +16,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
-from relman.v1 import build_pb2, build_pb2_grpc, release_pb2
+from relman.v1 import build_pb2, build_pb2_grpc, release_pb2, release_pb2_grpc
 
 RUNNING = release_pb2.BUILD_STATUS_RUNNING
 COMPLETE = release_pb2.BUILD_STATUS_COMPLETE
@@ -156,9 +156,19 @@ class FakeBuilds(build_pb2_grpc.BuildServiceServicer):
             return run.written, ended()
 
 
+class _Apps(release_pb2_grpc.ReleaseServiceServicer):
+    """Every app exists (``relman build`` asks before it packages anything)."""
+
+    def GetApp(
+        self, request: release_pb2.GetAppRequest, context: grpc.ServicerContext
+    ) -> release_pb2.App:
+        return release_pb2.App(name=request.name)
+
+
 def start_fake(fake: FakeBuilds, port: int) -> grpc.Server:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     build_pb2_grpc.add_BuildServiceServicer_to_server(fake, server)
+    release_pb2_grpc.add_ReleaseServiceServicer_to_server(_Apps(), server)
     assert server.add_insecure_port(f"127.0.0.1:{port}") == port
     server.start()
     return server

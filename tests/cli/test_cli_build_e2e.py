@@ -134,6 +134,23 @@ def test_a_large_tree_goes_up_in_chunks_the_service_takes(stack: Stack) -> None:
     built(relman(stack, root, "build", "-a", "web8"))
 
 
+def test_an_unknown_app_or_a_bad_manifest_is_said_before_packaging(stack: Stack) -> None:
+    root = source(stack, "nosuch")
+    done = relman(stack, root, "build", "-a", "nosuch")
+    assert (done.code, done.out, done.err) == (1, "", "ERROR: app not found: nosuch\n")
+    app(stack, "web9")
+    (root / "convox.yml").write_text("services:\n  web:\n    build: ../elsewhere\n")
+    done = relman(stack, root, "build", "-a", "web9")
+    assert (done.code, done.out) == (1, "")
+    assert re.fullmatch(r"ERROR: convox\.yml: manifest line 3: .*build.*inside.*\n", done.err)
+    (root / "convox.yml").unlink()
+    done = relman(stack, root, "build", "-a", "web9")
+    assert (
+        done.err
+        == "ERROR: no manifest here: give --manifest FILE or add relman.yml or convox.yml\n"
+    )
+
+
 def test_id_prints_only_the_release_on_stdout(stack: Stack) -> None:
     app(stack, "web3")
     root = source(stack, "web3")

@@ -11,7 +11,7 @@ import pytest
 from cli_run import git
 from relman_cli import config, output
 from relman_cli.client import ServiceClient
-from relman_cli.commands.builds import parse_images
+from relman_cli.commands.builds import IMPORT_SOURCE_ERROR, parse_images
 from relman_cli.commands.env import parse_pairs
 from relman_cli.commands.releases import BUILD_SOURCE_ERROR, ENV_SOURCE_ERROR, check_sources
 from relman_cli.errors import CliError
@@ -232,6 +232,16 @@ def test_a_limit_beyond_the_largest_page_is_an_error_not_a_traceback(
     assert main([*args, "-a", "myapp"]) == 1
     out, err = capsys.readouterr()
     assert (out, err) == ("", f"ERROR: invalid --limit {args[-1]}: use 1 to 1000\n")
+
+
+@pytest.mark.parametrize(
+    "extra", [["--image", "web=r/web:1"], ["--manifest", "m.yml"], ["--git-sha", "0a1b"]]
+)
+def test_builds_import_takes_an_exported_file_or_a_build_made_elsewhere_not_both(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["builds", "import", "-f", "b.tgz", *extra, "-a", "myapp"]) == 1
+    assert capsys.readouterr() == ("", f"ERROR: {IMPORT_SOURCE_ERROR}\n")
 
 
 @pytest.mark.parametrize("command", ["promote", "rollback"])

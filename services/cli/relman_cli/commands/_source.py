@@ -45,7 +45,8 @@ def find_manifest(root: Path, given: str | None) -> str:
             if (root / name).is_file():
                 return name
         names = " or ".join(DEFAULT_MANIFESTS)
-        raise CliError(f"no manifest in {root}: give --manifest FILE or add {names}")
+        where = "here" if root == Path(".") else f"in {root}"
+        raise CliError(f"no manifest {where}: give --manifest FILE or add {names}")
     path = Path(given)
     if path.is_absolute():
         try:

@@ -4,7 +4,7 @@ deploy, to that release running)."""
 from __future__ import annotations
 
 import click
-from relman.v1 import build_pb2
+from relman.v1 import build_pb2, release_pb2
 
 from relman_cli import output
 from relman_cli.commands import _build_logs, _source
@@ -57,6 +57,9 @@ def build_from_source(
     from relman_cli.git import build_description
 
     src = _source.source(directory, manifest)
+    # A mistyped app is better said before a large tree is packaged and sent.
+    app_request = release_pb2.GetAppRequest(name=app)
+    client(ctx).release.call(lambda stub: stub.GetApp, app_request)
     git_sha = ""
     if description is None:
         description, git_sha = build_description(src.root)
