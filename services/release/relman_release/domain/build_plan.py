@@ -58,10 +58,10 @@ def check_build_sources(
                 reason=MISSING_SOURCE,
                 field="source_sha256",
             )
-        if _in_source(posixpath.join(path, dockerfile)) not in files:
+        inside = _in_source(posixpath.join(path, dockerfile))
+        if inside not in files:
             raise InvalidArgument(
-                f"{who}: no Dockerfile: {quote(posixpath.join(path, dockerfile))} is not a "
-                "file of the source",
+                f"{who}: no Dockerfile: {quote(inside)} is not a file of the source",
                 reason=NO_DOCKERFILE,
                 field="source_sha256",
             )
