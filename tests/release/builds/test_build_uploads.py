@@ -118,6 +118,8 @@ UNSAFE = {
         'the link "l" points outside the archive ("p/..")',
     ),
     "hard link out": ({"h": ("hardlink", "../etc/passwd")}, 'the hard link "h" names'),
+    "link loop": ({"a": ("symlink", "b"), "b": ("symlink", "a")}, 'the link "a" is a loop'),
+    "huge header": ({"x" * (2 * 1024 * 1024): b"x"}, "an entry's header is larger than"),
     "fifo": ({"f": ("fifo", "")}, 'the entry "f" is a fifo'),
     "device": ({"null": ("chardev", "")}, 'the entry "null" is a device'),
 }

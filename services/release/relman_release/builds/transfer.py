@@ -151,6 +151,11 @@ class Exported:
             raise InvalidArgument(f"not a relman build export: no {FACTS_FILE} (or too large)")
         try:
             facts = json.loads(path.read_bytes())
+            if facts.get("format") != FORMAT:
+                raise InvalidArgument(
+                    f"{FACTS_FILE} says format {quote(str(facts.get('format')))}: this "
+                    f"service reads format {FORMAT}"
+                )
             self.app = str(facts["app"])
             self.manifest = str(facts["manifest"])
             self.description = str(facts.get("description", ""))
