@@ -3,6 +3,9 @@
 Databases: ``db_url`` runs a test once on a fresh SQLite file and once on a fresh PostgreSQL
 database (created on the local server, dropped afterwards). PostgreSQL is not optional: when
 it cannot be reached the test fails and says how to start it.
+
+Containers: ``tests/containers.py`` (loaded below) provides ``docker_daemon``, ``registry`` and
+``base_image``; nothing starts unless a test asks for one of them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+pytest_plugins = ["tests.containers"]
 
 PG_ADMIN_URL = os.environ.get("RELMAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PG_START_HINT = (

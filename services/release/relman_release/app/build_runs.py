@@ -22,9 +22,11 @@ from relman_common.vocabulary import (
 )
 
 from relman_release.app.lookups import app_named, latest_of, new_release
-from relman_release.builds.archive import normal_path, read_contents
+from relman_release.builds.archive import normal_path
+from relman_release.builds.contents import read_contents
 from relman_release.builds.sources import SourceStore, check_sha256, not_held
-from relman_release.domain.builds import build_plan, check_build_sources, validate_images
+from relman_release.domain.build_plan import build_plan, check_build_sources
+from relman_release.domain.builds import validate_images
 from relman_release.domain.model import Build, LogLine
 from relman_release.ports import UnitOfWork
 

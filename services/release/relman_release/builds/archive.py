@@ -5,8 +5,7 @@ the archive; a single read of more than :data:`MAX_HEADER_BYTES` (a pax header o
 name that big) is refused rather than held. :func:`check_archive` is the gate: absolute
 paths, ``..``, links whose target leaves the root (followed through the archive's other
 links, as the kernel would), devices and fifos, too many entries or bytes are refused with
-the entry named. :func:`unpack` extracts with Python's ``data`` filter on top (it checks the
-real files as it goes) and keeps the archive's file modes.
+the entry named. What a checked archive holds is read in :mod:`.contents`.
 """
 
 from __future__ import annotations
@@ -14,13 +13,11 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
-import os
 import posixpath
 import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from relman_common.errors import InvalidArgument, ResourceExhausted
@@ -105,7 +102,7 @@ class _Decompressed(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def _members(raw: BinaryIO) -> Iterator[tuple[tarfile.TarFile, Iterator[tarfile.TarInfo]]]:
+def open_members(raw: BinaryIO) -> Iterator[tuple[tarfile.TarFile, Iterator[tarfile.TarInfo]]]:
     """The archive and its members in order; the archive keeps none of them."""
     try:
         with tarfile.open(fileobj=_Decompressed(raw), mode="r:") as tar:  # type: ignore[call-overload]
@@ -211,7 +208,7 @@ def check_archive(raw: BinaryIO, limits: Limits) -> ArchiveInfo:
     ResourceExhausted naming the limit) unless it is safe to unpack."""
     names = _Namespace()
     entries = unpacked = 0
-    with _members(raw) as (_, members):
+    with open_members(raw) as (_, members):
         for member in members:
             entries += 1
             if entries > limits.max_entries:
@@ -231,74 +228,3 @@ def check_archive(raw: BinaryIO, limits: Limits) -> ArchiveInfo:
         if why:
             raise refused(f"the link {quote(link)} {why}")
     return ArchiveInfo(entries=entries, unpacked_bytes=unpacked)
-
-
-@dataclass(frozen=True)
-class Contents:
-    """What a build checks in a source before it starts: the paths of its files (links
-    included) and directories (those only implied by a file's path too), and one file's
-    bytes (None when the archive does not hold it)."""
-
-    files: frozenset[str]
-    dirs: frozenset[str]
-    wanted: bytes | None
-
-
-def read_contents(raw: BinaryIO, wanted: str, max_wanted: int) -> Contents:
-    """The paths of a checked archive and the bytes of its file ``wanted`` (at most
-    ``max_wanted`` bytes, else InvalidArgument)."""
-    files: set[str] = set()
-    dirs: set[str] = {""}
-    data: bytes | None = None
-    with _members(raw) as (tar, members):
-        for member in members:
-            path = normal_path(member.name) or ""
-            (dirs if member.isdir() else files).add(path)
-            dirs.update(_parents(path))
-            if path == wanted and member.isfile():
-                if member.size > max_wanted:
-                    raise InvalidArgument(
-                        f"{quote(wanted)} is {member.size} bytes, more than {max_wanted}",
-                        field="manifest_path",
-                    )
-                handle = tar.extractfile(member)
-                assert handle is not None
-                data = handle.read()
-    return Contents(frozenset(files), frozenset(dirs), data)
-
-
-def _parents(path: str) -> Iterator[str]:
-    while path:
-        path = posixpath.dirname(path)
-        yield path
-
-
-def _keep_mode(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    """Python's ``data`` filter (refuses what escapes ``dest`` on the real files), but with
-    the archive's own file modes (readable, and directories writable, by this user)."""
-    checked = tarfile.data_filter(member, dest)
-    if member.isfile():
-        return checked.replace(mode=(member.mode & 0o7777) | 0o400, deep=False)
-    if member.isdir():
-        return checked.replace(mode=(member.mode & 0o7777) | 0o700, deep=False)
-    return checked
-
-
-def unpack(raw: BinaryIO, dest: Path) -> None:
-    """Extracts a checked archive into the empty directory ``dest``."""
-    directories: list[tarfile.TarInfo] = []
-    dest.mkdir(parents=True, exist_ok=True)
-    target = os.fspath(dest)
-    with _members(raw) as (tar, members):
-        for member in members:
-            try:
-                kept = _keep_mode(member, target)
-            except tarfile.FilterError as err:
-                raise refused(str(err)) from None
-            if kept.isdir():
-                directories.append(kept)
-            tar.extract(kept, target, set_attrs=not kept.isdir(), filter="fully_trusted")
-        for directory in sorted(directories, key=lambda d: d.name, reverse=True):
-            path = os.path.join(target, directory.name)
-            tar.chmod(directory, path)
-            tar.utime(directory, path)

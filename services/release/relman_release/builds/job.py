@@ -11,9 +11,9 @@ from pathlib import Path
 
 from relman_common.manifest import parse_manifest
 
-from relman_release.builds.archive import unpack
+from relman_release.builds.contents import unpack
 from relman_release.builds.workshop import Workshop
-from relman_release.domain.builds import build_plan
+from relman_release.domain.build_plan import build_plan
 from relman_release.domain.model import Build
 from relman_release.images import BuildRequest, LogFn, image_name
 

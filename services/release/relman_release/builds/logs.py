@@ -10,6 +10,7 @@ build running in another process poll (:data:`POLL_SECONDS`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,8 @@ from datetime import datetime
 from relman_common.clock import Clock, utcnow
 
 from relman_release.domain.model import LogLine
+
+log = logging.getLogger("relman.builds")
 
 FLUSH_SECONDS = 0.2
 POLL_SECONDS = 0.5
@@ -110,12 +113,19 @@ class BuildLog:
             self._pending.append(LogLine(self._seq, now, clean_line(text)))
 
     async def flush(self) -> None:
+        """Stores the lines waiting; when that fails (the database is away, the build was
+        deleted with its app) they are dropped with a warning: the build goes on."""
         with self._lock:
             lines, self._pending = self._pending, []
             self._lock.notify_all()
-        if lines:
+        if not lines:
+            return
+        try:
             await self._store(lines)
-            self._hub.notify(self.build_id)
+        except Exception as err:
+            log.warning("build %s: %d log lines not stored: %s", self.build_id, len(lines), err)
+            return
+        self._hub.notify(self.build_id)
 
     async def keep_flushing(self) -> None:
         """Stores the lines every FLUSH_SECONDS until cancelled."""

@@ -43,7 +43,7 @@ from relman_release.ports import UnitOfWork
 log = logging.getLogger("relman.builds")
 
 # Seconds a stopping runner waits for its builds to notice and end by themselves.
-STOP_GRACE_SECONDS = 5.0
+STOP_GRACE_SECONDS = 2.0
 # Temporary directories of exports and imports older than this were left by a dead process.
 STALE_TEMP_SECONDS = 3600
 

@@ -80,6 +80,7 @@ async def consume(
     except BaseException:
         _drain(queue)
         queue.put_nowait(CutOff("the stream was cut off before its end: nothing was kept"))
+        job.add_done_callback(_settled)
         raise
 
 
@@ -110,6 +111,13 @@ async def produce(work: Callable[[Callable[[bytes], None]], None]) -> AsyncItera
     finally:
         stopped.set()
         _drain(queue)
+        job.add_done_callback(_settled)
+
+
+def _settled(future: asyncio.Future[Any]) -> None:
+    """Takes the outcome of work nobody waits for any more (its error was expected)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def in_thread(fn: Callable[..., T], *args: Any, name: str = "relman-build") -> asyncio.Future[T]:

@@ -30,7 +30,8 @@ from relman_common.vocabulary import BUILD, MAX_MANIFEST_BYTES, new_id, quote, v
 from relman_release.app.builds import import_build
 from relman_release.app.lookups import app_named
 from relman_release.app.results import ImportedBuild
-from relman_release.builds.archive import Limits, check_archive, check_size, unpack
+from relman_release.builds.archive import Limits, check_archive, check_size
+from relman_release.builds.contents import unpack
 from relman_release.builds.workshop import Workshop
 from relman_release.domain.model import Build
 from relman_release.images.layout import LayoutStore
@@ -102,7 +103,9 @@ def export_build(
 ) -> None:
     """Streams ``build`` as a .tgz through ``emit``."""
     if build.status is not BuildStatus.COMPLETE:
-        raise FailedPrecondition(f"build {build.id} is {build.status.value}: only complete builds")
+        raise FailedPrecondition(
+            f"build {build.id} is {build.status.value}: only complete builds can be exported"
+        )
     built = {s.name for s in parse_manifest(build.manifest).services if s.build is not None}
     directory = Path(tempfile.mkdtemp(prefix=f"export-{build.id}-", dir=work_dir))
     try:
@@ -148,6 +151,11 @@ class Exported:
             raise InvalidArgument(f"not a relman build export: no {FACTS_FILE} (or too large)")
         try:
             facts = json.loads(path.read_bytes())
+            if facts.get("format") != FORMAT:
+                raise InvalidArgument(
+                    f"{FACTS_FILE} says format {quote(str(facts.get('format')))}: this "
+                    f"service reads format {FORMAT}"
+                )
             self.app = str(facts["app"])
             self.manifest = str(facts["manifest"])
             self.description = str(facts.get("description", ""))

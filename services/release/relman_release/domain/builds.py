@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import posixpath
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
 from dataclasses import replace
 
 from relman_common.errors import (
@@ -12,7 +11,7 @@ from relman_common.errors import (
     FailedPrecondition,
     InvalidArgument,
 )
-from relman_common.manifest import BuildSpec, Manifest, Service, parse_manifest
+from relman_common.manifest import Manifest, Service, parse_manifest
 from relman_common.vocabulary import quote, service_name_error
 
 from relman_release.domain.model import Build, Release
@@ -83,53 +82,3 @@ def deployable_services(
         replace(s, image=build.images.get(s.name) or s.image) for s in manifest.services
     )
     return manifest, services
-
-
-# (build path, Dockerfile path inside it), both normal relative paths ("." for the root).
-BuildSource = tuple[str, str]
-
-
-def build_plan(manifest: Manifest) -> dict[BuildSource, list[str]]:
-    """The images a build from source makes: one per distinct build path and Dockerfile,
-    with the services that run it, in the manifest's order. A service that names neither
-    ``build:`` nor ``image:`` is built from the root, as Convox does.
-
-    >>> build_plan(parse_manifest("services: {web: {build: .}, worker: {}, db: {image: pg}}"))
-    {('.', 'Dockerfile'): ['web', 'worker']}
-    """
-    plan: dict[BuildSource, list[str]] = {}
-    for service in manifest.services:
-        if service.build is None and service.image:
-            continue
-        spec = service.build or BuildSpec()
-        plan.setdefault((spec.path, spec.manifest), []).append(service.name)
-    return plan
-
-
-def _in_source(path: str) -> str:
-    """``path`` as the source archive names it ("" for the root)."""
-    normal = posixpath.normpath(path)
-    return "" if normal == "." else normal
-
-
-def check_build_sources(
-    plan: Mapping[BuildSource, list[str]], files: Set[str], dirs: Set[str]
-) -> None:
-    """Every build path of ``plan`` is a directory of the source and holds its Dockerfile;
-    InvalidArgument naming the service and the path otherwise."""
-    for (path, dockerfile), services in plan.items():
-        who = f"service {_names(services)}"
-        if _in_source(path) not in dirs:
-            raise InvalidArgument(
-                f"{who}: the build path {quote(path)} is not a directory of the source",
-                reason="MISSING_SOURCE",
-                field="source_sha256",
-            )
-        inside = _in_source(posixpath.join(path, dockerfile))
-        if inside.startswith("../") or inside == ".." or inside not in files:
-            raise InvalidArgument(
-                f"{who}: no Dockerfile: {quote(posixpath.join(path, dockerfile))} is not a "
-                "file of the source",
-                reason="NO_DOCKERFILE",
-                field="source_sha256",
-            )

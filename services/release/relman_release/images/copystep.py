@@ -34,7 +34,7 @@ class CopyStep:
     keyword: str
     sources: tuple[str, ...]
     dest: str
-    # The destination is a directory (it ends with "/", or there are several sources).
+    # The destination is written as a directory ("dir/" or ".").
     into_dir: bool
     owner: tuple[int, int] | None = None
     mode: int | None = None
@@ -65,7 +65,8 @@ def copy_step(ins: Instruction, variables: Mapping[str, str], workdir: str) -> C
     *sources, dest = words
     if ins.keyword == "ADD":
         _refuse_remote(ins, sources)
-    into_dir = dest.endswith("/") or len(sources) > 1
+    # As BuildKit has it: "dir/", "." and "" name a directory.
+    into_dir = dest.endswith("/") or dest in (".", "")
     return CopyStep(
         line=ins.line,
         keyword=ins.keyword,

@@ -1,13 +1,17 @@
 """The build context as ONE layer, placed as the Dockerfile's COPY and ADD say; reproducible.
 
 The rule: every COPY/ADD, in order, maps paths of the context to paths of the image as
-Docker would (a directory's contents go into the destination; a file goes to the
-destination, or inside it when it ends with ``/``, when several sources are named, or when it
-is a directory already in the base, a WORKDIR or an earlier COPY; the base's links are
-followed). The layer is the union of all of them: where two put something at the same path,
-the later one wins, as its layer would in Docker. A path cannot be under a file (an error).
-The layer holds these entries, the WORKDIR directories, and the parent directories the base
-lacks (0755, root; ``tmp`` 1777) — nothing else of the context.
+Docker would. A directory's contents go into the destination. A file goes to the
+destination, or inside it when it is written as a directory (``dir/`` or ``.``) or is a
+directory already (in the base, made by WORKDIR or by an earlier COPY); several sources need
+a destination written as a directory. The base's links are followed (``/bin -> usr/bin``).
+The layer is the union of all of them: where two put something at the same path, the later
+one wins, as its layer would in Docker; a path under a file, or a directory copied onto a
+file, is an error. The layer holds these entries, the WORKDIR directories the base lacks and
+the parent directories the base lacks (0755, root; ``tmp`` and ``var/tmp`` 1777) — nothing
+else of the context. A base directory that files are copied into keeps its owner and mode
+(unless ``--chown``/``--chmod``); directories that come from the context carry the context's
+modes, as in Docker.
 
 Reproducible like ko: entries sorted by path, mtime 0, owner 0:0 (unless ``--chown``), no
 user or group names, modes as in the context (``--chmod`` wins), PAX tar, gzip (level 1)

@@ -134,6 +134,8 @@ def _place_dir(
     """A directory's contents into ``target``. A directory the base has keeps its owner and
     mode (unless --chown/--chmod); a link of the base to a directory stays a link."""
     uid, gid = step.owner or (0, 0)
+    if (target in placed and placed[target].kind != DIR) or base.kind(target) == FILE:
+        raise _copy_error(step, f"cannot copy a directory to /{target}: it is a file")
     if target and (step.owner or step.mode or not base.is_dir(target)):
         placed[target] = Entry(DIR, None, step.mode or 0o755, uid, gid)
     for folder, dirs, files in os.walk(source):
