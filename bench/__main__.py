@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cli, deployer, floors, pg, release, report, scale
+from bench import cli, deployer, floors, packaging, pg, release, report, scale
 from bench.procs import REPO, ServiceProcess, module_runs
 
-SECTIONS = ("floors", "release", "scale", "deployer", "cli")
+SECTIONS = ("floors", "release", "scale", "deployer", "cli", "packaging")
 DEFAULT_SCALE = "100,10000,100000,1000000"
 DEFAULT_PG_SCALE = "100,10000,100000"
 
@@ -171,6 +171,10 @@ class Bench:
             return await cli.run(self.workdir)
 
         await self.section("cli", run)
+
+    async def packaging(self) -> None:
+        workdir = self.workdir
+        await self.section("packaging", lambda: packaging.run(workdir))
 
     async def run(self, only: list[str]) -> dict[str, Any]:
         start = time.perf_counter()

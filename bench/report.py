@@ -317,6 +317,32 @@ def targets(r: dict[str, Any]) -> tuple[list[Target], list[str]]:
         ),
         "CLI target",
     )
+    for tree in ("source", "tiny"):
+        add(
+            lambda tree=tree: Target(  # type: ignore[misc]
+                f"packaging a 10,000-file tree ({tree}) vs `tar czf`, wall p50",
+                dig(r, f"packaging.{tree}.ours.wall_p50_s"),
+                1.5 * dig(r, f"packaging.{tree}.tar.wall_p50_s"),
+                "s",
+                True,
+                "1.5x `tar czf` of the same files",
+            ),
+            f"packaging {tree} target",
+        )
+    add(
+        lambda: Target(
+            "packaging: archives that changed between runs or after a touch",
+            sum(
+                not dig(r, f"packaging.{tree}.same_sha256_every_run_and_after_touch")
+                for tree in ("source", "tiny")
+            ),
+            0,
+            "trees",
+            True,
+            "0",
+        ),
+        "packaging determinism target",
+    )
     return out, missing
 
 
@@ -499,6 +525,15 @@ def other_rows(r: dict[str, Any]) -> list[list[str]]:
             f"{svc} RSS peak under 200 promotes",
             f"{dep}.memory_kib.peak_rss_sampled.{svc}",
             lambda x: f"{x / 1024:.1f} MiB",
+        )
+    for tree in ("source", "tiny"):
+        row(
+            f"packaging 10,000 files ({tree}): relman / tar czf",
+            f"packaging.{tree}",
+            lambda d: f"wall p50 {d['ours']['wall_p50_s']:.3f} s / {d['tar']['wall_p50_s']:.3f} s"
+            f" ({d['wall_ratio']:.2f}x), CPU p50 {d['ours']['cpu_p50_s']:.3f} s / "
+            f"{d['tar']['cpu_p50_s']:.3f} s ({d['cpu_ratio']:.2f}x); {d['bytes'] / 1e6:.1f} MB "
+            f"-> {d['archive_bytes'] / 1e6:.1f} MB",
         )
     for db in ("sqlite", "postgres"):
         for size, d in r.get("scale", {}).get(db, {}).items():

@@ -25,6 +25,17 @@ class Done:
         return self.out.splitlines()
 
 
+def git(repo: Path, *args: str) -> str:
+    """``git args...`` in ``repo`` as a test's committer; its stdout, stripped."""
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
 def cli_env(extra: Mapping[str, str], home: Path) -> dict[str, str]:
     env = {
         k: v

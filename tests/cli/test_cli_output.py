@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from cli_run import git
 from relman_cli import config, output
 from relman_cli.client import ServiceClient
-from relman_cli.commands.builds import parse_images
+from relman_cli.commands.builds import IMPORT_SOURCE_ERROR, parse_images
 from relman_cli.commands.env import parse_pairs
 from relman_cli.commands.releases import BUILD_SOURCE_ERROR, ENV_SOURCE_ERROR, check_sources
 from relman_cli.errors import CliError
@@ -234,6 +234,16 @@ def test_a_limit_beyond_the_largest_page_is_an_error_not_a_traceback(
     assert (out, err) == ("", f"ERROR: invalid --limit {args[-1]}: use 1 to 1000\n")
 
 
+@pytest.mark.parametrize(
+    "extra", [["--image", "web=r/web:1"], ["--manifest", "m.yml"], ["--git-sha", "0a1b"]]
+)
+def test_builds_import_takes_an_exported_file_or_a_build_made_elsewhere_not_both(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["builds", "import", "-f", "b.tgz", *extra, "-a", "myapp"]) == 1
+    assert capsys.readouterr() == ("", f"ERROR: {IMPORT_SOURCE_ERROR}\n")
+
+
 @pytest.mark.parametrize("command", ["promote", "rollback"])
 def test_a_timeout_that_does_not_fit_the_request_is_an_error_not_a_traceback(
     command: str, capsys: pytest.CaptureFixture[str]
@@ -352,22 +362,12 @@ def test_a_rack_missing_an_endpoint_is_an_error(tmp_path: Path) -> None:
 # --- git descriptions ------------------------------------------------------------------------
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
 def test_clean_git_tree_describes_the_build_by_commit(tmp_path: Path) -> None:
-    _git(tmp_path, "init", "-q")
+    git(tmp_path, "init", "-q")
     (tmp_path / "f").write_text("1")
-    _git(tmp_path, "add", "f")
-    _git(tmp_path, "commit", "-q", "-m", "my commit message")
-    sha = _git(tmp_path, "rev-parse", "HEAD")
+    git(tmp_path, "add", "f")
+    git(tmp_path, "commit", "-q", "-m", "my commit message")
+    sha = git(tmp_path, "rev-parse", "HEAD")
     assert build_description(tmp_path) == (f"build {sha[:10]} my commit message", sha)
 
     (tmp_path / "f").write_text("2")  # dirty: no commit holds this tree
@@ -377,3 +377,56 @@ def test_clean_git_tree_describes_the_build_by_commit(tmp_path: Path) -> None:
 
 def test_outside_git_the_description_is_plain(tmp_path: Path) -> None:
     assert build_description(tmp_path) == ("build", "")
+
+
+# --- byte meters -----------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_meter_on_a_terminal_continues_the_steps_line_in_place_and_restores_it() -> None:
+    from relman_cli.meter import Meter
+
+    screen, now = _Terminal(), [0.0]
+    meter = Meter(
+        "Uploading source",
+        total=4_000_000,
+        stream=screen,
+        pending="Uploading source... ",
+        clock=lambda: now[0],
+    )
+    now[0] = 0.2
+    meter.update(1_000)
+    assert screen.getvalue() == ""  # quick work shows nothing
+    now[0] = 1.0
+    meter.update(2_000_000)
+    now[0] = 1.05
+    meter.update(2_100_000)  # redrawn at most every 0.1 s
+    now[0] = 2.0
+    meter.update(4_000_000)
+    meter.close()
+    assert screen.getvalue().split("\r")[1:] == [
+        "Uploading source... 2.0 MB of 4.0 MB (2.0 MB/s)\x1b[K",
+        "Uploading source... 4.0 MB of 4.0 MB (2.0 MB/s)\x1b[K",
+        "Uploading source... \x1b[K",
+    ]
+
+
+def test_a_meter_elsewhere_writes_a_plain_line_now_and_then_and_nothing_when_quiet() -> None:
+    from relman_cli.meter import Meter
+
+    log, now = io.StringIO(), [0.0]
+    meter = Meter("Packaging source", stream=log, clock=lambda: now[0])
+    quiet = Meter("Packaging source", stream=log, quiet=True, clock=lambda: now[0])
+    for second in range(1, 12):
+        now[0] = float(second)
+        meter.update(second * 1_000_000)
+        quiet.update(second * 1_000_000)
+    meter.close()
+    assert log.getvalue().splitlines() == [
+        "Packaging source: 5.0 MB (1.0 MB/s)",
+        "Packaging source: 10.0 MB (1.0 MB/s)",
+    ]

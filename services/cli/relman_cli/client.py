@@ -29,6 +29,7 @@ from relman_cli.errors import CliError
 
 if TYPE_CHECKING:
     from relman.v1.auth_pb2_grpc import TokenServiceStub
+    from relman.v1.build_pb2_grpc import BuildServiceStub
     from relman.v1.deployer_pb2_grpc import DeployerServiceStub
     from relman.v1.release_pb2_grpc import ReleaseServiceStub
 
@@ -74,7 +75,15 @@ def lost_connection(err: grpc.RpcError) -> bool:
 
 
 def cli_error(err: grpc.RpcError, service: str, addr: str) -> CliError:
-    """The message a person should read for a failed call to ``service`` at ``addr``."""
+    """The message a person should read for a failed call to ``service`` at ``addr``, with
+    the call's status code name (``NOT_FOUND``) for a command that must tell answers apart."""
+    error = _message(err, service, addr)
+    code = err.code()
+    error.code = code.name if code is not None else ""
+    return error
+
+
+def _message(err: grpc.RpcError, service: str, addr: str) -> CliError:
     code = err.code()
     details = err.details() or ""
     if lost_connection(err) and "handshake" in details.lower():
@@ -140,6 +149,19 @@ class ServiceClient(Generic[StubT]):
         except grpc.RpcError as err:
             raise self.error(err) from None
 
+    def send(
+        self,
+        rpc: Callable[[StubT], grpc.StreamUnaryMultiCallable[RequestT, ResponseT]],
+        requests: Iterator[RequestT],
+    ) -> ResponseT:
+        """A client stream of ``rpc(stub)`` (an upload), without a deadline: large archives
+        take as long as they take. Any failure becomes a :class:`CliError`."""
+        method = rpc(self._opened())
+        try:
+            return method(requests, metadata=self.metadata())
+        except grpc.RpcError as err:
+            raise self.error(err) from None
+
     def stream(
         self,
         rpc: Callable[[StubT], grpc.UnaryStreamMultiCallable[RequestT, ResponseT]],
@@ -193,6 +215,12 @@ def release_stub(channel: grpc.Channel) -> ReleaseServiceStub:
     return release_pb2_grpc.ReleaseServiceStub(channel)
 
 
+def build_stub(channel: grpc.Channel) -> BuildServiceStub:
+    from relman.v1 import build_pb2_grpc
+
+    return build_pb2_grpc.BuildServiceStub(channel)
+
+
 def deployer_stub(channel: grpc.Channel) -> DeployerServiceStub:
     from relman.v1 import deployer_pb2_grpc
 
@@ -215,6 +243,8 @@ class Client:
         release, deployer = endpoints.release, endpoints.deployer
         self.release = ServiceClient(RELEASE_SERVICE, release, release_stub, token, tls)
         self.deployer = ServiceClient(DEPLOYER_SERVICE, deployer, deployer_stub, token, tls)
+        # Builds are made by the Release service (its BuildService, on the same address).
+        self.builds = ServiceClient(RELEASE_SERVICE, release, build_stub, token, tls)
         # Tokens are kept by the Release service (its TokenService, on the same address).
         self.tokens = ServiceClient(RELEASE_SERVICE, release, token_stub, token, tls)
 
@@ -222,3 +252,4 @@ class Client:
         self.release.close()
         self.deployer.close()
         self.tokens.close()
+        self.builds.close()

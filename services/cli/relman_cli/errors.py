@@ -13,9 +13,11 @@ EXIT_INTERRUPTED = 130
 
 
 class CliError(Exception):
-    """A failure to report to the user. ``str(err)`` is the message (no ``ERROR:`` prefix)."""
+    """A failure to report to the user. ``str(err)`` is the message (no ``ERROR:`` prefix);
+    ``code`` is the gRPC status code's name when a call failed (``NOT_FOUND``), else empty."""
 
     exit_code = EXIT_ERROR
+    code = ""
 
 
 class Detached(CliError):

@@ -22,7 +22,17 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 # name -> (module, attribute, one-line help shown by `relman --help` without importing it)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "apps": ("relman_cli.commands.apps", "apps", "List apps, or manage one."),
-    "builds": ("relman_cli.commands.builds", "builds", "List an app's builds, or import one."),
+    "build": ("relman_cli.commands.build", "build", "Build a source directory into a release."),
+    "builds": (
+        "relman_cli.commands.builds",
+        "builds",
+        "List an app's builds; show, follow, export or import one.",
+    ),
+    "deploy": (
+        "relman_cli.commands.build",
+        "deploy",
+        "Build a source directory, then promote its release.",
+    ),
     "env": ("relman_cli.commands.env", "env", "Show or change an app's environment."),
     "releases": (
         "relman_cli.commands.releases",

@@ -106,6 +106,8 @@ def _converter(kind: Any) -> Callable[[Any], Any] | None:
         return as_utc
     if kind is int:
         return int
+    if kind is bool:  # SQLite stores booleans as 0/1
+        return bool
     if isinstance(kind, type) and issubclass(kind, Enum):
         return kind
     return None

@@ -72,7 +72,8 @@ class Service:
     the GIL, and getting it back waited up to the whole interval each time).
 
     ``register`` adds the service's servicers; ``service_names`` are their full names (for
-    health and reflection). ``on_stop`` runs after the server stopped taking calls.
+    health and reflection). ``on_start`` runs once the server serves (background work),
+    ``on_stop`` after the server stopped taking calls.
     ``authenticate`` verifies the bearer token of every call but health and reflection (None:
     authentication off); ``tls`` serves TLS (mutual TLS when it names a client CA).
     """
@@ -88,10 +89,12 @@ class Service:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         tls: ServerTls | None = None,
         authenticate: Authenticator | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.addr = addr
         self._register = register
         self._names = list(service_names)
+        self._on_start = on_start
         self._on_stop = on_stop
         self._interceptors = [*interceptors, RpcInterceptor(authenticate)]
         self.server: grpc.aio.Server | None = None
@@ -119,9 +122,16 @@ class Service:
         if self.port == 0:
             raise OSError(f"could not listen on {self.addr}")
         await server.start()
+        self.server = server
+        if self._on_start is not None:
+            try:
+                await self._on_start()
+            except BaseException:
+                self.server = None
+                await server.stop(0)
+                raise
         for name in ["", *self._names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self.server = server
         host = self.addr.rsplit(":", 1)[0]
         mode = "mutual TLS" if self._tls and self._tls.client_ca else "TLS" if self._tls else ""
         log.info(

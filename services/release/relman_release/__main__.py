@@ -9,13 +9,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from relman_common.db import sqlite_url
+from relman_common.errors import RelmanError
 from relman_common.secretbox import SecretBoxError
 from relman_common.server import run_service, setup_logging
 from relman_common.setting import add_flags, check_rules
-from relman_common.settings import RELEASE, SETTINGS
+from relman_common.settings import BUILDER, REGISTRY_PASSWORD, RELEASE, SETTINGS
 from relman_common.tls import ServerTls, server_tls
 
 from relman_release.api.server import create_service
+from relman_release.builds.workshop import BuildConfig
+from relman_release.images import BUILDERS
 
 log = logging.getLogger("relman.release")
 
@@ -24,7 +27,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="relman-release", description="The relman Release service (apps, builds, releases)."
     )
-    add_flags(parser, RELEASE, SETTINGS)
+    add_flags(parser, RELEASE, SETTINGS, choices={BUILDER.name: BUILDERS})
     args = parser.parse_args(argv)
     check_rules(parser, args, RELEASE, SETTINGS)
     try:
@@ -64,9 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             auth=args.auth,
             tls=args.tls,
             secret_key_file=args.secret_key_file,
+            builds=BuildConfig.from_args(args, REGISTRY_PASSWORD.value()),
         ),
         log,
-        (OSError, SecretBoxError),
+        (OSError, SecretBoxError, RelmanError, ValueError),
     )
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from relman_common.lifecycle import Outcome
+from relman_common.lifecycle import BuildStatus, Outcome
 
-from relman_release.domain.model import App, Build, Page, Release
+from relman_release.domain.model import App, Build, LogLine, Page, Release
 from relman_release.domain.tokens import ApiToken
 
 T = TypeVar("T")
@@ -35,7 +35,9 @@ class Repository(Protocol):
 
     def set_active_release(self, app: str, release_id: str) -> None: ...
 
-    def add_build(self, build: Build) -> None: ...
+    def add_build(self, build: Build, runner: str = "") -> None:
+        """Stores the build; ``runner`` names the instance that will run it."""
+        ...
 
     def find_build(self, build_id: str) -> Build | None:
         """The build with this id, in whichever app holds it."""
@@ -60,6 +62,42 @@ class Repository(Protocol):
     def set_current_deployment(self, app: str, deployment_id: str, started: datetime) -> None:
         """The app's deployment started last (whose reports count)."""
         ...
+
+    # --- running builds: each change names the runner and expects a status ---
+
+    def start_build(self, build_id: str, runner: str, when: datetime) -> bool:
+        """CREATED -> RUNNING for the build ``runner`` owns; False if it was not that."""
+        ...
+
+    def finish_build(
+        self,
+        build_id: str,
+        runner: str,
+        status: BuildStatus,
+        when: datetime,
+        images: dict[str, str],
+        reason: str = "",
+        release_id: str = "",
+    ) -> bool:
+        """RUNNING -> ``status`` for the build ``runner`` runs; False if it was not that."""
+        ...
+
+    def renew_builds(self, runner: str, when: datetime) -> int:
+        """The heartbeat of every unfinished build of ``runner``."""
+        ...
+
+    def interrupt_builds(
+        self, when: datetime, reason: str, *, runner: str = "", stale_before: datetime | None = None
+    ) -> list[str]:
+        """Fails the unfinished builds of ``runner``, or those whose heartbeat is older
+        than ``stale_before``; their ids."""
+        ...
+
+    def append_build_log(self, build_id: str, lines: Sequence[LogLine]) -> None:
+        """Stores lines (seqs following the stored ones) and counts them on the build."""
+        ...
+
+    def build_log(self, build_id: str, after_seq: int, limit: int) -> list[LogLine]: ...
 
     # --- API tokens (stored as SHA-256 hashes only) ---
 

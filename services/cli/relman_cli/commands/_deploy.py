@@ -14,6 +14,7 @@ from relman_cli.commands._common import client, context_flags
 from relman_cli.commands._messages import when
 from relman_cli.errors import CliError, Detached
 from relman_cli.follow import (
+    RECONNECT_SECONDS,
     SUCCEEDED,
     Deployment,
     DeploymentEvent,
@@ -23,9 +24,6 @@ from relman_cli.follow import (
 )
 
 Updates = Iterator[DeploymentUpdate]
-
-# How long to keep trying to reconnect to a Deployer that went away mid-deployment.
-RECONNECT_SECONDS = 30.0
 
 _OUTCOME_WORDS = {
     Outcome.ROLLED_BACK: "rolled back",

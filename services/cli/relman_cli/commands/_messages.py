@@ -68,3 +68,19 @@ def table(
     """A table of messages, a row each; its JSON form is ``data`` of each message."""
     rows = [[cell(item) for _, cell in columns] for item in items]
     return output.Table([header for header, _ in columns], rows, [data(i) for i in items])
+
+
+def printer(
+    progress: output.Progress, as_json: bool, text: Callable[[M], str]
+) -> Callable[[M], None]:
+    """Print each message of a stream (events, log lines) as ``text`` of it, or with
+    ``-o json`` as one JSON object per line."""
+    import json
+
+    def show(message: M) -> None:
+        if as_json:
+            progress.line(json.dumps(to_dict(message), sort_keys=True, ensure_ascii=False))
+        else:
+            progress.line(text(message))
+
+    return show

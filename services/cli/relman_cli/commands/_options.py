@@ -107,17 +107,32 @@ def shows(command: Callable[..., output.Result]) -> Command:
     return options("app", "rack", "output")(click.pass_context(run))
 
 
+# ``--id``: a command that makes a release prints only its id on stdout (it takes ``id_only``).
+id_option = click.option(
+    "--id",
+    "id_only",
+    is_flag=True,
+    help="Print only the new release's id on stdout (progress goes to stderr).",
+)
+
+
 def makes_release(command: Command) -> Command:
     """``--promote``, ``--id``, ``-a`` and ``-r``: the options of every command that makes a
     release (it takes ``promote`` and ``id_only``; see ``_common.announce_release``)."""
-    command = options("app", "rack")(command)
-    command = click.option(
-        "--id",
-        "id_only",
-        is_flag=True,
-        help="Print only the new id on stdout (progress goes to stderr).",
-    )(command)
+    command = id_option(options("app", "rack")(command))
     return click.option("--promote", is_flag=True, help="Promote the new release.")(command)
+
+
+def follows(id_name: str, until: str) -> Decorator:
+    """``ID [-f/--follow] -a -r -o``: a command printing the log of the thing named by ID
+    (as ``id_name``), and with ``--follow`` going on ``until`` it ends."""
+
+    def decorate(command: Command) -> Command:
+        command = options("app", "rack", "output")(click.pass_context(command))
+        command = click.option("--follow", "-f", is_flag=True, help=until)(command)
+        return click.argument(id_name)(command)
+
+    return decorate
 
 
 def on_name(verb: str) -> Decorator:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -14,8 +13,8 @@ from relman_common.pb_enums import word
 from relman_cli import output
 from relman_cli.commands import _deploy
 from relman_cli.commands._common import client, limit_of, need_app, output_of, utcnow
-from relman_cli.commands._messages import Columns, table, to_dict, when
-from relman_cli.commands._options import PAGED, listing_group, options, shows
+from relman_cli.commands._messages import Columns, printer, table, to_dict, when
+from relman_cli.commands._options import PAGED, follows, listing_group, shows
 from relman_cli.errors import CliError
 from relman_cli.follow import RUNNING, SUCCEEDED
 
@@ -76,10 +75,7 @@ def info(ctx: click.Context, deployment_id: str) -> output.Info:
 
 
 @deployments.command("logs")
-@click.argument("deployment_id")
-@click.option("--follow", "-f", is_flag=True, help="Keep following until it ends.")
-@options("app", "rack", "output")
-@click.pass_context
+@follows("deployment_id", "Keep following until it ends.")
 def logs(ctx: click.Context, deployment_id: str, follow: bool) -> None:
     """Print a deployment's events; with --follow, until it ends (exit 1 unless it succeeded).
 
@@ -89,13 +85,7 @@ def logs(ctx: click.Context, deployment_id: str, follow: bool) -> None:
     app_name = current.app or (ctx.params.get("app") or "")
     as_json = output_of(ctx) == output.JSON
     progress = output.Progress()
-
-    def print_event(event: deployer_pb2.DeploymentEvent) -> None:
-        if as_json:
-            progress.line(json.dumps(to_dict(event), sort_keys=True, ensure_ascii=False))
-        else:
-            progress.line(_deploy.event_text(event))
-
+    print_event = printer(progress, as_json, _deploy.event_text)
     running = current.outcome == RUNNING
     if not follow and running and current.last_seq == 0:
         return  # nothing written yet, and not asked to wait

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
-from relman.v1 import auth_pb2, release_pb2, types_pb2  # type: ignore[import-not-found]
+from relman.v1 import (  # type: ignore[import-not-found]
+    auth_pb2,
+    build_pb2,
+    release_pb2,
+    types_pb2,
+)
 from relman_common.clock import as_utc
 from relman_common.errors import InvalidArgument
 from relman_common.lifecycle import Outcome, TokenKind
@@ -20,8 +25,16 @@ from relman_release.app.results import (
     Reported,
 )
 from relman_release.app.tokens import CreatedToken
+from relman_release.builds.sources import SourceInfo
 from relman_release.domain.env import EnvDiff
-from relman_release.domain.model import App, Build, Deployable, DeploymentReport, Release
+from relman_release.domain.model import (
+    App,
+    Build,
+    Deployable,
+    DeploymentReport,
+    LogLine,
+    Release,
+)
 from relman_release.domain.tokens import ApiToken
 
 
@@ -35,6 +48,16 @@ def apps_pb(apps: list[App]) -> release_pb2.ListAppsResponse:
 
 def build_pb(build: Build) -> release_pb2.Build:
     return to_message(release_pb2.Build, build)
+
+
+def source_info_pb(info: SourceInfo) -> build_pb2.SourceInfo:
+    return build_pb2.SourceInfo(sha256=info.sha256, size=info.size, entries=info.entries)
+
+
+def build_update_pb(item: Build | LogLine) -> build_pb2.BuildUpdate:
+    if isinstance(item, Build):
+        return build_pb2.BuildUpdate(build=build_pb(item))
+    return build_pb2.BuildUpdate(line=to_message(build_pb2.BuildLogLine, item))
 
 
 def release_pb(release: Release) -> release_pb2.Release:

@@ -10,6 +10,8 @@ import grpc
 from relman.v1 import (  # type: ignore[import-not-found]
     auth_pb2,
     auth_pb2_grpc,
+    build_pb2,
+    build_pb2_grpc,
     release_pb2,
     release_pb2_grpc,
 )
@@ -21,13 +23,20 @@ from relman_common.settings import DATA_DIR
 from relman_common.tls import ServerTls
 
 from relman_release.api.auth import store_authenticator
+from relman_release.api.build_servicer import BuildServicer
 from relman_release.api.servicer import ReleaseServicer, TokenServicer
 from relman_release.app import tokens as token_services
+from relman_release.builds.logs import LogHub
+from relman_release.builds.runner import BuildRunner
+from relman_release.builds.workshop import BuildConfig, open_workshop
 from relman_release.store.uow import GroupedWrites, SqlUnitOfWork, open_store
 
 SERVICE_NAME = release_pb2.DESCRIPTOR.services_by_name["ReleaseService"].full_name
 TOKEN_SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name
+BUILD_SERVICE_NAME = build_pb2.DESCRIPTOR.services_by_name["BuildService"].full_name
 DB_WORKERS = 8
+# Threads for source uploads, archive reads, exports and imports (builds have their own).
+FILE_WORKERS = 8
 
 
 def build_service(
@@ -37,30 +46,58 @@ def build_service(
     *,
     auth: bool = False,
     tls: ServerTls | None = None,
+    builds: BuildConfig | None = None,
 ) -> Service:
-    """The Release and Token services on ``addr`` over ``uow``; stopping them releases the
-    pool and the engine. With ``auth`` every call but health and reflection needs a token."""
+    """The Release and Token services on ``addr`` over ``uow`` and, with ``builds``, the
+    Build service and its runner; stopping them interrupts this process's builds and releases
+    the pools and the engine. With ``auth`` every call but health and reflection needs a
+    token."""
     executor = DbExecutor(workers=workers, name="release-db")
     authenticate = store_authenticator(uow, executor) if auth else None
     # Group commit on SQLite only (on PostgreSQL, see relman_common.group_commit).
     writes = None if is_postgres(uow.engine) else GroupedWrites(uow, executor)
     servicer = ReleaseServicer(uow, executor, writes)
     token_servicer = TokenServicer(uow, executor, authenticate, writes)
+    files = DbExecutor(workers=FILE_WORKERS, name="release-files")
+    runner: BuildRunner | None = None
+    build_servicer: BuildServicer | None = None
+    if builds is not None:
+        workshop = open_workshop(builds)
+        runner = BuildRunner(
+            uow,
+            executor,
+            workshop,
+            LogHub(),
+            concurrency=builds.concurrency,
+            ttl=builds.heartbeat_ttl,
+        )
+        build_servicer = BuildServicer(uow, executor, files, workshop, runner)
 
     def register(server: grpc.aio.Server) -> None:
         release_pb2_grpc.add_ReleaseServiceServicer_to_server(servicer, server)
         auth_pb2_grpc.add_TokenServiceServicer_to_server(token_servicer, server)
+        if build_servicer is not None:
+            build_pb2_grpc.add_BuildServiceServicer_to_server(build_servicer, server)
+
+    async def on_start() -> None:
+        if runner is not None:
+            await runner.start()
 
     async def on_stop() -> None:
+        if runner is not None:
+            await runner.stop()
+        files.shutdown()
         executor.shutdown()
         if writes is not None:
             writes.close()
         uow.engine.dispose()
 
+    names = [SERVICE_NAME, TOKEN_SERVICE_NAME, *([BUILD_SERVICE_NAME] if builds else [])]
     return Service(
         addr,
         register,
-        [SERVICE_NAME, TOKEN_SERVICE_NAME],
+        names,
+        on_start=on_start,
         on_stop=on_stop,
         tls=tls,
         authenticate=authenticate,
@@ -94,17 +131,21 @@ def create_service(
     tls: ServerTls | None = None,
     secret_key_file: Path | None = None,
     announce: Callable[[str], None] = _to_stderr,
+    builds: BuildConfig | None = None,
 ) -> Service:
     """Opens (and migrates) the database at ``database_url`` and wires the service.
 
     Envs are sealed with the key of ``secret_key_file``, else ``RELMAN_SECRET_KEY``, else
     ``<data-dir>/secret.key`` (made on first start). With ``auth``, the first start also
-    creates the admin and deployer tokens and announces the admin token once.
+    creates the admin and deployer tokens and announces the admin token once. Builds run
+    with ``builds`` (default: the local builder, images and sources in the data dir).
     """
     directory = data_dir if data_dir is not None else DATA_DIR.value()
     box = SecretBox.from_env_or_file(directory, secret_key_file)
     uow = open_store(database_url, box, pool_size=DB_WORKERS)
     try:
+        config = builds if builds is not None else BuildConfig(data_dir=directory)
+        service = build_service(addr, uow, auth=auth, tls=tls, builds=config)
         if auth:
             admin = bootstrap_token_files(uow, directory)
             if admin is not None:
@@ -113,4 +154,4 @@ def create_service(
     except BaseException:
         uow.engine.dispose()
         raise
-    return build_service(addr, uow, auth=auth, tls=tls)
+    return service

@@ -30,8 +30,11 @@ def import_build(
     description: str,
     git_sha: str,
     actor: str,
+    build_id: str = "",
 ) -> ImportedBuild:
-    """A complete build, and a release of it with the env of the app's latest release."""
+    """A complete build, and a release of it with the env of the app's latest release.
+    ``build_id`` is the new build's id when it had to be chosen before (its images are
+    tagged with it)."""
     validate_app_name(app_name)
     checked_images = validate_images(parse_manifest(manifest), images)
     validate_text("description", description, field="description")
@@ -42,7 +45,7 @@ def import_build(
         active = lookups.active_of(repo, app, latest)
         now = uow.now()
         build = Build(
-            id=new_id(BUILD),
+            id=build_id or new_id(BUILD),
             app=app.name,
             manifest=manifest,
             images=checked_images,

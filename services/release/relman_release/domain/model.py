@@ -40,6 +40,29 @@ class Build:
     started: datetime | None
     ended: datetime | None
     actor: str
+    # The release made of it when it completed; empty before, and for a failed build.
+    release_id: str = ""
+    # Why it failed ("interrupted" when its runner stopped).
+    reason: str = ""
+    # Built from an uploaded source archive (empty for an imported build), with these options.
+    source_sha256: str = ""
+    manifest_path: str = ""
+    no_cache: bool = False
+    # Lines of its log stored so far.
+    log_lines: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (BuildStatus.COMPLETE, BuildStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a build's log; ``seq`` counts from 1 per build, without gaps."""
+
+    seq: int
+    time: datetime
+    text: str
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,11 @@ from relman_release.domain.model import App, Build, Page, Release
 from relman_release.domain.tokens import ApiToken
 from relman_release.store import rows
 from relman_release.store import statements as q
+from relman_release.store.build_runs import BuildRuns
 from relman_release.store.codec import decode_env, encode_env, encode_images
 
 
-class SqlRepository:
+class SqlRepository(BuildRuns):
     """Works inside the transaction of ``conn``. ``box`` seals every env written and opens
     every env read (see store.codec)."""
 
@@ -88,6 +89,7 @@ class SqlRepository:
     def delete_app(self, name: str) -> None:
         params = {"p_app_id": self._app_id(name)}
         self.conn.execute(q.DELETE_APP_RELEASES, params)
+        self.conn.execute(q.DELETE_APP_BUILD_LOGS, params)
         self.conn.execute(q.DELETE_APP_BUILDS, params)
         self.conn.execute(q.DELETE_APP, params)
         del self._app_ids[name]
@@ -101,7 +103,9 @@ class SqlRepository:
 
     # --- builds ---
 
-    def add_build(self, build: Build) -> None:
+    def add_build(self, build: Build, runner: str = "") -> None:
+        """Stores the build; ``runner`` is the instance that will run it (none for a build
+        imported complete), alive as of the build's creation."""
         self.conn.execute(
             q.INSERT_BUILD,
             {
@@ -116,6 +120,14 @@ class SqlRepository:
                 "started": build.started,
                 "ended": build.ended,
                 "actor": build.actor,
+                "release_id": build.release_id,
+                "reason": build.reason,
+                "source_sha256": build.source_sha256,
+                "manifest_path": build.manifest_path,
+                "no_cache": build.no_cache,
+                "log_lines": build.log_lines,
+                "runner": runner,
+                "heartbeat": build.created if runner else None,
             },
         )
 

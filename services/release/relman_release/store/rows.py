@@ -9,7 +9,7 @@ from relman_common.lifecycle import Outcome
 from relman_common.records import from_row
 from sqlalchemy import Row
 
-from relman_release.domain.model import App, Build, Release
+from relman_release.domain.model import App, Build, LogLine, Release
 from relman_release.domain.tokens import ApiToken
 from relman_release.store.codec import decode_images
 
@@ -20,6 +20,10 @@ def app(row: Row[Any]) -> App:
 
 def build(row: Row[Any], app: str) -> Build:
     return from_row(Build, row._mapping, app=app, images=decode_images(row.images))
+
+
+def log_line(row: Row[Any]) -> LogLine:
+    return from_row(LogLine, row._mapping)
 
 
 def release(row: Row[Any], app: str, env: dict[str, str]) -> Release:

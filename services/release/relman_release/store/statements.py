@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, delete, func, insert, select, update
+from relman_common.lifecycle import BuildStatus
+from sqlalchemy import Table, Update, bindparam, delete, func, insert, or_, select, update
 
 from relman_release.domain.tokens import ADMIN
-from relman_release.store.tables import ApiTokenRow, AppRow, BuildRow, ReleaseRow
+from relman_release.store.tables import ApiTokenRow, AppRow, BuildLogRow, BuildRow, ReleaseRow
 
 apps = cast(Table, AppRow.__table__)
 builds = cast(Table, BuildRow.__table__)
 releases = cast(Table, ReleaseRow.__table__)
+build_logs = cast(Table, BuildLogRow.__table__)
 api_tokens = cast(Table, ApiTokenRow.__table__)
 
 # Bind parameter names start with "p_": SQLAlchemy reserves column names for SET/VALUES.
@@ -44,6 +46,9 @@ LOCK_APP_WITH_BUILD = (
 LIST_APPS = select(apps).order_by(apps.c.name)
 INSERT_APP = insert(apps)
 DELETE_APP_RELEASES = delete(releases).where(releases.c.app_id == bindparam("p_app_id"))
+DELETE_APP_BUILD_LOGS = delete(build_logs).where(
+    build_logs.c.build_id.in_(select(builds.c.id).where(builds.c.app_id == bindparam("p_app_id")))
+)
 DELETE_APP_BUILDS = delete(builds).where(builds.c.app_id == bindparam("p_app_id"))
 DELETE_APP = delete(apps).where(apps.c.id == bindparam("p_app_id"))
 SET_ACTIVE = _set(apps, "p_app_id", active_release_id="p_release_id")
@@ -66,6 +71,54 @@ LIST_BUILDS_BEFORE = LIST_BUILDS.where(builds.c.seq < bindparam("p_before"))
 LIST_BUILDS, LIST_BUILDS_BEFORE = (
     q.order_by(builds.c.seq.desc()).limit(bindparam("p_limit"))
     for q in (LIST_BUILDS, LIST_BUILDS_BEFORE)
+)
+
+# Builds from source: the runner's statements. Each names the runner, so that a build is only
+# ever moved on by the instance that runs it (another instance's build is left alone).
+_UNFINISHED = builds.c.status.in_([BuildStatus.CREATED.value, BuildStatus.RUNNING.value])
+_BUILD_OF_RUNNER = (builds.c.id == bindparam("p_id"), builds.c.runner == bindparam("p_runner"))
+START_BUILD = (
+    update(builds)
+    .where(*_BUILD_OF_RUNNER, builds.c.status == BuildStatus.CREATED.value)
+    .values(
+        status=BuildStatus.RUNNING.value, started=bindparam("p_when"), heartbeat=bindparam("p_when")
+    )
+)
+FINISH_BUILD = (
+    update(builds)
+    .where(*_BUILD_OF_RUNNER, builds.c.status == BuildStatus.RUNNING.value)
+    .values(
+        status=bindparam("p_status"),
+        ended=bindparam("p_when"),
+        images=bindparam("p_images"),
+        reason=bindparam("p_reason"),
+        release_id=bindparam("p_release_id"),
+    )
+)
+RENEW_BUILDS = (
+    update(builds)
+    .where(builds.c.runner == bindparam("p_runner"), _UNFINISHED)
+    .values(heartbeat=bindparam("p_when"))
+)
+_INTERRUPT = update(builds).values(
+    status=BuildStatus.FAILED.value, reason=bindparam("p_reason"), ended=bindparam("p_when")
+)
+INTERRUPT_RUNNERS_BUILDS = _INTERRUPT.where(
+    builds.c.runner == bindparam("p_runner"), _UNFINISHED
+).returning(builds.c.id)
+INTERRUPT_STALE_BUILDS = _INTERRUPT.where(
+    _UNFINISHED,
+    or_(builds.c.heartbeat.is_(None), builds.c.heartbeat < bindparam("p_before")),
+).returning(builds.c.id)
+INSERT_LOG_LINES = insert(build_logs)
+SET_LOG_LINES = (
+    update(builds).where(builds.c.id == bindparam("p_id")).values(log_lines=bindparam("p_count"))
+)
+READ_LOG = (
+    select(build_logs.c.seq, build_logs.c.time, build_logs.c.text)
+    .where(build_logs.c.build_id == bindparam("p_id"), build_logs.c.seq > bindparam("p_after"))
+    .order_by(build_logs.c.seq)
+    .limit(bindparam("p_limit"))
 )
 
 INSERT_RELEASE = insert(releases)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -44,6 +45,7 @@ class BuildRow(Base):
     __tablename__ = "builds"
     __table_args__ = (
         Index("ix_builds_app_seq", "app_id", "seq"),
+        Index("ix_builds_status", "status"),
         {"sqlite_autoincrement": True},
     )
 
@@ -59,6 +61,29 @@ class BuildRow(Base):
     started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     actor: Mapped[str] = mapped_column(String(64))
+    # Builds from source (migration 0004).
+    release_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    source_sha256: Mapped[str] = mapped_column(String(64), default="")
+    manifest_path: Mapped[str] = mapped_column(Text, default="")
+    no_cache: Mapped[bool] = mapped_column(Boolean, default=False)
+    log_lines: Mapped[int] = mapped_column(SeqType, default=0)
+    # The Release service instance running the build, and when it last said it was alive.
+    runner: Mapped[str] = mapped_column(String(64), default="")
+    heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BuildLogRow(Base):
+    """One line of a build's log; ``seq`` counts from 1 per build, without gaps."""
+
+    __tablename__ = "build_logs"
+
+    build_id: Mapped[str] = mapped_column(
+        ForeignKey("builds.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=False)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    text: Mapped[str] = mapped_column(Text)
 
 
 class ReleaseRow(Base):
