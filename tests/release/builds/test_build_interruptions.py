@@ -5,6 +5,7 @@ The builds wait on a registry that never answers, so they are running when the s
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from relman_release.app import builds
 from .conftest import (
     BuildServer,
     SilentRegistry,
+    app_source,
     archive,
     chunks_of,
     hanging_source,
@@ -163,3 +165,22 @@ def test_replicas_leave_a_live_runners_build_alone_and_fail_a_dead_ones(
     assert time.monotonic() - killed < 3 * TTL + 2
     assert (ended.reason, ended.release_id) == ("interrupted", "")
     assert b.releases() == []
+
+
+async def test_an_app_deleted_while_its_build_runs_leaves_nothing_behind(
+    build_server: BuildServer, silent_registry: SilentRegistry
+) -> None:
+    s = build_server
+    await s.releases.CreateApp(pb.CreateAppRequest(name="myapp"))
+    build = await s.create("myapp", archive(hanging_source(silent_registry)))
+    stream = s.builds.BuildLogs(bpb.BuildLogsRequest(app="myapp", id=build.id, follow=True))
+    while (await stream.read()).line.seq < 3:
+        pass
+    await s.releases.DeleteApp(pb.DeleteAppRequest(name="myapp"))
+    silent_registry.close()  # the build ends (failed), with nothing left to record it on
+    wait_for(lambda: not list((s.data_dir / "builds").iterdir()), what="its directory removed")
+    await asyncio.sleep(0.5)  # the runner's last writes change nothing
+    assert (s.rows("builds"), s.rows("build_logs"), s.rows("releases")) == (0, 0, 0)
+    await s.releases.CreateApp(pb.CreateAppRequest(name="myapp"))  # and the runner goes on
+    again = await s.finished("myapp", (await s.create("myapp", archive(app_source()))).id)
+    assert again.status == pb.BUILD_STATUS_COMPLETE
