@@ -12,12 +12,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers import ServiceProcess, free_port, wait_for
 from relman.v1 import build_pb2 as bpb
 from relman.v1 import build_pb2_grpc, release_pb2_grpc
 from relman.v1 import release_pb2 as pb
 from relman_release.app import builds
 
+from ..test_release_process import reflected_services
 from .conftest import (
     BuildServer,
     SilentRegistry,
@@ -128,6 +130,12 @@ def test_a_build_running_when_the_service_is_killed_is_failed_after_the_restart(
 ) -> None:
     rack = Rack(tmp_path, "data").start()
     racks.append(rack)
+    assert "relman.v1.BuildService" in reflected_services(rack.addr)
+    with grpc.insecure_channel(rack.addr) as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="relman.v1.BuildService"), timeout=10
+        )
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
     build_id = rack.start_hanging_build(silent_registry)
     rack.process.kill9()
     assert [p.name.split("-")[0] for p in (rack.data_dir / "builds").iterdir()] == [build_id]
