@@ -82,8 +82,8 @@ class Repository(Protocol):
         """RUNNING -> ``status`` for the build ``runner`` runs; False if it was not that."""
         ...
 
-    def renew_builds(self, runner: str, when: datetime) -> int:
-        """The heartbeat of every unfinished build of ``runner``."""
+    def renew_builds(self, runner: str, build_ids: Sequence[str], when: datetime) -> int:
+        """The heartbeat of ``runner``'s unfinished builds among ``build_ids``."""
         ...
 
     def interrupt_builds(

@@ -5,21 +5,25 @@ The builds wait on a registry that never answers, so they are running when the s
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers import ServiceProcess, free_port, wait_for
 from relman.v1 import build_pb2 as bpb
 from relman.v1 import build_pb2_grpc, release_pb2_grpc
 from relman.v1 import release_pb2 as pb
 from relman_release.app import builds
 
+from ..test_release_process import reflected_services
 from .conftest import (
     BuildServer,
     SilentRegistry,
+    app_source,
     archive,
     chunks_of,
     hanging_source,
@@ -126,6 +130,12 @@ def test_a_build_running_when_the_service_is_killed_is_failed_after_the_restart(
 ) -> None:
     rack = Rack(tmp_path, "data").start()
     racks.append(rack)
+    assert "relman.v1.BuildService" in reflected_services(rack.addr)
+    with grpc.insecure_channel(rack.addr) as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="relman.v1.BuildService"), timeout=10
+        )
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
     build_id = rack.start_hanging_build(silent_registry)
     rack.process.kill9()
     assert [p.name.split("-")[0] for p in (rack.data_dir / "builds").iterdir()] == [build_id]
@@ -163,3 +173,22 @@ def test_replicas_leave_a_live_runners_build_alone_and_fail_a_dead_ones(
     assert time.monotonic() - killed < 3 * TTL + 2
     assert (ended.reason, ended.release_id) == ("interrupted", "")
     assert b.releases() == []
+
+
+async def test_an_app_deleted_while_its_build_runs_leaves_nothing_behind(
+    build_server: BuildServer, silent_registry: SilentRegistry
+) -> None:
+    s = build_server
+    await s.releases.CreateApp(pb.CreateAppRequest(name="myapp"))
+    build = await s.create("myapp", archive(hanging_source(silent_registry)))
+    stream = s.builds.BuildLogs(bpb.BuildLogsRequest(app="myapp", id=build.id, follow=True))
+    while (await stream.read()).line.seq < 3:
+        pass
+    await s.releases.DeleteApp(pb.DeleteAppRequest(name="myapp"))
+    silent_registry.close()  # the build ends (failed), with nothing left to record it on
+    wait_for(lambda: not list((s.data_dir / "builds").iterdir()), what="its directory removed")
+    await asyncio.sleep(0.5)  # the runner's last writes change nothing
+    assert (s.rows("builds"), s.rows("build_logs"), s.rows("releases")) == (0, 0, 0)
+    await s.releases.CreateApp(pb.CreateAppRequest(name="myapp"))  # and the runner goes on
+    again = await s.finished("myapp", (await s.create("myapp", archive(app_source()))).id)
+    assert again.status == pb.BUILD_STATUS_COMPLETE

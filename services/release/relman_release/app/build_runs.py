@@ -153,9 +153,12 @@ def fail_build(uow: UnitOfWork, build_id: str, runner: str, reason: str) -> bool
         return repo.finish_build(build_id, runner, BuildStatus.FAILED, uow.now(), {}, reason)
 
 
-def renew_builds(uow: UnitOfWork, runner: str) -> int:
+def renew_builds(uow: UnitOfWork, runner: str, build_ids: Sequence[str]) -> int:
+    """The heartbeat of ``runner``'s unfinished builds among ``build_ids``."""
+    if not build_ids:
+        return 0
     with uow.write() as repo:
-        return repo.renew_builds(runner, uow.now())
+        return repo.renew_builds(runner, build_ids, uow.now())
 
 
 def interrupt_own_builds(uow: UnitOfWork, runner: str) -> list[str]:

@@ -75,6 +75,8 @@ class BuildRunner:
         self._workers: list[asyncio.Task[None]] = []
         # Builds running here, each with the event that tells its thread to stop.
         self._running: dict[str, threading.Event] = {}
+        # Builds this runner answers for (queued or running): their heartbeats are renewed.
+        self._owned: set[str] = set()
         self.stopping = False
 
     async def start(self) -> None:
@@ -87,6 +89,7 @@ class BuildRunner:
 
     def submit(self, build_id: str) -> None:
         """Queue a build this runner owns (its status CREATED)."""
+        self._owned.add(build_id)
         self._queue.put_nowait(build_id)
 
     async def stop(self) -> None:
@@ -119,6 +122,9 @@ class BuildRunner:
                 await self._run(build_id)
             except Exception:  # a bug or the database gone: the next build may still run
                 log.exception("build %s: the runner failed", build_id)
+            finally:
+                # Not renewed any more: if it did not end, a sweep fails it after the TTL.
+                self._owned.discard(build_id)
 
     async def _run(self, build_id: str) -> None:
         build = await self._db.run(build_runs.start_build, self._uow, build_id, self.id)
@@ -137,18 +143,22 @@ class BuildRunner:
                 await flusher
             await build_log.close()
             del self._running[build_id]
-        if isinstance(outcome, dict):
-            done = await self._db.run(
-                build_runs.complete_build, self._uow, build_id, self.id, outcome
-            )
-            said = f"complete, release {done.release_id}" if done else "ended elsewhere"
-        else:
-            failed = await self._db.run(
-                build_runs.fail_build, self._uow, build_id, self.id, outcome
-            )
-            said = f"failed: {outcome}" if failed else "ended elsewhere"
+        said = await self._finish(build_id, outcome)
         self.hub.notify(build_id, last=True)
         log.info("build %s of %s: %s", build_id, build.app, said)
+
+    async def _finish(self, build_id: str, outcome: dict[str, str] | str) -> str:
+        """COMPLETE with a release, or FAILED; what happened, in words."""
+        if isinstance(outcome, dict):
+            try:
+                done = await self._db.run(
+                    build_runs.complete_build, self._uow, build_id, self.id, outcome
+                )
+                return f"complete, release {done.release_id}" if done else "ended elsewhere"
+            except RelmanError as err:  # the release could not be made: the build failed
+                outcome = f"no release could be made of it: {err}"
+        failed = await self._db.run(build_runs.fail_build, self._uow, build_id, self.id, outcome)
+        return f"failed: {outcome}" if failed else "ended elsewhere"
 
     async def _build(
         self, build: Build, build_log: BuildLog, stop: threading.Event
@@ -178,7 +188,8 @@ class BuildRunner:
             await asyncio.sleep(self._ttl / 3)
             beats += 1
             try:
-                await self._db.run(build_runs.renew_builds, self._uow, self.id)
+                owned = sorted(self._owned)
+                await self._db.run(build_runs.renew_builds, self._uow, self.id, owned)
                 if beats % 3 == 0:
                     await self._sweep()
             except Exception:  # the database is away: try again at the next beat

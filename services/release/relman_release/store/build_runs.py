@@ -50,8 +50,9 @@ class BuildRuns:
         }
         return self.conn.execute(q.FINISH_BUILD, params).rowcount == 1
 
-    def renew_builds(self, runner: str, when: datetime) -> int:
-        return self.conn.execute(q.RENEW_BUILDS, {"p_runner": runner, "p_when": when}).rowcount
+    def renew_builds(self, runner: str, build_ids: Sequence[str], when: datetime) -> int:
+        params = {"p_runner": runner, "p_ids": list(build_ids), "p_when": when}
+        return self.conn.execute(q.RENEW_BUILDS, params).rowcount
 
     def interrupt_builds(
         self, when: datetime, reason: str, *, runner: str = "", stale_before: datetime | None = None

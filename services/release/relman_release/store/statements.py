@@ -97,7 +97,11 @@ FINISH_BUILD = (
 )
 RENEW_BUILDS = (
     update(builds)
-    .where(builds.c.runner == bindparam("p_runner"), _UNFINISHED)
+    .where(
+        builds.c.runner == bindparam("p_runner"),
+        builds.c.id.in_(bindparam("p_ids", expanding=True)),
+        _UNFINISHED,
+    )
     .values(heartbeat=bindparam("p_when"))
 )
 _INTERRUPT = update(builds).values(
