@@ -47,7 +47,6 @@ from relman_common.setting import (
 )
 from relman_common.settings_programs import CLI, DEPLOYER, RELEASE, flags_of
 
-
 # In the order each program's --help lists its flags.
 DEPLOYER_ADDR = Setting(
     "RELMAN_DEPLOYER_ADDR",
