@@ -25,14 +25,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
-from docker.utils.build import Pattern, PatternMatcher, normalize_slashes
-from docker.utils.fnmatch import fnmatchcase
+from relman_common.dockerignore import DOCKERIGNORE, IgnoreMatcher, read_patterns
 
 from relman_cli.archive import TarWriter
 from relman_cli.errors import CliError
 
-DOCKERIGNORE = ".dockerignore"
-_UTF8_BOM = "\ufeff"
 PROGRESS_SECONDS = 0.1
 
 # (source bytes read so far, archive bytes written so far)
@@ -46,62 +43,11 @@ class Archive:
     entries: int
 
 
-def ignore_patterns(text: str) -> list[str]:
-    """The patterns of a ``.dockerignore`` file, read as Docker reads it.
-
-    A line starting with ``#`` is a comment (only in the first column); surrounding spaces go;
-    blank lines go; a leading ``/`` means the context's root, as every pattern is relative to
-    it anyway. (Cleaning ``.`` and ``..`` is the matcher's job.)
-
-    >>> ignore_patterns("# deps\\nnode_modules\\n  /build/ \\n\\n! build/keep\\n")
-    ['node_modules', 'build/', '!build/keep']
-    """
-    patterns = []
-    for number, raw in enumerate(text.splitlines()):
-        line = raw.removeprefix(_UTF8_BOM) if number == 0 else raw
-        if line.startswith("#"):
-            continue
-        line = line.strip()
-        exception = line.startswith("!")
-        if exception:
-            line = line[1:].strip()
-        if len(line) > 1:
-            line = line.lstrip("/") or "/"
-        if line or exception:
-            patterns.append(f"!{line}" if exception else line)
-    return patterns
-
-
 def read_ignore(root: Path) -> list[str]:
     try:
-        text = (root / DOCKERIGNORE).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
+        return read_patterns(root)
     except (OSError, UnicodeDecodeError) as err:
         raise CliError(f"cannot read {root / DOCKERIGNORE}: {_why(err)}") from err
-    return ignore_patterns(text)
-
-
-class _Pattern(Pattern):
-    """One pattern, matched case-sensitively as the Docker engine matches on Linux (the SDK's
-    ``fnmatch`` lowers both sides)."""
-
-    def match(self, filepath: str) -> bool:
-        return bool(fnmatchcase(normalize_slashes(filepath), self.cleaned_pattern))
-
-
-class _Matcher(PatternMatcher):
-    """The SDK's matcher (its walk, its rules for exceptions) with case-sensitive patterns."""
-
-    def __init__(self, patterns: list[str]) -> None:
-        super().__init__(patterns)
-        self.patterns = [
-            _Pattern(("!" if p.exclusion else "") + p.cleaned_pattern) for p in self.patterns
-        ]
-
-    def excludes(self, path: str) -> bool:
-        """Whether ``path`` (relative, ``/``-separated) stays out of the archive."""
-        return bool(self.matches(path))  # type: ignore[arg-type]  # the stub says PathLike
 
 
 def select(root: Path, always: Iterable[str] = ()) -> list[tuple[str, os.DirEntry[str]]]:
@@ -113,10 +59,7 @@ def select(root: Path, always: Iterable[str] = ()) -> list[tuple[str, os.DirEntr
     excluded directory); the walk is ours, with ``os.scandir``, for speed: it selects the
     same paths as the SDK's ``walk`` (a test holds it to that).
     """
-    matcher = _Matcher(read_ignore(root) + [f"!{path}" for path in always])
-    # Only a pattern that is not an exception excludes anything: without one, all goes in.
-    matches = matcher.excludes if any(not p.exclusion for p in matcher.patterns) else None
-    exceptions = [p.cleaned_pattern for p in matcher.patterns if p.exclusion]
+    matcher = IgnoreMatcher(read_ignore(root) + [f"!{path}" for path in always])
     found: list[tuple[str, os.DirEntry[str]]] = []
     pending = [""]
     try:
@@ -125,12 +68,10 @@ def select(root: Path, always: Iterable[str] = ()) -> list[tuple[str, os.DirEntr
             with os.scandir(os.path.join(root, folder)) as entries:
                 for entry in entries:
                     path = f"{folder}/{entry.name}" if folder else entry.name
-                    excluded = matches is not None and matches(path)
+                    excluded = matcher.excludes(path)
                     if not excluded:
                         found.append((path, entry))
-                    if entry.is_dir(follow_symlinks=False) and (
-                        not excluded or any(p.startswith(path) for p in exceptions)
-                    ):
+                    if entry.is_dir(follow_symlinks=False) and matcher.looks_inside(path, excluded):
                         pending.append(path)
     except OSError as err:
         raise CliError(f"cannot read {err.filename or root}: {_why(err)}") from err

@@ -3,7 +3,7 @@
 Each is a :class:`~relman_common.setting.Setting`: its variable, kind, default and help, and
 the programs that take it as a flag or read the variable. ``addflags_of(parser, program,
 SETTINGS)`` builds a service's flags from :data:`SETTINGS`; the README's Configuration table is
-checked against it by ``tests/test_settings_documented.py``.
+checked against it by ``tests/unit/test_settings_documented.py``.
 
 >>> LEASE_TTL.name, LEASE_TTL.flags[DEPLOYER], LEASE_TTL.shown_default
 ('lease_ttl', '--lease-ttl', '15.0')

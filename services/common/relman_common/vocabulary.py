@@ -82,10 +82,10 @@ def clip(value: str, limit: int = QUOTE_LIMIT) -> str:
 def quote(value: str, limit: int = QUOTE_LIMIT) -> str:
     """``value`` in double quotes for a message, cut to ``limit`` characters.
 
-    >>> quote("web"), quote("a" * 120)[-6:]
-    ('"web"', 'aaaa…"')
+    >>> quote("web"), quote("a" * 120)[-6:], len(quote("\\x00" * 300))
+    ('"web"', 'aaaa…"', 103)
     """
-    return '"' + clip(value, limit).replace("\x00", "\\0") + '"'
+    return '"' + clip(value.replace("\x00", "\\0"), limit) + '"'
 
 
 def listed(names: Sequence[str], shown: Callable[[str], str] = clip) -> str:

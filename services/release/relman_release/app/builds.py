@@ -9,6 +9,7 @@ from relman_common.manifest import parse_manifest
 from relman_common.vocabulary import (
     BUILD,
     MAX_GIT_SHA,
+    RELEASE,
     new_id,
     validate_app_name,
     validate_text,
@@ -44,6 +45,7 @@ def import_build(
         latest = lookups.latest_of(repo, app)
         active = lookups.active_of(repo, app, latest)
         now = uow.now()
+        release_id = new_id(RELEASE)  # the build names the release made of it
         build = Build(
             id=build_id or new_id(BUILD),
             app=app.name,
@@ -56,10 +58,11 @@ def import_build(
             started=now,
             ended=now,
             actor=actor,
+            release_id=release_id,
         )
         repo.add_build(build)
         env = latest.env if latest is not None else {}
-        release = lookups.new_release(uow, repo, app, build.id, env, description, actor)
+        release = lookups.new_release(uow, repo, app, build.id, env, description, actor, release_id)
         warning = composition.unpromoted_env_warning(latest, active)
         return ImportedBuild(build=build, release=release, warning=warning)
 

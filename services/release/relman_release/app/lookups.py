@@ -79,10 +79,12 @@ def new_release(
     env: Mapping[str, str],
     description: str,
     actor: str,
+    release_id: str = "",
 ) -> Release:
-    """Stores a new release of ``app``; it becomes the app's latest."""
+    """Stores a new release of ``app`` (with ``release_id`` when it was chosen before); it
+    becomes the app's latest."""
     release = Release(
-        id=new_id(RELEASE),
+        id=release_id or new_id(RELEASE),
         app=app.name,
         build_id=build_id,
         env=dict(sorted(env.items())),

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from relman_common.dockerignore import IgnoreMatcher, read_patterns
 from relman_common.errors import InvalidArgument
 from relman_common.vocabulary import quote
 
@@ -76,7 +77,9 @@ class LocalBuilder:
         recipe = apply(instructions, base.config.get("config") or {}, request.build_args, log)
         if recipe.unused_args:
             log(f"[Warning] build args not used by the Dockerfile: {', '.join(recipe.unused_args)}")
-        entries = place(request.context, recipe.copies, recipe.workdirs, base.tree)
+        entries = place(
+            request.context, recipe.copies, recipe.workdirs, base.tree, context_ignores(request)
+        )
         layer = write_layer(entries, base.tree, self.work_dir) if entries else None
         try:
             if layer is None and base.ref is None:
@@ -132,6 +135,17 @@ class LocalBuilder:
         manifest = Manifest.of(image_manifest(config_descriptor, layers, annotations))
         self.store.put_manifest(repository, target.tag, manifest)
         return manifest
+
+
+def context_ignores(request: BuildRequest) -> IgnoreMatcher | None:
+    """What ``.dockerignore`` keeps out of COPY and ADD: the files a client sends whatever it
+    says (the Dockerfile, the manifest, ``.dockerignore`` itself) stay out when it names
+    them, as with ``docker build``."""
+    try:
+        patterns = read_patterns(request.context)
+    except (OSError, UnicodeDecodeError) as err:
+        raise InvalidArgument(f"cannot read the build context's .dockerignore: {err}") from None
+    return IgnoreMatcher(patterns, send_dockerignore=False) if patterns else None
 
 
 def image_config(base: BaseImage, recipe: Recipe, layer: Layer | None) -> dict[str, Any]:

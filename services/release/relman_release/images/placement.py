@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from relman_common.dockerignore import IgnoreMatcher
 from relman_common.errors import FailedPrecondition, InvalidArgument
 from relman_common.vocabulary import quote
 
@@ -40,9 +41,14 @@ class Entry:
 
 
 def place(
-    context: Path, steps: list[CopyStep], workdirs: list[str], base: BaseTree
+    context: Path,
+    steps: list[CopyStep],
+    workdirs: list[str],
+    base: BaseTree,
+    ignores: IgnoreMatcher | None = None,
 ) -> dict[str, Entry]:
-    """The layer's entries by image path (relative, no leading ``/``)."""
+    """The layer's entries by image path (relative, no leading ``/``). ``ignores`` is the
+    context's ``.dockerignore``: what it excludes stays out of COPY and ADD."""
     root = context.resolve()
     placed: dict[str, Entry] = {}
     for workdir in workdirs:
@@ -50,14 +56,16 @@ def place(
         if path and not base.is_dir(path):
             placed.setdefault(path, Entry(DIR, None, 0o755))
     for step in steps:
-        sources = [found for pattern in step.sources for found in _expand(root, step, pattern)]
+        sources = [
+            found for pattern in step.sources for found in _expand(root, step, pattern, ignores)
+        ]
         dest = base.resolve(step.dest.lstrip("/"), follow_last=False)
         into = step.into_dir or _is_dir(dest, base, placed)
         if len(sources) > 1 and not step.into_dir:
             raise _copy_error(step, "with several sources the destination must end with /")
         for name, source in sources:
             if source.is_dir():
-                _place_dir(source, base.resolve(dest), step, placed, base)
+                _place_dir(source, base.resolve(dest), step, placed, base, root, ignores)
             else:
                 target = posixpath.join(dest, name) if into else dest
                 _place_file(source, base.resolve(target, follow_last=False), step, placed)
@@ -75,9 +83,11 @@ def _copy_error(step: CopyStep, message: str) -> InvalidArgument:
     return InvalidArgument(f"Dockerfile line {step.line}: {step.keyword} {message}")
 
 
-def _expand(root: Path, step: CopyStep, pattern: str) -> list[tuple[str, Path]]:
-    """The context's paths ``pattern`` names: each with its name and its path, links
-    followed."""
+def _expand(
+    root: Path, step: CopyStep, pattern: str, ignores: IgnoreMatcher | None
+) -> list[tuple[str, Path]]:
+    """The context's paths ``pattern`` names, but those ``.dockerignore`` leaves out: each
+    with its name and its path, links followed."""
     relative = posixpath.normpath(pattern.lstrip("/") or ".")
     if relative == ".." or relative.startswith("../"):
         raise _copy_error(step, f"{quote(pattern)}: the source is outside the build context")
@@ -93,6 +103,12 @@ def _expand(root: Path, step: CopyStep, pattern: str) -> list[tuple[str, Path]]:
             ]
         else:
             found = [parent / part for parent in found if os.path.lexists(parent / part)]
+    if ignores is not None:
+        found = [
+            path
+            for path in found
+            if path == root or not ignores.excludes(path.relative_to(root).as_posix())
+        ]
     if not found:
         raise InvalidArgument(
             f"Dockerfile line {step.line}: {step.keyword} failed: {quote(pattern)} is not in the "
@@ -129,10 +145,18 @@ def _place_file(source: Path, target: str, step: CopyStep, placed: dict[str, Ent
 
 
 def _place_dir(
-    source: Path, target: str, step: CopyStep, placed: dict[str, Entry], base: BaseTree
+    source: Path,
+    target: str,
+    step: CopyStep,
+    placed: dict[str, Entry],
+    base: BaseTree,
+    root: Path,
+    ignores: IgnoreMatcher | None,
 ) -> None:
-    """A directory's contents into ``target``. A directory the base has keeps its owner and
-    mode (unless --chown/--chmod); a link of the base to a directory stays a link."""
+    """A directory's contents into ``target``, but what ``ignores`` excludes (a directory it
+    excludes goes in only to hold what an exception keeps, as Docker walks it). A directory
+    the base has keeps its owner and mode (unless --chown/--chmod); a link of the base to a
+    directory stays a link."""
     uid, gid = step.owner or (0, 0)
     if (target in placed and placed[target].kind != DIR) or base.kind(target) == FILE:
         raise _copy_error(step, f"cannot copy a directory to /{target}: it is a file")
@@ -141,6 +165,15 @@ def _place_dir(
     for folder, dirs, files in os.walk(source):
         dirs.sort()
         here = Path(folder)
+        if ignores is not None:
+            folder_path = here.relative_to(root).as_posix()
+            paths = {
+                name: name if folder_path == "." else f"{folder_path}/{name}"
+                for name in [*dirs, *files]
+            }
+            kept = {name: not ignores.excludes(path) for name, path in paths.items()}
+            dirs[:] = [d for d in dirs if ignores.looks_inside(paths[d], not kept[d])]
+            files = [f for f in files if kept[f]]
         for name in sorted([*dirs, *files]):
             path = here / name
             relative = path.relative_to(source).as_posix()
