@@ -8,7 +8,7 @@ LOCK   := requirements.lock
 LOCK_TOOLS ?= $(HOME)/.cache/relman/lock-tools
 UV_VERSION := 0.13.9
 
-.PHONY: install lock lock-check run test test-fast protos protos-check lint typecheck bench cluster clean
+.PHONY: install lock lock-check run test test-unit protos protos-check lint typecheck bench cluster clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ lock-check:
 
 run: install
 	@scripts/run-local.sh
+
+# Tests by what they need (tests/conftest.py): `test-unit` runs tests/unit, which needs no
+# PostgreSQL, Docker or cluster; `test` runs everything (tests/unit, tests/integration, tests/e2e).
+test-unit: install
+	$(PY) -m pytest tests/unit -n 2 --dist loadgroup
 
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup

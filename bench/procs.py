@@ -1,7 +1,8 @@
 """Real processes for the bench: free ports, deadline waits, services, and their memory.
 
-The pattern is the one in ``tests/helpers.py`` (a copy, so the bench does not import the test
-tree): start ``python -m MODULE`` and wait, with a deadline, until gRPC health says SERVING.
+The pattern is the one in ``tests/support/helpers.py`` (a copy, so the bench does not import
+the test tree): start ``python -m MODULE`` and wait, with a deadline, until gRPC health says
+SERVING.
 """
 
 from __future__ import annotations

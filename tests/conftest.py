@@ -1,11 +1,24 @@
 """Fixtures shared by every suite.
 
+Layout, by what a test needs (``make test-unit`` runs the first, ``make test`` all three):
+
+* ``tests/unit``: nothing outside the test's process but SQLite files, loopback gRPC and the
+  ``relman`` command (no PostgreSQL, no service processes, no Docker, no cluster);
+* ``tests/integration``: PostgreSQL (``db_url``, ``pg_url``), the services as real processes,
+  the Node.js contract client;
+* ``tests/e2e``: the local Kubernetes control plane, a private dockerd and registry, the CLI
+  driving the services as real processes.
+
+``tests/support`` holds what more than one folder uses; ``tests/`` is on ``sys.path``
+(``pythonpath`` in pyproject.toml), so tests import it as ``support.<module>``.
+
 Databases: ``db_url`` runs a test once on a fresh SQLite file and once on a fresh PostgreSQL
 database (created on the local server, dropped afterwards). PostgreSQL is not optional: when
 it cannot be reached the test fails and says how to start it.
 
-Containers: ``tests/containers.py`` (loaded below) provides ``docker_daemon``, ``registry`` and
-``base_image``; nothing starts unless a test asks for one of them.
+Containers: ``support/containers.py`` (loaded below) provides ``docker_daemon``, ``registry``
+and ``base_image``; ``support/k8s_cluster.py`` provides ``kube_cluster``. Nothing starts unless
+a test asks for it.
 """
 
 from __future__ import annotations
@@ -18,7 +31,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-pytest_plugins = ["tests.containers"]
+pytest_plugins = ["support.containers", "support.k8s_cluster"]
 
 PG_ADMIN_URL = os.environ.get("RELMAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PG_START_HINT = (
