@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cli, deployer, floors, packaging, pg, release, report, scale
+from bench import cli, deployer, floors, packaging, pg, release, report, scale, uploads
 from bench.procs import REPO, ServiceProcess, module_runs
 
-SECTIONS = ("floors", "release", "scale", "deployer", "cli", "packaging")
+SECTIONS = ("floors", "release", "scale", "deployer", "cli", "packaging", "uploads")
 DEFAULT_SCALE = "100,10000,100000,1000000"
 DEFAULT_PG_SCALE = "100,10000,100000"
 
@@ -175,6 +175,16 @@ class Bench:
     async def packaging(self) -> None:
         workdir = self.workdir
         await self.section("packaging", lambda: packaging.run(workdir))
+
+    async def uploads(self) -> None:
+        assert self.echo is not None
+        echo_addr = self.echo.addr
+
+        async def run() -> Any:
+            self.needs("relman_release")
+            return await uploads.run(self.workdir, echo_addr)
+
+        await self.section("uploads", run)
 
     async def run(self, only: list[str]) -> dict[str, Any]:
         start = time.perf_counter()

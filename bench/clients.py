@@ -33,7 +33,7 @@ def _with_token(details: grpc.aio.ClientCallDetails, token: str) -> grpc.aio.Cli
     )
 
 
-# Two classes: grpc.aio files an interceptor under the first call kind it implements only.
+# One class per call kind: grpc.aio files an interceptor under the first kind it implements.
 class _UnaryBearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     def __init__(self, token: str) -> None:
         self.token = token
@@ -50,6 +50,16 @@ class _StreamBearer(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc
         return await continuation(_with_token(details, self.token), request)
 
 
+class _UploadBearer(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def intercept_stream_unary(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_with_token(details, self.token), request_iterator)
+
+
 def channel(addr: str, own_connection: bool = False) -> grpc.aio.Channel:
     """A channel to ``addr`` (with its token from TOKENS, if any); ``own_connection`` gives it
     a TCP connection no other channel of this process shares (gRPC otherwise pools
@@ -59,7 +69,9 @@ def channel(addr: str, own_connection: bool = False) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         addr,
         options=options or CHANNEL_OPTIONS,
-        interceptors=[_UnaryBearer(token), _StreamBearer(token)] if token else None,
+        interceptors=[_UnaryBearer(token), _StreamBearer(token), _UploadBearer(token)]
+        if token
+        else None,
     )
 
 

@@ -22,6 +22,8 @@ both and the difference is what relman does between receiving a request and answ
   That is how relman's watchers meet its deployment: it runs while they connect.
   ``fanout-all:...`` waits until all ``<subscribers>`` are subscribed before producing the
   first event (no watcher connects while events flow: a floor of the fan-out alone).
+- ``BuildService.UploadSource`` reads the client stream to its end and answers with the byte
+  count: the floor of an upload with the same chunks.
 
 No interceptors, no logging, no reflection; health only, so it can be waited for like a service.
 
@@ -44,7 +46,15 @@ import grpc
 import psycopg
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from relman.v1 import deployer_pb2, deployer_pb2_grpc, release_pb2, release_pb2_grpc, types_pb2
+from relman.v1 import (
+    build_pb2,
+    build_pb2_grpc,
+    deployer_pb2,
+    deployer_pb2_grpc,
+    release_pb2,
+    release_pb2_grpc,
+    types_pb2,
+)
 
 ECHO_RELEASE_ID = "RBENCHECHOO"
 EVENT_SOURCE = "system/k8s/web-745f845dc-rzl2q"
@@ -271,6 +281,22 @@ class EchoDeployer(deployer_pb2_grpc.DeployerServiceServicer):  # type: ignore[m
         yield deployer_pb2.DeploymentUpdate(deployment=deployment)
 
 
+class EchoBuilds(build_pb2_grpc.BuildServiceServicer):  # type: ignore[misc]
+    """``UploadSource`` reads the whole client stream and answers with its byte count: the
+    floor of a client-streaming upload with the same chunks (nothing hashed, stored or
+    checked)."""
+
+    async def UploadSource(
+        self, requests: AsyncIterator[build_pb2.UploadSourceRequest], context: Context
+    ) -> build_pb2.SourceInfo:
+        header, size = None, 0
+        async for request in requests:
+            if header is None:
+                header = request.header
+            size += len(request.chunk)
+        return build_pb2.SourceInfo(sha256=header.sha256 if header else "", size=size)
+
+
 async def serve(addr: str, pg_url: str = "") -> None:
     server = grpc.aio.server()
     pg = None
@@ -284,6 +310,10 @@ async def serve(addr: str, pg_url: str = "") -> None:
     )
     deployer_pb2_grpc.add_DeployerServiceServicer_to_server(
         EchoDeployer(),  # type: ignore[abstract]
+        server,
+    )
+    build_pb2_grpc.add_BuildServiceServicer_to_server(
+        EchoBuilds(),  # type: ignore[abstract]
         server,
     )
     health_servicer = health.aio.HealthServicer()

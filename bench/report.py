@@ -343,6 +343,40 @@ def targets(r: dict[str, Any]) -> tuple[list[Target], list[str]]:
         ),
         "packaging determinism target",
     )
+    add(
+        lambda: Target(
+            "source upload throughput (1 MiB chunks)",
+            dig(r, "uploads.throughput.relman_mb_per_s"),
+            0.5 * dig(r, "uploads.throughput.floor_mb_per_s"),
+            "MB/s",
+            False,
+            "50% of the raw client-stream floor",
+        ),
+        "upload throughput target",
+    )
+    add(
+        lambda: Target(
+            "Release service RSS growth through a 500 MB upload",
+            dig(r, "uploads.memory.growth_mib"),
+            64,
+            "MiB",
+            True,
+            "64 MiB",
+        ),
+        "upload memory target",
+    )
+    add(
+        lambda: Target(
+            "second build of an unchanged tree: uploads, and digest changes",
+            dig(r, "uploads.second_build.upload_calls")[1]
+            + (not dig(r, "uploads.second_build.same_digest")),
+            0,
+            "",
+            True,
+            "0 (nothing sent, same digest)",
+        ),
+        "second build target",
+    )
     return out, missing
 
 
@@ -535,6 +569,23 @@ def other_rows(r: dict[str, Any]) -> list[list[str]]:
             f"{d['tar']['cpu_p50_s']:.3f} s ({d['cpu_ratio']:.2f}x); {d['bytes'] / 1e6:.1f} MB "
             f"-> {d['archive_bytes'] / 1e6:.1f} MB",
         )
+    row(
+        "source upload: relman / raw client-stream floor",
+        "uploads.throughput",
+        lambda d: f"{d['relman_mb_per_s']:.0f} MB/s / {d['floor_mb_per_s']:.0f} MB/s "
+        f"({d['ratio_of_floor']:.2f}x) for {d['archive_bytes'] / 1e6:.0f} MB",
+    )
+    row(
+        "Release service RSS through a 500 MB upload",
+        "uploads.memory",
+        lambda d: f"+{d['growth_mib']:.1f} MiB (peak {d['peak_rss_after_kib'] / 1024:.1f} MiB)",
+    )
+    row(
+        "`relman build` of a 50 MB tree, then again unchanged",
+        "uploads.second_build",
+        lambda d: f"{d['first_wall_s']:.2f} s, then {d['second_wall_s']:.2f} s; uploads "
+        f"{d['upload_calls'][0]} then {d['upload_calls'][1]}; same digest: {d['same_digest']}",
+    )
     for db in ("sqlite", "postgres"):
         for size, d in r.get("scale", {}).get(db, {}).items():
             if size == "skipped":
