@@ -56,8 +56,8 @@ from support.rpcs import BUILD_SERVICE, RELEASE_PROCESS
 
 pytestmark = pytest.mark.xdist_group("reliability-fuzz")
 
-# RESOURCE_EXHAUSTED is documented for uploads only (BuildService, not served yet): none of
-# these RPCs may answer it, nor INTERNAL or UNKNOWN.
+# RESOURCE_EXHAUSTED is documented for uploads only (BuildService): none of these RPCs may
+# answer it, nor INTERNAL or UNKNOWN.
 DOCUMENTED = {
     grpc.StatusCode.OK,
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -573,9 +573,10 @@ def run_service(f: Fuzz, service: ServiceDescriptor, channel: grpc.Channel) -> N
 
 
 def test_every_rpc_of_the_served_services_is_fuzzed(fuzz: Fuzz) -> None:
-    """The three services below are every service both processes serve. BuildService is in
-    the contract but not served yet (its RPCs are UNIMPLEMENTED): the day it is, this fails
-    so that its RPCs (client streams) get generated inputs too."""
+    """The three services below are every service these in-process servers serve.
+    BuildService is served only where builds are configured (the Release service process;
+    its refusals are tested with real uploads and builds in tests/integration/release/builds):
+    the day these servers serve it, this fails so that its RPCs get generated inputs too."""
 
     def served(channel: grpc.Channel) -> set[str]:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
