@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.cli_run import run
 
 from .cli_stack import Stack, start_stack
+from .test_cli_build_e2e import SEED, source
 
 pytestmark = pytest.mark.xdist_group("cli-real-deployer")
 
@@ -97,3 +99,33 @@ def test_dry_run_flags_need_each_other(stack: Stack) -> None:
     assert (code, err) == (1, "ERROR: --exit-code and --reveal go with --dry-run\n")
     # Refused before anything was written: no release was made.
     assert stack.relman("releases", "-a", "myapp")[1] == ["ID  STATUS  BUILD  CREATED  DESCRIPTION"]
+
+
+def test_deploy_dry_run_builds_then_shows_the_promote_without_making_it(stack: Stack) -> None:
+    assert stack.relman("apps", "create", "myapp")[0] == 0
+    root = source(stack, "myapp")
+    first = run(["deploy", "-a", "myapp"], stack.env, cwd=root, timeout=120)
+    assert (first.code, first.lines[-1]) == (0, "OK"), first
+    active = json.loads(stack.run("releases", "-a", "myapp", "-o", "json").out)[0]
+
+    (root / "bin/web").write_text("#!/bin/sh\nexec sleep 2000\n")
+    done = run(
+        ["deploy", "--dry-run", "--exit-code", "--id", "-a", "myapp"],
+        stack.env,
+        cwd=root,
+        timeout=120,
+    )
+    assert done.code == 1, done
+    # --id: stdout holds only the new release's id; the plan goes with the progress.
+    new = done.out.strip()
+    err = done.err.splitlines()
+    assert err[:3] == SEED
+    start = err.index(f"Dry run: promoting {new} over the active release {active['id']}")
+    assert err[start + 1].startswith(f"Build: {active['build_id']} => B")
+    assert err[start + 2] == "Service web: changed"
+    assert err[start + 3].startswith("  image: ") and "@sha256:" in err[start + 3]
+    assert err[-1] == "Would change the app"
+    assert not [line for line in err if line.startswith("Promoting")]
+    deployments, releases = _state(stack)
+    assert len(deployments) == 1
+    assert releases[:2] == [(new, ""), (active["id"], "active")]

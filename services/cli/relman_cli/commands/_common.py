@@ -99,7 +99,15 @@ def announce_release(
         if flags.on:
             from relman_cli.commands import _plan
 
-            _plan.dry_run(ctx, app, release_id, reveal=flags.reveal, exit_code=flags.exit_code)
+            # Under --id the plan goes where the progress goes: stdout holds only the id.
+            _plan.dry_run(
+                ctx,
+                app,
+                release_id,
+                reveal=flags.reveal,
+                exit_code=flags.exit_code,
+                stream=progress.stream,
+            )
             return
         from relman_cli.commands import _deploy  # only promoting needs the stream follower
 

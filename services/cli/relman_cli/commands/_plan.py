@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any
+from typing import Any, TextIO
 
 import click
 import yaml
@@ -155,16 +155,16 @@ def dry_run(
     timeout: int = 0,
     reveal: bool = False,
     exit_code: bool = False,
+    stream: TextIO | None = None,
 ) -> None:
-    """Print the plan of promoting ``release_id`` (empty: the latest); with ``exit_code``,
-    exit 1 when it would change anything."""
+    """Print the plan of promoting ``release_id`` (empty: the latest) on ``stream`` (default
+    stdout); with ``exit_code``, exit 1 when it would change anything."""
     request = deployer_pb2.PromoteRequest(
         app=app, release_id=release_id, force=force, timeout_seconds=timeout
     )
     plan = client(ctx).deployer.call(lambda stub: stub.PlanPromotion, request)
     mask = not reveal
-    output.render(
-        output.Lines(plan_lines(plan, mask=mask), plan_data(plan, mask=mask)), output_of(ctx)
-    )
+    result = output.Lines(plan_lines(plan, mask=mask), plan_data(plan, mask=mask))
+    output.render(result, output_of(ctx), stream)
     if exit_code and plan.changed:
         ctx.exit(EXIT_CHANGED)
