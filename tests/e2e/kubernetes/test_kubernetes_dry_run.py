@@ -170,3 +170,30 @@ async def test_plan_of_a_new_app_creates_no_namespace(
     finally:
         api.close()
     assert ns not in names
+
+
+async def test_plan_shows_a_dropped_service_as_removed_and_deletes_nothing(
+    backend: KubernetesBackend, kube_cluster: KubeCluster, app_name: str
+) -> None:
+    web = Service("web", f"registry.example/{app_name}:web.B1", port=Port(5000))
+    worker = Service("worker", f"registry.example/{app_name}:worker.B1")
+    await backend.apply(AppSpec(app_name, "RAAAAAAAAAA", "BAAAAAAAAAA", {}, (web, worker)))
+    ns = f"relman-{app_name}"
+    before = await settled(kube_cluster, ns)
+
+    plans = await backend.plan(AppSpec(app_name, "RBBBBBBBBBB", "BAAAAAAAAAA", {}, (web,)))
+    assert [(p.kind, p.name, p.change) for p in plans] == [
+        ("Namespace", ns, Change.CHANGED),
+        ("Secret", "env-rbbbbbbbbbb", Change.ADDED),
+        ("Deployment", "web", Change.CHANGED),
+        ("Deployment", "worker", Change.REMOVED),
+    ]
+    removed = plans[-1]
+    assert removed.after is None and removed.before is not None
+    assert removed.before["metadata"]["name"] == "worker"
+    # The same release again: only what the server would leave as it is.
+    again = await backend.plan(AppSpec(app_name, "RAAAAAAAAAA", "BAAAAAAAAAA", {}, (web, worker)))
+    assert {p.change for p in again} == {Change.UNCHANGED}, [
+        (p.kind, p.name, p.before, p.after) for p in again if p.change is not Change.UNCHANGED
+    ]
+    assert await asyncio.to_thread(versions, kube_cluster, ns) == before

@@ -136,3 +136,41 @@ async def test_plan_of_bad_input_is_refused(stack: Stack) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await deployer.PlanPromotion(request)
         assert refused.value.code() == code, request
+
+
+async def test_plan_names_the_release_command_and_what_it_would_change(stack: Stack) -> None:
+    deployer = await stack.start_deployer()
+    await new_app(stack.release, "myapp")
+    await read_stream(deployer.Promote(deployer_pb2.PromoteRequest(app="myapp")))
+    manifest = (
+        "release:\n  command: bin/migrate --all\n  timeout: 120\n"
+        "services:\n  web:\n    build: .\n    port: 5000\n"
+        "    scale: {count: 2, cpu: 250}\n    deployment: {minimum: 100, maximum: 150}\n"
+        "  worker:\n    build: .\n    command: bin/work\n"
+    )
+    imported = await stack.release.ImportBuild(
+        release_pb2.ImportBuildRequest(
+            app="myapp",
+            manifest=manifest,
+            images={"web": "registry.example/myapp:web.9", "worker": "registry.example/myapp:w.9"},
+        ),
+        metadata=ACTOR,
+    )
+    plan = await deployer.PlanPromotion(deployer_pb2.PromoteRequest(app="myapp"))
+    assert plan.release_id == imported.release.id
+    assert list(plan.release_command.command) == ["bin/migrate", "--all"]
+    assert (plan.release_command.service, plan.release_command.timeout_seconds) == ("web", 120)
+    web, worker = plan.services
+    assert {s.name: (s.old_value, s.new_value) for s in web.settings} == {
+        "scale.cpu": ("", "250"),
+        "deployment.minimum": ("50%", "100%"),
+        "deployment.maximum": ("200%", "150%"),
+    }
+    assert (worker.name, worker.change, worker.new_image) == (
+        "worker",
+        deployer_pb2.CHANGE_ADDED,
+        "registry.example/myapp:w.9",
+    )
+    assert ("Deployment", "worker", deployer_pb2.CHANGE_ADDED) in [
+        (o.kind, o.name, o.change) for o in plan.objects
+    ]
