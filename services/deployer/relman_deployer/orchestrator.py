@@ -35,6 +35,7 @@ from relman_deployer.app.runner import Runner, Targets, app_spec
 from relman_deployer.backends.base import Backend
 from relman_deployer.domain.guards import app_busy, check_promotable, check_timeout
 from relman_deployer.domain.model import Deployable, Deployment, DeploymentEvent
+from relman_deployer.domain.plan import PromotionPlan, plan_promotion
 from relman_deployer.domain.policy import DEFAULT_CRASHLOOP_THRESHOLD, DEFAULT_TIMEOUT_SECONDS
 from relman_deployer.events import EventHub, EventLog, watch
 from relman_deployer.release_client import ReleaseClient
@@ -121,6 +122,28 @@ class Orchestrator:
         deployable = await self.releases.get_deployable(app, release_id, actor)
         check_promotable(deployable, force=force)
         return await self._start(deployable, timeout_seconds, actor, Kind.PROMOTE, "")
+
+    async def plan(
+        self, app: str, release_id: str, *, force: bool, timeout_seconds: int, actor: str
+    ) -> PromotionPlan:
+        """What :meth:`promote` with these arguments would change, against the active
+        release: reads only (the Release service's Deployable, this store, the backend's dry
+        run); no lease, deployment, event or report."""
+        validate_app_name(app)
+        check_id(RELEASE, release_id, "release_id", required=False)
+        check_timeout(timeout_seconds)
+        deployable = await self.releases.get_deployable(app, release_id, actor)
+        check_promotable(deployable, force=force)
+        release = deployable.release
+        deadline = timeout_seconds or self.config.default_timeout
+        objects = await self.backend.plan(
+            app_spec(release.app, release, deployable.services, deadline)
+        )
+        running = await self.store.running_of_app(app)
+        warnings = (str(app_busy(running)),) if running is not None else ()
+        return plan_promotion(
+            deployable, backend=self.backend.name, objects=objects, warnings=warnings
+        )
 
     async def rollback(
         self, app: str, release_id: str, *, timeout_seconds: int, actor: str

@@ -28,6 +28,7 @@ RPCS: dict[str, Any] = {
     "Cancel": deployer_pb2.CancelRequest(app="myapp"),
     "GetDeployment": deployer_pb2.GetDeploymentRequest(id="D0"),
     "ListDeployments": deployer_pb2.ListDeploymentsRequest(app="myapp"),
+    "PlanPromotion": deployer_pb2.PromoteRequest(app="myapp"),
 }
 STREAMING = {"Promote", "Rollback", "Watch"}
 

@@ -88,11 +88,27 @@ def announce_release(
     promote: bool,
 ) -> None:
     """``Release: R``; the id alone on stdout under ``--id``; then, with ``--promote``,
-    the promotion."""
+    the promotion (under ``--dry-run``, what it would change)."""
     progress.line(f"Release: {release_id}")
     if id_only:
         click.echo(release_id)
     if promote:
+        from relman_cli.commands._options import dry_run_of
+
+        flags = dry_run_of(ctx)
+        if flags.on:
+            from relman_cli.commands import _plan
+
+            # Under --id the plan goes where the progress goes: stdout holds only the id.
+            _plan.dry_run(
+                ctx,
+                app,
+                release_id,
+                reveal=flags.reveal,
+                exit_code=flags.exit_code,
+                stream=progress.stream,
+            )
+            return
         from relman_cli.commands import _deploy  # only promoting needs the stream follower
 
         _deploy.promote(ctx, app, release_id, progress)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import click
@@ -118,9 +119,63 @@ id_option = click.option(
 
 def makes_release(command: Command) -> Command:
     """``--promote``, ``--id``, ``-a`` and ``-r``: the options of every command that makes a
-    release (it takes ``promote`` and ``id_only``; see ``_common.announce_release``)."""
+    release (it takes ``promote`` and ``id_only``; see ``_common.announce_release``), and
+    ``--dry-run`` (with ``--exit-code``, ``--reveal``) to show what ``--promote`` would do."""
     command = id_option(options("app", "rack")(command))
-    return click.option("--promote", is_flag=True, help="Promote the new release.")(command)
+    command = click.option("--promote", is_flag=True, help="Promote the new release.")(command)
+    return dry_run_options(command, needs_promote=True)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """``--dry-run``, ``--exit-code``, ``--reveal`` as given to the running command."""
+
+    on: bool = False
+    exit_code: bool = False
+    reveal: bool = False
+
+
+DRY_RUN_META = "relman.dry_run"
+
+
+def dry_run_of(ctx: click.Context) -> DryRun:
+    """The dry-run flags of the running command (all off for a command without them)."""
+    flags = ctx.meta.get(DRY_RUN_META)
+    return flags if isinstance(flags, DryRun) else DryRun()
+
+
+def dry_run_options(command: Command, *, needs_promote: bool = False) -> Command:
+    """``--dry-run``, ``--exit-code``, ``--reveal``: the command does not take them; they are
+    checked before it runs (so a refused combination changes nothing) and kept in the context
+    for :func:`dry_run_of`. ``needs_promote``: the command promotes only with ``--promote``."""
+
+    @functools.wraps(command)
+    def run(*args: object, **kwargs: object) -> None:
+        flags = DryRun(
+            bool(kwargs.pop("dry_run")), bool(kwargs.pop("exit_code")), bool(kwargs.pop("reveal"))
+        )
+        if (flags.exit_code or flags.reveal) and not flags.on:
+            raise CliError("--exit-code and --reveal go with --dry-run")
+        if flags.on and needs_promote and not kwargs.get("promote"):
+            raise CliError(
+                "--dry-run goes with --promote: it shows what promoting the new release would "
+                "change instead of promoting it"
+            )
+        click.get_current_context().meta[DRY_RUN_META] = flags
+        command(*args, **kwargs)
+
+    decorated: Command = run
+    decorated = click.option(
+        "--reveal", is_flag=True, help="With --dry-run: show env values and Secret data."
+    )(decorated)
+    decorated = click.option(
+        "--exit-code", is_flag=True, help="With --dry-run: exit 1 when there is a change."
+    )(decorated)
+    return click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Show what promoting would change against the active release; change nothing.",
+    )(decorated)
 
 
 def follows(id_name: str, until: str) -> Decorator:

@@ -9,7 +9,13 @@ from relman.v1 import build_pb2, release_pb2
 from relman_cli import output
 from relman_cli.commands import _build_logs, _source
 from relman_cli.commands._common import announce_release, client, need_app
-from relman_cli.commands._options import Command, Decorator, id_option, options
+from relman_cli.commands._options import (
+    Command,
+    Decorator,
+    dry_run_options,
+    id_option,
+    options,
+)
 from relman_cli.errors import CliError
 from relman_cli.follow import Build
 
@@ -113,6 +119,8 @@ def _from_source(name: str, *, promote: bool, doc: str) -> click.Command:
         announce_release(ctx, app, made.release_id, progress, id_only=id_only, promote=promote)
 
     run.__doc__ = doc
+    if promote:
+        return click.command(name)(build_options(dry_run_options(run)))
     return click.command(name)(build_options(run))
 
 

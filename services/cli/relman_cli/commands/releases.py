@@ -19,6 +19,8 @@ from relman_cli.commands._options import (
     PAGED,
     Decorator,
     at_most,
+    dry_run_of,
+    dry_run_options,
     listing_group,
     makes_release,
     options,
@@ -190,13 +192,30 @@ def timeout_option(help: str) -> Decorator:
 @click.argument("release_id", required=False, default="")
 @click.option("--force", is_flag=True, help="Allow promoting a release older than the active.")
 @timeout_option("Roll back when there is no progress for this long (default 600).")
-@options("app", "rack")
+@dry_run_options
+@options("app", "rack", "output")
 @click.pass_context
 def promote(ctx: click.Context, release_id: str, force: bool, timeout: int | None) -> None:
     """Deploy a release (default: the latest) and follow it until it is active everywhere.
 
     Exits 0 only when the release became active. Ctrl-C detaches; the deployment goes on.
+    With --dry-run, prints what would change against the active release (build, images,
+    settings, env, release command; on kubernetes a diff of the objects) and changes nothing.
     """
+    flags = dry_run_of(ctx)
+    if flags.on:
+        from relman_cli.commands import _plan
+
+        _plan.dry_run(
+            ctx,
+            need_app(ctx),
+            release_id,
+            force=force,
+            timeout=timeout or 0,
+            reveal=flags.reveal,
+            exit_code=flags.exit_code,
+        )
+        return
     from relman_cli.commands import _deploy
 
     _deploy.promote(

@@ -3,12 +3,22 @@ message fields of their names, by :func:`relman_common.messages.to_message`)."""
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 
 from relman.v1 import deployer_pb2  # type: ignore[import-not-found]
+from relman_common.manifest.proto import release_command_to_pb
 from relman_common.messages import to_message
 
 from relman_deployer.domain.model import Deployment, DeploymentEvent
+from relman_deployer.domain.plan import Change, Json, PromotionPlan
+
+_CHANGE_TO_PB = {
+    Change.UNCHANGED: deployer_pb2.CHANGE_UNCHANGED,
+    Change.ADDED: deployer_pb2.CHANGE_ADDED,
+    Change.REMOVED: deployer_pb2.CHANGE_REMOVED,
+    Change.CHANGED: deployer_pb2.CHANGE_CHANGED,
+}
 
 
 def deployment_to_pb(d: Deployment) -> deployer_pb2.Deployment:
@@ -48,3 +58,59 @@ class UpdateMessages:
             if len(self._events) > self._size:
                 self._events.popitem(last=False)
         return msg
+
+
+def _json(obj: Json | None) -> str:
+    return "" if obj is None else json.dumps(obj, sort_keys=True, ensure_ascii=False)
+
+
+def plan_to_pb(plan: PromotionPlan) -> deployer_pb2.PromotionPlan:
+    """The plan in the clear (env values, Secret data): clients mask what they show."""
+    msg = deployer_pb2.PromotionPlan(
+        app=plan.app,
+        release_id=plan.release_id,
+        active_release_id=plan.active_release_id,
+        build_id=plan.build_id,
+        active_build_id=plan.active_build_id,
+        services=[
+            deployer_pb2.ServicePlan(
+                name=s.name,
+                change=_CHANGE_TO_PB[s.change],
+                old_image=s.old_image,
+                new_image=s.new_image,
+                settings=[
+                    deployer_pb2.SettingChange(
+                        name=c.name, old_value=c.old_value, new_value=c.new_value
+                    )
+                    for c in s.settings
+                ],
+            )
+            for s in plan.services
+        ],
+        env=[
+            deployer_pb2.EnvPlan(
+                key=e.key,
+                change=_CHANGE_TO_PB[e.change],
+                old_value=e.old_value,
+                new_value=e.new_value,
+            )
+            for e in plan.env
+        ],
+        backend=plan.backend,
+        objects=[
+            deployer_pb2.ObjectPlan(
+                kind=o.kind,
+                name=o.name,
+                change=_CHANGE_TO_PB[o.change],
+                before_json=_json(o.before),
+                after_json=_json(o.after),
+            )
+            for o in plan.objects
+        ],
+        changed=plan.changed,
+        warnings=list(plan.warnings),
+    )
+    command = plan.release_command
+    if command is not None:
+        msg.release_command.CopyFrom(release_command_to_pb(command))
+    return msg

@@ -13,7 +13,7 @@ from relman.v1 import deployer_pb2, deployer_pb2_grpc  # type: ignore[import-not
 from relman_common.actor import current_actor
 from relman_common.grpc_errors import Context
 
-from relman_deployer.api.convert import UpdateMessages, deployment_to_pb
+from relman_deployer.api.convert import UpdateMessages, deployment_to_pb, plan_to_pb
 from relman_deployer.domain.model import Deployment
 from relman_deployer.orchestrator import Orchestrator
 
@@ -83,3 +83,15 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
         return deployer_pb2.ListDeploymentsResponse(
             deployments=[deployment_to_pb(d) for d in deployments], next_page_token=token
         )
+
+    async def PlanPromotion(
+        self, request: deployer_pb2.PromoteRequest, context: Context
+    ) -> deployer_pb2.PromotionPlan:
+        plan = await self._orchestrator.plan(
+            request.app,
+            request.release_id,
+            force=request.force,
+            timeout_seconds=request.timeout_seconds,
+            actor=current_actor(),
+        )
+        return plan_to_pb(plan)

@@ -22,6 +22,7 @@ from relman_common.vocabulary import (
     validate_app_name,
 )
 
+from relman_deployer.domain.plan import ObjectPlan
 from relman_deployer.rollout.arithmetic import deployment_complete
 from relman_deployer.rollout.conditions import (
     AVAILABLE,
@@ -171,6 +172,11 @@ class Backend(Protocol):
         Open it *before* :meth:`apply` so nothing is missed. A status snapshot is yielded at
         the start and whenever it changes (counts, restarts or conditions).
         """
+        ...
+
+    async def plan(self, spec: AppSpec) -> tuple[ObjectPlan, ...]:
+        """The objects :meth:`apply` of ``spec`` would write, as they are now and as they would
+        be, changing nothing (a dry run: no write, no event, no pod)."""
         ...
 
     async def close(self) -> None:

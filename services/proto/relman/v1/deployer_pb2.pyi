@@ -24,6 +24,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from relman.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
 import sys
@@ -35,6 +36,28 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Change:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChangeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Change.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHANGE_UNSPECIFIED: _Change.ValueType  # 0
+    CHANGE_UNCHANGED: _Change.ValueType  # 1
+    CHANGE_ADDED: _Change.ValueType  # 2
+    CHANGE_REMOVED: _Change.ValueType  # 3
+    CHANGE_CHANGED: _Change.ValueType  # 4
+
+class Change(_Change, metaclass=_ChangeEnumTypeWrapper):
+    """How one thing differs between the active release and the planned one."""
+
+CHANGE_UNSPECIFIED: Change.ValueType  # 0
+CHANGE_UNCHANGED: Change.ValueType  # 1
+CHANGE_ADDED: Change.ValueType  # 2
+CHANGE_REMOVED: Change.ValueType  # 3
+CHANGE_CHANGED: Change.ValueType  # 4
+Global___Change: _TypeAlias = Change  # noqa: Y015
 
 @_typing.final
 class Deployment(_message.Message):
@@ -325,3 +348,201 @@ class ListDeploymentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListDeploymentsResponse: _TypeAlias = ListDeploymentsResponse  # noqa: Y015
+
+@_typing.final
+class SettingChange(_message.Message):
+    """One setting of a service, by name (e.g. "scale.count", "deployment.minimum", "health"),
+    as text; the old value is empty for an added service, the new one for a removed service.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OLD_VALUE_FIELD_NUMBER: _builtins.int
+    NEW_VALUE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    old_value: _builtins.str
+    new_value: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        old_value: _builtins.str = ...,
+        new_value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "new_value", b"new_value", "old_value", b"old_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettingChange: _TypeAlias = SettingChange  # noqa: Y015
+
+@_typing.final
+class ServicePlan(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    OLD_IMAGE_FIELD_NUMBER: _builtins.int
+    NEW_IMAGE_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    change: Global___Change.ValueType
+    old_image: _builtins.str
+    new_image: _builtins.str
+    @_builtins.property
+    def settings(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettingChange]:
+        """The settings that differ (every setting of an added or removed service)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        change: Global___Change.ValueType = ...,
+        old_image: _builtins.str = ...,
+        new_image: _builtins.str = ...,
+        settings: _abc.Iterable[Global___SettingChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "name", b"name", "new_image", b"new_image", "old_image", b"old_image", "settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServicePlan: _TypeAlias = ServicePlan  # noqa: Y015
+
+@_typing.final
+class EnvPlan(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    OLD_VALUE_FIELD_NUMBER: _builtins.int
+    NEW_VALUE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    change: Global___Change.ValueType
+    """ADDED, CHANGED or REMOVED (unchanged keys are left out)."""
+    old_value: _builtins.str
+    new_value: _builtins.str
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        change: Global___Change.ValueType = ...,
+        old_value: _builtins.str = ...,
+        new_value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "key", b"key", "new_value", b"new_value", "old_value", b"old_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnvPlan: _TypeAlias = EnvPlan  # noqa: Y015
+
+@_typing.final
+class ObjectPlan(_message.Message):
+    """One object the backend would write, as it is now and as it would be, in JSON with the
+    fields the server manages left out (managedFields, resourceVersion, uid, generation,
+    creationTimestamp, status). Secret data is in the clear (base64, as the API has it).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    BEFORE_JSON_FIELD_NUMBER: _builtins.int
+    AFTER_JSON_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """Namespace, Secret, Deployment, ..."""
+    name: _builtins.str
+    change: Global___Change.ValueType
+    before_json: _builtins.str
+    """Empty when the object does not exist now (ADDED) / would not exist (REMOVED)."""
+    after_json: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        name: _builtins.str = ...,
+        change: Global___Change.ValueType = ...,
+        before_json: _builtins.str = ...,
+        after_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_json", b"after_json", "before_json", b"before_json", "change", b"change", "kind", b"kind", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObjectPlan: _TypeAlias = ObjectPlan  # noqa: Y015
+
+@_typing.final
+class PromotionPlan(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_FIELD_NUMBER: _builtins.int
+    RELEASE_ID_FIELD_NUMBER: _builtins.int
+    ACTIVE_RELEASE_ID_FIELD_NUMBER: _builtins.int
+    BUILD_ID_FIELD_NUMBER: _builtins.int
+    ACTIVE_BUILD_ID_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    ENV_FIELD_NUMBER: _builtins.int
+    RELEASE_COMMAND_FIELD_NUMBER: _builtins.int
+    BACKEND_FIELD_NUMBER: _builtins.int
+    OBJECTS_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    app: _builtins.str
+    release_id: _builtins.str
+    active_release_id: _builtins.str
+    """Empty when the app has no active release."""
+    build_id: _builtins.str
+    active_build_id: _builtins.str
+    backend: _builtins.str
+    """The backend that computed objects: sim or kubernetes."""
+    changed: _builtins.bool
+    """Whether promoting would change anything: another release, or any service, env key or
+    object that differs.
+    """
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServicePlan]:
+        """The services of both releases, in the planned release's order, then removed ones."""
+
+    @_builtins.property
+    def env(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnvPlan]: ...
+    @_builtins.property
+    def release_command(self) -> _types_pb2.ReleaseCommand:
+        """The release command the promote would run first; unset when none would run."""
+
+    @_builtins.property
+    def objects(self) -> _containers.RepeatedCompositeFieldContainer[Global___ObjectPlan]: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the promote would meet, e.g. a running deployment of the app."""
+
+    def __init__(
+        self,
+        *,
+        app: _builtins.str = ...,
+        release_id: _builtins.str = ...,
+        active_release_id: _builtins.str = ...,
+        build_id: _builtins.str = ...,
+        active_build_id: _builtins.str = ...,
+        services: _abc.Iterable[Global___ServicePlan] | None = ...,
+        env: _abc.Iterable[Global___EnvPlan] | None = ...,
+        release_command: _types_pb2.ReleaseCommand | None = ...,
+        backend: _builtins.str = ...,
+        objects: _abc.Iterable[Global___ObjectPlan] | None = ...,
+        changed: _builtins.bool = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["release_command", b"release_command"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_build_id", b"active_build_id", "active_release_id", b"active_release_id", "app", b"app", "backend", b"backend", "build_id", b"build_id", "changed", b"changed", "env", b"env", "objects", b"objects", "release_command", b"release_command", "release_id", b"release_id", "services", b"services", "warnings", b"warnings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromotionPlan: _TypeAlias = PromotionPlan  # noqa: Y015

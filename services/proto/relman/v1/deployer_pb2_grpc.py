@@ -64,6 +64,11 @@ class DeployerServiceStub:
                 request_serializer=relman_dot_v1_dot_deployer__pb2.ListDeploymentsRequest.SerializeToString,
                 response_deserializer=relman_dot_v1_dot_deployer__pb2.ListDeploymentsResponse.FromString,
                 _registered_method=True)
+        self.PlanPromotion = channel.unary_unary(
+                '/relman.v1.DeployerService/PlanPromotion',
+                request_serializer=relman_dot_v1_dot_deployer__pb2.PromoteRequest.SerializeToString,
+                response_deserializer=relman_dot_v1_dot_deployer__pb2.PromotionPlan.FromString,
+                _registered_method=True)
 
 
 class DeployerServiceServicer:
@@ -110,6 +115,18 @@ class DeployerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanPromotion(self, request, context):
+        """What Promote(request) would change against the app's active release, computed without
+        changing anything: no lease is taken, no deployment, event or release status is written,
+        and the cluster is only read (kubernetes: a server-side dry-run apply). The guards of
+        Promote that depend on the releases apply (an older release needs force); a running
+        deployment is reported as a warning. Env values are in the clear, as GetRelease gives
+        them to the same caller: clients mask them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeployerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +159,11 @@ def add_DeployerServiceServicer_to_server(servicer, server):
                     servicer.ListDeployments,
                     request_deserializer=relman_dot_v1_dot_deployer__pb2.ListDeploymentsRequest.FromString,
                     response_serializer=relman_dot_v1_dot_deployer__pb2.ListDeploymentsResponse.SerializeToString,
+            ),
+            'PlanPromotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanPromotion,
+                    request_deserializer=relman_dot_v1_dot_deployer__pb2.PromoteRequest.FromString,
+                    response_serializer=relman_dot_v1_dot_deployer__pb2.PromotionPlan.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +328,33 @@ class DeployerService:
             '/relman.v1.DeployerService/ListDeployments',
             relman_dot_v1_dot_deployer__pb2.ListDeploymentsRequest.SerializeToString,
             relman_dot_v1_dot_deployer__pb2.ListDeploymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanPromotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relman.v1.DeployerService/PlanPromotion',
+            relman_dot_v1_dot_deployer__pb2.PromoteRequest.SerializeToString,
+            relman_dot_v1_dot_deployer__pb2.PromotionPlan.FromString,
             options,
             channel_credentials,
             insecure,

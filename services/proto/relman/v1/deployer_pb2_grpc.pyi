@@ -59,6 +59,14 @@ class DeployerServiceStub:
     """Turns the app's running deployment into a rollback."""
     GetDeployment: _grpc.UnaryUnaryMultiCallable[_deployer_pb2.GetDeploymentRequest, _deployer_pb2.Deployment]
     ListDeployments: _grpc.UnaryUnaryMultiCallable[_deployer_pb2.ListDeploymentsRequest, _deployer_pb2.ListDeploymentsResponse]
+    PlanPromotion: _grpc.UnaryUnaryMultiCallable[_deployer_pb2.PromoteRequest, _deployer_pb2.PromotionPlan]
+    """What Promote(request) would change against the app's active release, computed without
+    changing anything: no lease is taken, no deployment, event or release status is written,
+    and the cluster is only read (kubernetes: a server-side dry-run apply). The guards of
+    Promote that depend on the releases apply (an older release needs force); a running
+    deployment is reported as a warning. Env values are in the clear, as GetRelease gives
+    them to the same caller: clients mask them.
+    """
 
 @_typing.type_check_only
 class DeployerServiceAsyncStub(DeployerServiceStub):
@@ -75,6 +83,14 @@ class DeployerServiceAsyncStub(DeployerServiceStub):
     """Turns the app's running deployment into a rollback."""
     GetDeployment: _aio.UnaryUnaryMultiCallable[_deployer_pb2.GetDeploymentRequest, _deployer_pb2.Deployment]  # type: ignore[assignment]
     ListDeployments: _aio.UnaryUnaryMultiCallable[_deployer_pb2.ListDeploymentsRequest, _deployer_pb2.ListDeploymentsResponse]  # type: ignore[assignment]
+    PlanPromotion: _aio.UnaryUnaryMultiCallable[_deployer_pb2.PromoteRequest, _deployer_pb2.PromotionPlan]  # type: ignore[assignment]
+    """What Promote(request) would change against the app's active release, computed without
+    changing anything: no lease is taken, no deployment, event or release status is written,
+    and the cluster is only read (kubernetes: a server-side dry-run apply). The guards of
+    Promote that depend on the releases apply (an older release needs force); a running
+    deployment is reported as a warning. Env values are in the clear, as GetRelease gives
+    them to the same caller: clients mask them.
+    """
 
 class DeployerServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -124,5 +140,19 @@ class DeployerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _deployer_pb2.ListDeploymentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_deployer_pb2.ListDeploymentsResponse, _abc.Awaitable[_deployer_pb2.ListDeploymentsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PlanPromotion(
+        self,
+        request: _deployer_pb2.PromoteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_deployer_pb2.PromotionPlan, _abc.Awaitable[_deployer_pb2.PromotionPlan]]:
+        """What Promote(request) would change against the app's active release, computed without
+        changing anything: no lease is taken, no deployment, event or release status is written,
+        and the cluster is only read (kubernetes: a server-side dry-run apply). The guards of
+        Promote that depend on the releases apply (an older release needs force); a running
+        deployment is reported as a warning. Env values are in the clear, as GetRelease gives
+        them to the same caller: clients mask them.
+        """
 
 def add_DeployerServiceServicer_to_server(servicer: DeployerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

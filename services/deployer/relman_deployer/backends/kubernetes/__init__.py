@@ -7,7 +7,8 @@ annotation, so every release gets a ReplicaSet of its own and applying an earlie
 scales that release's old ReplicaSet back up with exactly its config.
 
 The parts: :mod:`.manifests` builds what is written (pure), :mod:`.apply` writes it with
-server-side apply, :mod:`.watch` lists and watches one kind of object in a thread,
+server-side apply, :mod:`.dryrun` shows what that apply would change (a dry-run apply,
+nothing written), :mod:`.watch` lists and watches one kind of object in a thread,
 :mod:`.status` reads observations off the objects (pure), :mod:`.observer` turns an app's
 watches into a stream of observations, :mod:`.errors` turns client failures into the
 project's errors, and :mod:`.backend` is :class:`KubernetesBackend`. This package is the only

@@ -20,12 +20,14 @@ from relman_common.errors import InvalidArgument, Unavailable
 
 from relman_deployer.backends.base import AppSpec
 from relman_deployer.backends.kubernetes.apply import apply_spec
+from relman_deployer.backends.kubernetes.dryrun import plan_spec
 from relman_deployer.backends.kubernetes.manifests import (
     namespace_name,
     validate_prefix,
     validate_spec,
 )
 from relman_deployer.backends.kubernetes.observer import JOIN_SECONDS, KubernetesObserver
+from relman_deployer.domain.plan import ObjectPlan
 
 log = logging.getLogger("relman.deployer.kubernetes")
 
@@ -100,6 +102,15 @@ class KubernetesBackend:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._apply, spec)
 
+    async def plan(self, spec: AppSpec) -> tuple[ObjectPlan, ...]:
+        """What :meth:`apply` of ``spec`` would change: the live objects against the server's
+        answers to a dry-run apply of each (nothing is written)."""
+        if self._closed:
+            raise Unavailable("the kubernetes backend is closed")
+        validate_spec(spec)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._plan, spec)
+
     def observe(self, app: str) -> KubernetesObserver:
         """Start watching ``app`` now (before :meth:`apply`, to miss nothing).
 
@@ -162,3 +173,6 @@ class KubernetesBackend:
 
     def _apply(self, spec: AppSpec) -> None:
         apply_spec(self._client(), self.namespace_prefix, spec)
+
+    def _plan(self, spec: AppSpec) -> tuple[ObjectPlan, ...]:
+        return plan_spec(self._client(), self.namespace_prefix, spec)

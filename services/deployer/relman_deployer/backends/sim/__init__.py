@@ -26,8 +26,9 @@ State lives in memory only; a restarted Deployer re-applies its release and the 
 
 The parts: :mod:`.model` (the objects), :mod:`.names` (Kubernetes' names for them),
 :mod:`.cluster` (what the parts share), :mod:`.controllers` (Deployment and ReplicaSet
-controllers), :mod:`.pods` (the kubelet's timers), :mod:`.observer` and :mod:`.backend`
-(:class:`SimBackend`, the Backend interface).
+controllers), :mod:`.pods` (the kubelet's timers), :mod:`.dryrun` (what an apply would
+change, for a promote's dry run), :mod:`.observer` and :mod:`.backend` (:class:`SimBackend`,
+the Backend interface).
 """
 
 from relman_deployer.backends.sim.backend import SimBackend

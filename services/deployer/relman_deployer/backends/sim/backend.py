@@ -11,6 +11,7 @@ from relman_common.clock import Clock, utcnow
 from relman_common.errors import InvalidArgument, Unavailable
 
 from relman_deployer.backends.base import AppSpec, RolloutStatus, check_spec
+from relman_deployer.backends.sim import dryrun
 from relman_deployer.backends.sim.cluster import Cluster
 from relman_deployer.backends.sim.controllers import Controllers
 from relman_deployer.backends.sim.model import (
@@ -22,6 +23,7 @@ from relman_deployer.backends.sim.model import (
 )
 from relman_deployer.backends.sim.names import template_hash
 from relman_deployer.backends.sim.observer import SimObserver
+from relman_deployer.domain.plan import ObjectPlan
 from relman_deployer.rollout import RollingStrategy
 
 
@@ -119,6 +121,17 @@ class SimBackend:
                     template=template,
                 )
         self._controllers.sync_app(app)
+
+    async def plan(self, spec: AppSpec) -> tuple[ObjectPlan, ...]:
+        """What :meth:`apply` of ``spec`` would change, against what the sim holds; changes
+        nothing (not even an empty namespace for an app it has never seen)."""
+        if self._cluster.closed:
+            raise Unavailable("the sim backend is closed")
+        validate_spec(spec)
+        app = self._cluster.apps.get(spec.app)
+        held = app.spec if app is not None else None
+        namespace = app.namespace if app is not None else self._cluster.namespace(spec.app)
+        return dryrun.plan(held, spec, namespace)
 
     def observe(self, app: str) -> SimObserver:
         """Subscribe now (before :meth:`apply`, to miss nothing); the first item is a status."""

@@ -28,8 +28,11 @@ class Cluster:
     def app(self, name: str) -> App:
         app = self.apps.get(name)
         if app is None:
-            app = self.apps[name] = App(name, f"{self._prefix}-{name}")
+            app = self.apps[name] = App(name, self.namespace(name))
         return app
+
+    def namespace(self, name: str) -> str:
+        return f"{self._prefix}-{name}"
 
     def next_seq(self) -> int:
         self._seq += 1
