@@ -11,6 +11,7 @@ Every wait has a deadline that only turns a hang into a failure; nothing is time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,11 @@ async def run(
 ) -> tuple[list[BackendEvent], CommandOutcome, str]:
     job = release_job(spec(app, env), COMMAND, "DABCDEFGHIJ")
     events: list[BackendEvent] = []
-    async with asyncio.timeout(DEADLINE):
-        async for item in backend.run_release_command(job):
+    async with (
+        asyncio.timeout(DEADLINE),
+        contextlib.aclosing(backend.run_release_command(job)) as items,
+    ):
+        async for item in items:
             if isinstance(item, BackendEvent):
                 events.append(item)
             else:

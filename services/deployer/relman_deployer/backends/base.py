@@ -238,7 +238,7 @@ class OutputTail:
 
     >>> tail = OutputTail()
     >>> for n in range(7):
-    ...     tail.add(f"line {n}")
+    ...     _ = tail.add(f"line {n}")
     >>> tail.lines()
     ('line 2', 'line 3', 'line 4', 'line 5', 'line 6')
     """

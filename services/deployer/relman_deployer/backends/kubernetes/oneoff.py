@@ -43,6 +43,7 @@ from relman_deployer.backends.kubernetes.manifests import (
     CONTAINER,
     RELEASE_ANNOTATION,
     job_manifest,
+    namespace_name,
 )
 from relman_deployer.backends.kubernetes.status import EventTracker
 from relman_deployer.backends.kubernetes.watch import (
@@ -259,9 +260,7 @@ async def run_job(
 ) -> AsyncGenerator[ReleaseOutput, None]:
     """Run ``job`` as a Job and report what it does (see the module's docstring)."""
     loop = asyncio.get_running_loop()
-    namespace = await loop.run_in_executor(
-        executor, lambda: start_job(client(), namespace_prefix, job)
-    )
+    namespace = namespace_name(namespace_prefix, job.app)
     inbox: asyncio.Queue[Report] = asyncio.Queue()
 
     def sink(report: Report) -> None:
@@ -292,9 +291,20 @@ async def run_job(
     pods: dict[str, Json] = {}
     job_obj: Json | None = None
     tail = OutputTail()
+    pending: list[Report] = []
+    owned = False  # the Job is this run's to delete (created, or adopted)
     try:
+        # Everything listed before the Job is created: its first Events are then new ones.
         for watch in watches:
             watch.start()
+        listed: set[str] = set()
+        while len(listed) < len(watches):
+            report = await inbox.get()
+            if isinstance(report, Listed):
+                listed.add(report.kind)
+            pending.append(report)
+        await loop.run_in_executor(executor, lambda: start_job(client(), namespace_prefix, job))
+        owned = True
         drain_until: float | None = None
         event_until = 0.0
         job_ended_event = False
@@ -320,6 +330,8 @@ async def run_job(
                     report = await asyncio.wait_for(inbox.get(), waiting - loop.time())
                 except TimeoutError:
                     continue
+            elif pending:
+                report = pending.pop(0)
             else:
                 report = await inbox.get()
             if isinstance(report, LogLine):
@@ -340,7 +352,7 @@ async def run_job(
             elif report.kind == JOB:
                 if isinstance(report, Listed):
                     job_obj = report.items[0] if report.items else None
-                    gone = job_obj is None
+                    gone = job_obj is None and report.relist  # the first list came before it
                 else:
                     gone = report.type == "DELETED"
                     if not gone:
@@ -360,12 +372,15 @@ async def run_job(
             watch.stop()
         for follower in followers.values():
             follower.stop()
-        try:
-            await asyncio.shield(
-                loop.run_in_executor(executor, lambda: delete_job(client(), namespace, job.name))
-            )
-        except Exception as err:  # the run's end stands; the Job is left for a person
-            log.warning("release command %s: could not delete its Job: %s", job.name, err)
+        if owned:
+            try:
+                await asyncio.shield(
+                    loop.run_in_executor(
+                        executor, lambda: delete_job(client(), namespace, job.name)
+                    )
+                )
+            except Exception as err:  # the run's end stands; the Job is left for a person
+                log.warning("release command %s: could not delete its Job: %s", job.name, err)
 
 
 def _events(tracker: EventTracker, report: WatchReport, clock: Clock) -> list[BackendEvent]:

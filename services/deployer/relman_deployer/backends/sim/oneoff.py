@@ -91,17 +91,20 @@ class OneOffs:
                             "BackoffLimitExceeded",
                             "Job has reached the specified backoff limit",
                         )
+                        self.runs[job.name] = state
                         yield CommandOutcome(exit_code=1, last_lines=tail.lines())
                     else:
                         yield output(f"[sim] {command} done")
                         state = SUCCEEDED
                         yield event(job.name, "Completed", "Job completed")
+                        self.runs[job.name] = state
                         yield CommandOutcome(exit_code=0, last_lines=tail.lines())
                     return
             state = TIMED_OUT
             yield event(
                 job.name, "DeadlineExceeded", "Job was active longer than specified deadline"
             )
+            self.runs[job.name] = state
             yield CommandOutcome(exit_code=None, last_lines=tail.lines(), timed_out=True)
         finally:
             self.runs[job.name] = state
