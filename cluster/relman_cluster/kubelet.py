@@ -16,7 +16,9 @@ Pods with ``restartPolicy: Never`` (a Job's) run to completion instead: each con
 exits 1 after ``[kubelet emulator] <command> failed: RELMAN_SIM_FAIL=release`` when its env
 (``env`` values and ``envFrom`` Secrets, read as the kubelet reads them) holds
 ``RELMAN_SIM_FAIL=release``, else exits 0 after ``[kubelet emulator] <command> done``; the pod
-ends ``Succeeded`` or ``Failed`` with the containers' terminated states. Nothing is executed.
+ends ``Succeeded`` or ``Failed`` with the containers' terminated states. Nothing is executed,
+except that a container whose command is ``sleep N`` runs N seconds (so a Job can outlive its
+``activeDeadlineSeconds``).
 What containers print is served as the kubelet serves logs (:mod:`.kubelet_logs`, on the
 nodes' ``InternalIP`` 127.0.0.1 and ``kubeletEndpoint`` port), so ``pods/log`` works.
 
@@ -571,7 +573,9 @@ class KubeletEmulator:
         if not self._current(state, gen):
             return
         if state.restart_policy == "Never":
-            self._complete(state, gen)
+            # ``sleep N`` runs N seconds from its start (this call comes pod_delay after it).
+            longer = max((_sleep_seconds(c) for c in state.containers), default=0.0)
+            self._schedule(max(longer - self.pod_delay, 0.0), lambda: self._complete(state, gen))
             return
         for c in state.containers:
             kind = container_behaviour(c.get("image", ""))
@@ -582,6 +586,8 @@ class KubeletEmulator:
 
     def _complete(self, state: _PodState, gen: int) -> None:
         """A run-to-completion pod's containers exit (see the module's docstring)."""
+        if not self._current(state, gen):
+            return
         for c in state.containers:
             failing = self._container_env(state, c).get(FAIL_ENV) == FAIL_RELEASE
             command = _command(c)
@@ -640,6 +646,8 @@ class KubeletEmulator:
         if not self._current(state, gen):
             return
         for c in state.containers:
+            if c["name"] in state.exit_codes:
+                continue  # it has ended: nothing to stop
             self._event(state, c, "Normal", "Killing", f"Stopping container {c['name']}")
         try:
             self._core.delete_namespaced_pod(
@@ -851,6 +859,20 @@ class KubeletEmulator:
             log.debug(
                 "event %s for %s/%s dropped: %s", reason, state.namespace, state.name, exc.reason
             )
+
+
+def _sleep_seconds(c: Json) -> float:
+    """N when a container runs ``sleep N`` (the one command the emulator runs for real, so a
+    Job can outlive its deadline), else 0.
+
+    >>> _sleep_seconds({"args": ["sleep", "30"]}), _sleep_seconds({"args": ["bin/migrate"]})
+    (30.0, 0.0)
+    """
+    words = [str(w) for w in (c.get("command") or []) + (c.get("args") or [])]
+    if len(words) == 2 and words[0] == "sleep":
+        with contextlib.suppress(ValueError):
+            return max(float(words[1]), 0.0)
+    return 0.0
 
 
 def _command(c: Json) -> str:

@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from relman.v1 import deployer_pb2, release_pb2, types_pb2
+from relman_common.errors import FailedPrecondition
 from relman_common.manifest import ReleaseCommand, Service
 from relman_deployer.backends.base import AppSpec, BackendEvent, CommandOutcome, release_job
 from relman_deployer.backends.kubernetes import KubernetesBackend
 from relman_deployer.backends.kubernetes.manifests import RELEASE_COMMAND_LABEL
+from relman_deployer.backends.kubernetes.oneoff import job_result, start_job
 from support.deployer import ACTOR, read_stream
 from support.deployer_stack import Stack
 from support.helpers import wait_for
@@ -117,22 +119,90 @@ async def test_a_failing_release_command_reports_its_exit_code_and_last_lines(
     await cleaned_up(kube_api, app_name)
 
 
-async def test_closing_a_release_command_before_its_outcome_deletes_its_job(
-    kube_cluster: KubeCluster, kube_api: Any, app_name: str
+async def test_closing_a_running_release_command_deletes_its_job_and_pod(
+    backend: KubernetesBackend, kube_api: Any, app_name: str
 ) -> None:
-    """What a cancelled deployment does: the reader goes away, the Job is deleted."""
-    backend = KubernetesBackend(kubeconfig=str(kube_cluster.kubeconfig), watch_timeout_seconds=10)
+    """What a cancelled deployment does: the reader goes away while the container runs (the
+    emulator runs ``sleep``), the Job and its pod are deleted."""
+    sleeping = ReleaseCommand(command=("sleep", "3600"), service="web", timeout=3600)
+    job = release_job(spec(app_name, {}), sleeping, "DABCDEFGHIJ")
+    items = backend.run_release_command(job)
+    async with asyncio.timeout(DEADLINE):
+        async for item in items:
+            assert isinstance(item, BackendEvent), item
+            if item.reason == "Output":  # the container runs: its log is being read
+                break
+    assert len(await asyncio.to_thread(leftovers, kube_api, app_name)) == 2  # Job and pod
+    await items.aclose()
+    await cleaned_up(kube_api, app_name)
+
+
+async def test_a_release_command_past_its_deadline_is_stopped_by_the_job_controller(
+    backend: KubernetesBackend, kube_api: Any, app_name: str
+) -> None:
+    sleeping = ReleaseCommand(command=("sleep", "3600"), service="web", timeout=2)
+    job = release_job(spec(app_name, {}), sleeping, "DABCDEFGHIJ")
+    events: list[BackendEvent] = []
+    async with (
+        asyncio.timeout(DEADLINE),
+        contextlib.aclosing(backend.run_release_command(job)) as items,
+    ):
+        async for item in items:
+            if isinstance(item, BackendEvent):
+                events.append(item)
+            else:
+                outcome = item
+    assert outcome.timed_out and not outcome.succeeded
+    assert outcome.last_lines == ("[kubelet emulator] running sleep 3600",)
+    assert (job.source, "DeadlineExceeded", "Job was active longer than specified deadline") in [
+        (e.source, e.reason, e.message) for e in events
+    ]
+    await cleaned_up(kube_api, app_name)
+
+
+async def test_a_job_left_by_a_crashed_deployer_is_followed_not_started_again(
+    backend: KubernetesBackend, kube_api: Any, app_name: str
+) -> None:
     job = release_job(spec(app_name, {}), COMMAND, "DABCDEFGHIJ")
-    try:
-        items = backend.run_release_command(job)
-        async with asyncio.timeout(DEADLINE):
-            first = await anext(items)  # the Job has been created by then
-        assert isinstance(first, BackendEvent), first
-        assert await asyncio.to_thread(leftovers, kube_api, app_name)
-        await items.aclose()
-        await cleaned_up(kube_api, app_name)
-    finally:
-        await backend.close()
+    # What a Deployer that crashed leaves: its Job, run to its end, not deleted.
+    await asyncio.to_thread(start_job, kube_api, "relman", job)
+    batch = k8s.BatchV1Api(kube_api)
+
+    def complete() -> bool:
+        found = batch.read_namespaced_job(job.name, f"relman-{app_name}")
+        return job_result(found.to_dict() | {"status": _status(found)}) is not None
+
+    await asyncio.to_thread(wait_for, complete, DEADLINE, 0.1, "the Job's end")
+
+    events, outcome, _ = await run(backend, app_name, {})
+
+    assert outcome == CommandOutcome(
+        exit_code=0,
+        last_lines=(
+            "[kubelet emulator] running bin/migrate --all",
+            "[kubelet emulator] bin/migrate --all done",
+        ),
+    )
+    assert not [e for e in events if e.reason == "SuccessfulCreate"]  # no second pod
+    await cleaned_up(kube_api, app_name)
+
+    # A Job of the same name for another release is not taken for this run's.
+    other = release_job(
+        AppSpec(app_name, "RZZZZZZZZZZ", "BZZZZZZZZZZ", {}, spec(app_name, {}).services),
+        COMMAND,
+        "DABCDEFGHIJ",
+    )
+    await asyncio.to_thread(start_job, kube_api, "relman", other)
+    with pytest.raises(FailedPrecondition) as err:
+        await run(backend, app_name, {})
+    assert "exists for another run (release RZZZZZZZZZZ)" in str(err.value)
+    assert await asyncio.to_thread(leftovers, kube_api, app_name)  # not deleted: not its own
+
+
+def _status(job: Any) -> dict[str, Any]:
+    """A Job's status as the API writes it (conditions with their JSON keys)."""
+    conditions = job.status.conditions or []
+    return {"conditions": [{"type": c.type, "status": c.status} for c in conditions]}
 
 
 @pytest.fixture

@@ -155,8 +155,9 @@ class Runner:
                 return run.advance(Trigger.SUCCEEDED), ""
             log.info("deployment %s app %s: rolling back: %s", d.id, d.app, verdict.reason)
             run.advance(Trigger.CANCELLED if run.cancelled_by else Trigger.FAILED, verdict.reason)
-            if targets.release_command is not None and d.kind is Kind.PROMOTE:
-                message = release_words.skipped_for_rollback(None, targets.previous.release_id)
+            restoring = targets.previous.release_id
+            if targets.release_command is not None and d.kind is Kind.PROMOTE and restoring:
+                message = release_words.skipped_for_rollback(None, restoring)
                 run.emit(APP_SOURCE, release_words.RELEASE_COMMAND_REASON, message)
         reason = run.reason
         verdict = await self._follower.follow(run, targets.previous, cancellable=False)

@@ -310,28 +310,29 @@ async def run_job(
         job_ended_event = False
         while True:
             result = job_result(job_obj)
-            if result is not None:
-                # Once the Job has ended: its pod's log read to the end, and the Job
-                # controller's own word on it (Completed, BackoffLimitExceeded, ...) seen,
-                # each for a bounded time.
+            if result is not None and not pending:
+                # Once the Job has ended (its watch may run ahead of the pods' and Events'):
+                # the pod's exit seen and its log read to the end, then the Job controller's
+                # own word on it (Completed, BackoffLimitExceeded, ...), each for a bounded time.
                 if drain_until is None:
                     drain_until = loop.time() + LOG_DRAIN_SECONDS
                     event_until = loop.time() + EVENT_DRAIN_SECONDS
-                reading = bool(set(followers) - ended_logs)
-                waiting = drain_until if reading else event_until
-                if (not reading and job_ended_event) or loop.time() >= waiting:
-                    succeeded, timed_out = result
-                    code = exit_code(pods)
+                succeeded, timed_out = result
+                code = exit_code(pods)
+                settled = (code is not None or timed_out) and not set(followers) - ended_logs
+                waiting = max(event_until, loop.time()) if settled else drain_until
+                if (settled and job_ended_event) or loop.time() >= waiting:
                     if succeeded and code is None:
                         code = 0  # Complete: every pod exited 0, whatever this one says
                     yield CommandOutcome(code, tail.lines(), timed_out=timed_out)
                     return
+            if pending:
+                report = pending.pop(0)
+            elif result is not None:
                 try:
                     report = await asyncio.wait_for(inbox.get(), waiting - loop.time())
                 except TimeoutError:
                     continue
-            elif pending:
-                report = pending.pop(0)
             else:
                 report = await inbox.get()
             if isinstance(report, LogLine):
@@ -353,6 +354,8 @@ async def run_job(
                 if isinstance(report, Listed):
                     job_obj = report.items[0] if report.items else None
                     gone = job_obj is None and report.relist  # the first list came before it
+                    # Adopted after its end: the Event saying so is an old one, not awaited.
+                    job_ended_event |= not report.relist and job_result(job_obj) is not None
                 else:
                     gone = report.type == "DELETED"
                     if not gone:
