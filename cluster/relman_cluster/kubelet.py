@@ -11,11 +11,23 @@ Image conventions (the tag is the part after the last ':'):
   ``Unhealthy`` events);
 * anything else            -> Running and Ready after ``pod_delay`` seconds.
 
+Pods with ``restartPolicy: Never`` (a Job's) run to completion instead: each container
+"prints" ``[kubelet emulator] running <command and args>``, and ``pod_delay`` seconds later
+exits 1 after ``[kubelet emulator] <command> failed: RELMAN_SIM_FAIL=release`` when its env
+(``env`` values and ``envFrom`` Secrets, read as the kubelet reads them) holds
+``RELMAN_SIM_FAIL=release``, else exits 0 after ``[kubelet emulator] <command> done``; the pod
+ends ``Succeeded`` or ``Failed`` with the containers' terminated states. Nothing is executed,
+except that a container whose command is ``sleep N`` runs N seconds (so a Job can outlive its
+``activeDeadlineSeconds``).
+What containers print is served as the kubelet serves logs (:mod:`.kubelet_logs`, on the
+nodes' ``InternalIP`` 127.0.0.1 and ``kubeletEndpoint`` port), so ``pods/log`` works.
+
 Pods being deleted get a ``Killing`` event and are then force-deleted (grace period 0).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -24,6 +36,7 @@ import itertools
 import json
 import logging
 import os
+import shlex
 import socket
 import threading
 import time
@@ -36,9 +49,13 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from relman_cluster.kubelet_logs import KubeletLogServer, LogStore
+
 log = logging.getLogger("relman_cluster.kubelet")
 
 KUBELET_VERSION = "v1.20.2"
+# The env of a run-to-completion container that makes it exit 1 (as the sim's release command).
+FAIL_ENV, FAIL_RELEASE = "RELMAN_SIM_FAIL", "release"
 Json = dict[str, Any]
 
 
@@ -95,6 +112,9 @@ class _PodState:
     restarts: dict[str, int] = field(default_factory=dict)
     killing: bool = False
     generation: int = 0  # bumped to cancel scheduled work for this pod
+    restart_policy: str = "Always"
+    exit_codes: dict[str, int] = field(default_factory=dict)  # containers that have ended
+    finished_at: str = ""
 
 
 class KubeletEmulator:
@@ -144,11 +164,14 @@ class KubeletEmulator:
         self._boot_time = _now()
         self.ready = threading.Event()
         self.errors = 0
+        self.logs = LogStore()
+        self._log_server = KubeletLogServer(self.logs)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 30.0) -> None:
         """Register nodes and start the watch & worker threads."""
         deadline = time.monotonic() + timeout
+        self._log_server.start()
         while True:
             try:
                 for i, name in enumerate(self.node_names):
@@ -178,6 +201,7 @@ class KubeletEmulator:
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self._threads.clear()
+        self._log_server.stop()
         for c in (self._api_client, self._watch_client):
             with contextlib.suppress(Exception):
                 c.close()
@@ -239,10 +263,12 @@ class KubeletEmulator:
                 cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
             ],
             "addresses": [
-                {"type": "InternalIP", "address": f"10.240.0.{index + 10}"},
+                # Where the API server reaches this kubelet (pods/log): the emulator's log
+                # endpoint (the control plane prefers InternalIP addresses).
+                {"type": "InternalIP", "address": "127.0.0.1"},
                 {"type": "Hostname", "address": name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self._log_server.port}},
             "nodeInfo": {
                 "machineID": hashlib.md5(name.encode()).hexdigest(),
                 "systemUUID": hashlib.md5(name.encode()).hexdigest(),
@@ -487,6 +513,7 @@ class KubeletEmulator:
             pod_ip=status.get("podIP") or self._next_ip(node),
             containers=list(spec.get("containers") or []),
             init_containers=list(spec.get("initContainers") or []),
+            restart_policy=str(spec.get("restartPolicy") or "Always"),
         )
         with self._lock:
             self._pods[state.uid] = state
@@ -499,6 +526,8 @@ class KubeletEmulator:
                 state.generation += 1
             for key in [k for k in self._event_cache if k[1] == uid]:
                 del self._event_cache[key]
+        if state is not None:
+            self.logs.forget(state.namespace, state.name)
 
     def _current(self, state: _PodState, gen: int) -> bool:
         with self._lock:
@@ -530,6 +559,12 @@ class KubeletEmulator:
             state.container_ids[c["name"]] = self._container_id(state, c["name"], 0)
             state.restarts[c["name"]] = 0
         state.started_at = _now()
+        if state.restart_policy == "Never":
+            for c in state.containers:
+                self.logs.write(
+                    (state.namespace, state.name, c["name"]),
+                    [f"[kubelet emulator] running {_command(c)}"],
+                )
         self._patch_status(state, gen)
         self._schedule(self.pod_delay, lambda: self._after_start(state, gen))
 
@@ -537,12 +572,53 @@ class KubeletEmulator:
         """Schedule the failure loops for crashing / unready containers."""
         if not self._current(state, gen):
             return
+        if state.restart_policy == "Never":
+            # ``sleep N`` runs N seconds from its start (this call comes pod_delay after it).
+            longer = max((_sleep_seconds(c) for c in state.containers), default=0.0)
+            self._schedule(max(longer - self.pod_delay, 0.0), lambda: self._complete(state, gen))
+            return
         for c in state.containers:
             kind = container_behaviour(c.get("image", ""))
             if kind == "crash":
                 self._crash(state, gen, c)
             elif kind == "unready":
                 self._unready(state, gen, c)
+
+    def _complete(self, state: _PodState, gen: int) -> None:
+        """A run-to-completion pod's containers exit (see the module's docstring)."""
+        if not self._current(state, gen):
+            return
+        for c in state.containers:
+            failing = self._container_env(state, c).get(FAIL_ENV) == FAIL_RELEASE
+            command = _command(c)
+            last = f"{command} failed: {FAIL_ENV}={FAIL_RELEASE}" if failing else f"{command} done"
+            self.logs.write(
+                (state.namespace, state.name, c["name"]), [f"[kubelet emulator] {last}"], end=True
+            )
+            state.exit_codes[c["name"]] = 1 if failing else 0
+        state.finished_at = _now()
+        self._patch_status(state, gen)
+
+    def _container_env(self, state: _PodState, c: Json) -> dict[str, str]:
+        """The container's env as the kubelet resolves it: ``envFrom`` Secrets, then ``env``
+        values (ConfigMaps and ``valueFrom`` are not emulated)."""
+        env: dict[str, str] = {}
+        for source in c.get("envFrom") or []:
+            ref = source.get("secretRef") or {}
+            if not ref.get("name"):
+                continue
+            try:
+                secret = self._core.read_namespaced_secret(ref["name"], state.namespace)
+            except ApiException as exc:
+                if exc.status == 404 and ref.get("optional"):
+                    continue
+                raise
+            for key, value in (secret.data or {}).items():
+                env[str(source.get("prefix") or "") + key] = base64.b64decode(value).decode()
+        for item in c.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+        return env
 
     def _crash(self, state: _PodState, gen: int, c: Json) -> None:
         if not self._current(state, gen):
@@ -570,6 +646,8 @@ class KubeletEmulator:
         if not self._current(state, gen):
             return
         for c in state.containers:
+            if c["name"] in state.exit_codes:
+                continue  # it has ended: nothing to stop
             self._event(state, c, "Normal", "Killing", f"Stopping container {c['name']}")
         try:
             self._core.delete_namespaced_pod(
@@ -615,7 +693,19 @@ class KubeletEmulator:
             "lastState": {},
         }
         ready = False
-        if kind == "crash" and restarts > 0:
+        if name in state.exit_codes:
+            code = state.exit_codes[name]
+            cs["state"] = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Completed" if code == 0 else "Error",
+                    "startedAt": state.started_at or now,
+                    "finishedAt": state.finished_at or now,
+                    "containerID": cs["containerID"],
+                }
+            }
+            cs["started"] = False
+        elif kind == "crash" and restarts > 0:
             cs["state"] = {
                 "waiting": {
                     "reason": "CrashLoopBackOff",
@@ -650,6 +740,10 @@ class KubeletEmulator:
             if not ready:
                 not_ready.append(c["name"])
         all_ready = not not_ready
+        ended = bool(state.containers) and len(state.exit_codes) == len(state.containers)
+        phase = "Running"
+        if ended:
+            phase = "Succeeded" if not any(state.exit_codes.values()) else "Failed"
 
         def cond(ctype: str, ok: bool) -> Json:
             d: Json = {
@@ -658,14 +752,16 @@ class KubeletEmulator:
                 "lastProbeTime": None,
                 "lastTransitionTime": now,
             }
-            if not ok:
+            if not ok and ended:
+                d["reason"] = "PodCompleted"
+            elif not ok:
                 d["reason"] = "ContainersNotReady"
                 d["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
             return d
 
         node_ip = f"10.240.0.{self.node_names.index(state.node) + 10}"
         status: Json = {
-            "phase": "Running",
+            "phase": phase,
             "hostIP": node_ip,
             "podIP": state.pod_ip,
             "podIPs": [{"ip": state.pod_ip}],
@@ -763,3 +859,24 @@ class KubeletEmulator:
             log.debug(
                 "event %s for %s/%s dropped: %s", reason, state.namespace, state.name, exc.reason
             )
+
+
+def _sleep_seconds(c: Json) -> float:
+    """N when a container runs ``sleep N`` (the one command the emulator runs for real, so a
+    Job can outlive its deadline), else 0.
+
+    >>> _sleep_seconds({"args": ["sleep", "30"]}), _sleep_seconds({"args": ["bin/migrate"]})
+    (30.0, 0.0)
+    """
+    words = [str(w) for w in (c.get("command") or []) + (c.get("args") or [])]
+    if len(words) == 2 and words[0] == "sleep":
+        with contextlib.suppress(ValueError):
+            return max(float(words[1]), 0.0)
+    return 0.0
+
+
+def _command(c: Json) -> str:
+    """What a container runs, as a shell would take it: its command and args (the image's
+    entrypoint when it names neither)."""
+    words = [str(w) for w in (c.get("command") or []) + (c.get("args") or [])]
+    return shlex.join(words) if words else "(the image's entrypoint)"

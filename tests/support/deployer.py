@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 from relman.v1 import deployer_pb2, release_pb2, release_pb2_grpc
 from relman_common.lifecycle import ReleaseStatus
 from relman_common.pb_enums import word
-from relman_deployer.backends.base import AppSpec, Observation
+from relman_deployer.backends.base import AppSpec, Observation, ReleaseJob, ReleaseOutput
 from relman_deployer.backends.sim import SimBackend
 from relman_deployer.domain.model import Deployment, DeploymentEvent
 
@@ -148,6 +148,9 @@ class RecordingSim:
 
     def observe(self, app: str) -> AsyncIterator[Observation]:
         return self.sim.observe(app)
+
+    def run_release_command(self, job: ReleaseJob) -> AsyncGenerator[ReleaseOutput, None]:
+        return self.sim.run_release_command(job)
 
     async def close(self) -> None:
         await self.sim.close()

@@ -234,11 +234,28 @@ BAD_MANIFESTS = [
     ),
     (
         RELEASE_BLOCK + "  command: bin/migrate\n  timeout: 0\n",
-        "manifest line 6: release.timeout must be a positive integer",
+        "manifest line 6: release.timeout must be an integer from 1 to 86400",
     ),
     (
         RELEASE_BLOCK + "  command: bin/migrate\n  timeout: -5\n",
-        "manifest line 6: release.timeout must be a positive integer",
+        "manifest line 6: release.timeout must be an integer from 1 to 86400",
+    ),
+    (
+        RELEASE_BLOCK + "  command: bin/migrate\n  timeout: 86401\n",
+        "manifest line 6: release.timeout must be an integer from 1 to 86400",
+    ),
+    (
+        RELEASE_BLOCK + "  command: bin/migrate\n  timeout: 10m\n",
+        "manifest line 6: release.timeout must be an integer from 1 to 86400",
+    ),
+    (
+        RELEASE_BLOCK + "  command: bin/migrate\n  timeout: true\n",
+        "manifest line 6: release.timeout must be an integer from 1 to 86400",
+    ),
+    (
+        "services:\n  web:\n    image: x\n  worker:\n    image: y\n"
+        "release:\n  command: bin/migrate\n  service: [web]\n",
+        "manifest line 8: release.service must be non-empty text",
     ),
     (RELEASE_BLOCK + "  service: web\n", "manifest line 4: release.command is required"),
     (RELEASE_BLOCK + "  command: []\n", "manifest line 5: release.command must not be empty"),

@@ -125,6 +125,7 @@ class Trigger(StrEnum):
     FAILED = "failed"  # the rollout cannot finish
     CANCELLED = "cancelled"
     PRE_ROLLOUT_FAILED = "pre-rollout-failed"  # failed before any rollout step
+    PRE_ROLLOUT_CANCELLED = "pre-rollout-cancelled"  # cancelled before any rollout step
     RESTORED = "restored"  # the previous release runs again
     CANCEL_RESTORED = "cancel-restored"
     RESTORE_FAILED = "restore-failed"
@@ -153,6 +154,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(P.STARTING, T.START, P.PENDING, (S.RUNNING, S.PENDING)),
     Transition(P.PENDING, T.APPLIED, P.UPDATING, (S.PENDING, S.UPDATING)),
     Transition(P.PENDING, T.PRE_ROLLOUT_FAILED, P.ENDED, (S.PENDING, S.RUNNING), End.FAILED),
+    Transition(P.PENDING, T.PRE_ROLLOUT_CANCELLED, P.ENDED, (S.PENDING, S.RUNNING), End.CANCELLED),
     Transition(P.UPDATING, T.SUCCEEDED, P.ENDED, (S.UPDATING, S.RUNNING), End.SUCCEEDED),
     Transition(P.UPDATING, T.FAILED, P.ROLLING_BACK, (S.UPDATING, S.ROLLBACK)),
     Transition(P.UPDATING, T.CANCELLED, P.ROLLING_BACK, (S.UPDATING, S.ROLLBACK)),

@@ -191,6 +191,7 @@ class Orchestrator:
         targets = Targets(
             release=app_spec(release.app, release, deployable.services, deadline),
             previous=app_spec(release.app, deployable.active, deployable.active_services, deadline),
+            release_command=deployable.release_command,
         )
         deployment = Deployment(
             id=new_id(DEPLOYMENT),

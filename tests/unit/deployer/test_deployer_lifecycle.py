@@ -22,6 +22,11 @@ TABLE: dict[tuple[Phase, Trigger], tuple[Phase, str | None, Outcome | None]] = {
     (P.STARTING, T.START): (P.PENDING, "Status: Running => Pending", None),
     (P.PENDING, T.APPLIED): (P.UPDATING, "Status: Pending => Updating", None),
     (P.PENDING, T.PRE_ROLLOUT_FAILED): (P.ENDED, "Status: Pending => Running", Outcome.FAILED),
+    (P.PENDING, T.PRE_ROLLOUT_CANCELLED): (
+        P.ENDED,
+        "Status: Pending => Running",
+        Outcome.CANCELLED,
+    ),
     (P.UPDATING, T.SUCCEEDED): (P.ENDED, "Status: Updating => Running", Outcome.SUCCEEDED),
     (P.UPDATING, T.FAILED): (P.ROLLING_BACK, "Status: Updating => Rollback", None),
     (P.UPDATING, T.CANCELLED): (P.ROLLING_BACK, "Status: Updating => Rollback", None),
@@ -96,6 +101,11 @@ def test_a_trigger_the_phase_does_not_allow_raises(phase: Phase) -> None:
             [T.START, T.PRE_ROLLOUT_FAILED],
             [SUCCESS[0], "Status: Pending => Running"],
             Outcome.FAILED,
+        ),
+        (
+            [T.START, T.PRE_ROLLOUT_CANCELLED],
+            [SUCCESS[0], "Status: Pending => Running"],
+            Outcome.CANCELLED,
         ),
         ([T.START, T.ERROR], [SUCCESS[0]], Outcome.FAILED),
     ],

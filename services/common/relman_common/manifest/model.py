@@ -18,6 +18,8 @@ DEFAULT_MINIMUM = 50
 DEFAULT_MAXIMUM = 200
 DEFAULT_TERMINATION_GRACE = 30
 DEFAULT_RELEASE_TIMEOUT = 600
+# A release command's longest timeout: one day (the wire carries it as an int32).
+MAX_RELEASE_TIMEOUT = 86400
 
 
 @dataclass(frozen=True)

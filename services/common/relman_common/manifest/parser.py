@@ -19,6 +19,7 @@ from relman_common.errors import INVALID_MANIFEST, InvalidArgument
 from relman_common.manifest import fields
 from relman_common.manifest.lines import Map, Seq, load_with_lines, manifest_error
 from relman_common.manifest.model import (
+    MAX_RELEASE_TIMEOUT,
     EnvSpec,
     Manifest,
     ReleaseCommand,
@@ -173,7 +174,11 @@ def _release(doc: Map, services: list[Service]) -> ReleaseCommand:
                 f"release.service: no service named {clip(service)} "
                 f"(expected one of: {', '.join(s.name for s in services)})",
             )
-    timeout = fields.integer(block, "timeout", "release", 1) if "timeout" in block else None
+    timeout = (
+        fields.integer(block, "timeout", "release", 1, MAX_RELEASE_TIMEOUT)
+        if "timeout" in block
+        else None
+    )
     if timeout is None:
         return ReleaseCommand(command=command, service=service)
     return ReleaseCommand(command=command, service=service, timeout=timeout)

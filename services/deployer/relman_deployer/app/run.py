@@ -39,6 +39,10 @@ class Run:
         # Why it is rolling back (kept with the phase, so a resumed rollback knows).
         self.reason = deployment.reason
         self.cancelled_by = deployment.cancelled_by
+        # Set once a cancellation is requested (what a release command's run waits on).
+        self.cancel_requested = asyncio.Event()
+        if self.cancelled_by:
+            self.cancel_requested.set()
         # The release of the backend's latest status snapshot.
         self.seen_release: str | None = None
         self.queue: asyncio.Queue[QueueItem] = asyncio.Queue()
@@ -64,6 +68,10 @@ class Run:
             )
         )
 
+    def emit(self, source: str, reason: str, message: str) -> None:
+        """An event the Deployer itself writes (not the cluster)."""
+        self._events.append(self._next(source, reason, message))
+
     def advance(self, trigger: Trigger, reason: str = "") -> Transition:
         """Take ``trigger`` in the current phase (the lifecycle table says where to): a
         non-final transition writes its StatusChange event together with the new phase."""
@@ -88,3 +96,4 @@ class Run:
         if not self.cancelled_by:
             self.cancelled_by = actor
             self.queue.put_nowait(CANCELLED)
+            self.cancel_requested.set()

@@ -15,14 +15,16 @@ from dataclasses import dataclass
 
 from relman_common.clock import Clock
 from relman_common.errors import RelmanError
-from relman_common.lifecycle import Phase, Transition, Trigger, transition
-from relman_common.manifest import Service
+from relman_common.lifecycle import Kind, Phase, Transition, Trigger, transition
+from relman_common.manifest import ReleaseCommand, Service
 
+from relman_deployer.app.release_command import run_release_command
 from relman_deployer.app.reporting import Reporter
 from relman_deployer.app.rollout import RolloutFollower
 from relman_deployer.app.run import Run
 from relman_deployer.backends.base import AppSpec
-from relman_deployer.domain.model import Deployment, Release
+from relman_deployer.domain import release_command as release_words
+from relman_deployer.domain.model import APP_SOURCE, Deployment, Release
 from relman_deployer.domain.policy import Verdict
 from relman_deployer.events import EventHub, EventLog
 from relman_deployer.release_client import ReleaseClient
@@ -37,6 +39,8 @@ class Targets:
 
     release: AppSpec
     previous: AppSpec
+    # The release's release command (run before its rollout; never for a rollback).
+    release_command: ReleaseCommand | None = None
 
 
 def app_spec(
@@ -114,6 +118,7 @@ class Runner:
         return Targets(
             release=app_spec(d.app, deployable.release, deployable.services, deadline),
             previous=app_spec(d.app, previous, services, deadline),
+            release_command=deployable.release_command,
         )
 
     async def _drive(self, run: Run, targets: Targets) -> tuple[Transition, str]:
@@ -121,6 +126,18 @@ class Runner:
         d = run.deployment
         if run.phase is Phase.STARTING:
             run.advance(Trigger.START)
+        if run.phase is Phase.PENDING and targets.release_command is not None:
+            if d.kind is Kind.ROLLBACK:
+                message = release_words.skipped_for_rollback(
+                    targets.release_command.command, d.rollback_of or targets.release.release_id
+                )
+                run.emit(APP_SOURCE, release_words.RELEASE_COMMAND_REASON, message)
+            else:
+                ended = await run_release_command(
+                    self._follower.backend, run, targets.release, targets.release_command
+                )
+                if ended is not None:
+                    return run.advance(ended.trigger), ended.reason
         if run.phase in (Phase.PENDING, Phase.UPDATING):
 
             def applied() -> None:
@@ -138,6 +155,10 @@ class Runner:
                 return run.advance(Trigger.SUCCEEDED), ""
             log.info("deployment %s app %s: rolling back: %s", d.id, d.app, verdict.reason)
             run.advance(Trigger.CANCELLED if run.cancelled_by else Trigger.FAILED, verdict.reason)
+            restoring = targets.previous.release_id
+            if targets.release_command is not None and d.kind is Kind.PROMOTE and restoring:
+                message = release_words.skipped_for_rollback(None, restoring)
+                run.emit(APP_SOURCE, release_words.RELEASE_COMMAND_REASON, message)
         reason = run.reason
         verdict = await self._follower.follow(run, targets.previous, cancellable=False)
         if not verdict.succeeded:

@@ -7,13 +7,13 @@ events and rollout status snapshots. The Deployer's orchestrator decides what it
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from relman_common.errors import InvalidArgument
-from relman_common.manifest import Service
+from relman_common.manifest import ReleaseCommand, Service
 from relman_common.vocabulary import (
     RELEASE,
     check_id,
@@ -157,6 +157,108 @@ class RolloutStatus:
 
 Observation = BackendEvent | RolloutStatus
 
+# How many of a release command's last output lines its outcome keeps (for the reason a
+# failed deployment gives), and how much of each line.
+RELEASE_OUTPUT_TAIL = 5
+RELEASE_OUTPUT_LINE_CHARS = 300
+# The reason of the events carrying a release command's output lines.
+OUTPUT_REASON = "Output"
+
+
+@dataclass(frozen=True)
+class ReleaseJob:
+    """One run of a release's release command (SPEC 8): ``command`` in the image of
+    ``service`` with the release's env, at most ``timeout_seconds``, no retries.
+
+    ``name`` is ``<service>-release-<deployment id, lower-case>``: the Kubernetes Job's name and
+    the source of its events (``system/k8s/<name>``); one deployment's run keeps its name, so a
+    resumed deployment finds the run it started before.
+    """
+
+    spec: AppSpec
+    service: Service
+    command: tuple[str, ...]
+    timeout_seconds: int
+    name: str
+
+    @property
+    def app(self) -> str:
+        return self.spec.app
+
+    @property
+    def source(self) -> str:
+        return f"system/k8s/{self.name}"
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """What the command's process sees: the release's env and the service's defaults."""
+        return {**self.service.env_defaults(self.spec.env), **self.spec.env}
+
+
+def release_job(spec: AppSpec, release: ReleaseCommand, deployment_id: str) -> ReleaseJob:
+    """The run of ``release`` for the deployment ``deployment_id`` of ``spec``'s release."""
+    check_spec(spec)
+    services = {s.name: s for s in spec.services}
+    service = services.get(release.service)
+    if service is None:
+        raise InvalidArgument(
+            f"release.service: no service named {release.service!r} in release {spec.release_id}"
+        )
+    if not release.command:
+        raise InvalidArgument("release.command must not be empty")
+    if release.timeout <= 0:
+        raise InvalidArgument(f"release.timeout must be positive, got {release.timeout}")
+    return ReleaseJob(
+        spec=spec,
+        service=service,
+        command=tuple(release.command),
+        timeout_seconds=release.timeout,
+        name=f"{service.name}-release-{deployment_id.lower()}",
+    )
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """How a release command ended: its exit code (None when it never exited: it timed out,
+    or was not started), its last output lines, whether its deadline stopped it."""
+
+    exit_code: int | None
+    last_lines: tuple[str, ...] = ()
+    timed_out: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+ReleaseOutput = BackendEvent | CommandOutcome
+
+
+class OutputTail:
+    """The last :data:`RELEASE_OUTPUT_TAIL` output lines of a command, each clipped.
+
+    >>> tail = OutputTail()
+    >>> for n in range(7):
+    ...     _ = tail.add(f"line {n}")
+    >>> tail.lines()
+    ('line 2', 'line 3', 'line 4', 'line 5', 'line 6')
+    """
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def add(self, line: str) -> str:
+        """Keep ``line`` (clipped, without its line end); returns what was kept."""
+        kept = line.rstrip("\r\n")
+        if len(kept) > RELEASE_OUTPUT_LINE_CHARS:
+            kept = kept[: RELEASE_OUTPUT_LINE_CHARS - 3] + "..."
+        self._lines.append(kept)
+        del self._lines[:-RELEASE_OUTPUT_TAIL]
+        return kept
+
+    def lines(self) -> tuple[str, ...]:
+        return tuple(self._lines)
+
 
 class Backend(Protocol):
     """What the Deployer needs from a cluster."""
@@ -177,6 +279,18 @@ class Backend(Protocol):
     async def plan(self, spec: AppSpec) -> tuple[ObjectPlan, ...]:
         """The objects :meth:`apply` of ``spec`` would write, as they are now and as they would
         be, changing nothing (a dry run: no write, no event, no pod)."""
+        ...
+
+    def run_release_command(self, job: ReleaseJob) -> AsyncGenerator[ReleaseOutput, None]:
+        """Run ``job`` once and stream what it does: events (the one-off's own, and each of
+        its output lines from ``job.source`` with reason :data:`OUTPUT_REASON`), then, last,
+        one :class:`CommandOutcome`.
+
+        The run is stopped and cleaned up when the iterator is closed or the task reading it
+        is cancelled before the outcome (a cancelled deployment); it is cleaned up after the
+        outcome too. A run of the same ``job.name`` that is still there (a resumed deployment)
+        is followed instead of started again.
+        """
         ...
 
     async def close(self) -> None:

@@ -10,9 +10,10 @@ The parts: :mod:`.manifests` builds what is written (pure), :mod:`.apply` writes
 server-side apply, :mod:`.dryrun` shows what that apply would change (a dry-run apply,
 nothing written), :mod:`.watch` lists and watches one kind of object in a thread,
 :mod:`.status` reads observations off the objects (pure), :mod:`.observer` turns an app's
-watches into a stream of observations, :mod:`.errors` turns client failures into the
-project's errors, and :mod:`.backend` is :class:`KubernetesBackend`. This package is the only
-code that imports the Kubernetes client library.
+watches into a stream of observations, :mod:`.oneoff` runs a release command as a Job,
+:mod:`.errors` turns client failures into the project's errors, and :mod:`.backend` is
+:class:`KubernetesBackend`. This package is the only code that imports the Kubernetes client
+library.
 """
 
 from relman_deployer.backends.kubernetes.backend import KubernetesBackend

@@ -61,6 +61,16 @@ def apply_spec(api: k8s.ApiClient, namespace_prefix: str, spec: AppSpec) -> None
     log.info("applied release %s of %s to namespace %s", spec.release_id, spec.app, ns)
 
 
+def ensure_release_env(api: k8s.ApiClient, namespace_prefix: str, spec: AppSpec) -> str:
+    """The app's namespace and the release's Secret, as :func:`apply_spec` writes them,
+    without touching its Deployments (what a release command needs); the namespace."""
+    core = k8s.CoreV1Api(api)
+    ns = namespace_name(namespace_prefix, spec.app)
+    _ensure_namespace(core, ns, spec.app)
+    _ensure_secret(core, ns, spec)
+    return ns
+
+
 def _ensure_namespace(core: k8s.CoreV1Api, ns: str, app: str) -> None:
     with api_call(f"creating namespace {ns}"):
         try:

@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 
 from kubernetes import client as k8s
@@ -18,7 +19,7 @@ from kubernetes.config.config_exception import ConfigException
 from relman_common.clock import Clock, utcnow
 from relman_common.errors import InvalidArgument, Unavailable
 
-from relman_deployer.backends.base import AppSpec
+from relman_deployer.backends.base import AppSpec, ReleaseJob, ReleaseOutput
 from relman_deployer.backends.kubernetes.apply import apply_spec
 from relman_deployer.backends.kubernetes.dryrun import plan_spec
 from relman_deployer.backends.kubernetes.manifests import (
@@ -27,6 +28,7 @@ from relman_deployer.backends.kubernetes.manifests import (
     validate_spec,
 )
 from relman_deployer.backends.kubernetes.observer import JOIN_SECONDS, KubernetesObserver
+from relman_deployer.backends.kubernetes.oneoff import run_job
 from relman_deployer.domain.plan import ObjectPlan
 
 log = logging.getLogger("relman.deployer.kubernetes")
@@ -128,6 +130,25 @@ class KubernetesBackend:
         if self._closed:
             observer.stop()
         return observer
+
+    async def run_release_command(self, job: ReleaseJob) -> AsyncGenerator[ReleaseOutput, None]:
+        """A ``batch/v1`` Job in the app's namespace (:mod:`.oneoff`), deleted at the end."""
+        if self._closed:
+            raise Unavailable("the kubernetes backend is closed")
+        validate_spec(job.spec)
+        async with contextlib.aclosing(
+            run_job(
+                job,
+                configuration=self._configuration,
+                namespace_prefix=self.namespace_prefix,
+                executor=self._executor,
+                client=self._client,
+                clock=self._clock,
+                watch_timeout=self.watch_timeout_seconds,
+            )
+        ) as items:
+            async for item in items:
+                yield item
 
     async def close(self) -> None:
         """Stop every observer and its threads, then the API connections. Not usable again."""

@@ -30,7 +30,7 @@ from typing import Any
 from relman_common.errors import InvalidArgument
 from relman_common.manifest import HTTPS, Health, Port, Scale, Service
 
-from relman_deployer.backends.base import AppSpec, check_spec
+from relman_deployer.backends.base import AppSpec, ReleaseJob, check_spec
 from relman_deployer.rollout import RollingStrategy
 
 Json = dict[str, Any]
@@ -46,6 +46,9 @@ BUILD_ANNOTATION = "relman.io/build"
 # RELEASE_ANNOTATION, written last by apply(), so observers know the whole desired state even
 # before the Deployments exist.
 SERVICES_ANNOTATION = "relman.io/services"
+
+# On a release command's Job and its pod (with the Job's name): what finds them for cleanup.
+RELEASE_COMMAND_LABEL = "relman.io/release-command"
 
 # A DNS-1123 label: valid as a Deployment name and as a label value.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -255,6 +258,57 @@ def deployment_manifest(spec: AppSpec, service: Service, namespace: str) -> Json
                 "spec": {
                     "containers": [container(spec, service)],
                     "terminationGracePeriodSeconds": service.termination_grace,
+                },
+            },
+        },
+    }
+
+
+def job_manifest(job: ReleaseJob, namespace: str) -> Json:
+    """The ``batch/v1`` Job running a release command once: the service's container (image,
+    the release's Secret and the manifest's env defaults, resources) with the command as its
+    argv, no probes or ports, no retries (``backoffLimit`` 0, ``restartPolicy`` Never) and
+    ``activeDeadlineSeconds`` = the command's timeout.
+
+    >>> web = Service("web", "registry/myapp:web.1", command=("bin/web",), port=Port(5000))
+    >>> spec = AppSpec("myapp", "RBCDEFGHIJ", "BABCDEFGHI", {"FOO": "bar"}, (web,))
+    >>> job = ReleaseJob(spec, web, ("bin/migrate", "--all"), 60, "web-release-dbcdefghijk")
+    >>> body = job_manifest(job, "relman-myapp")
+    >>> body["spec"]["backoffLimit"], body["spec"]["activeDeadlineSeconds"]
+    (0, 60)
+    >>> pod = body["spec"]["template"]["spec"]
+    >>> pod["restartPolicy"], pod["containers"][0]["args"], "readinessProbe" in pod["containers"][0]
+    ('Never', ['bin/migrate', '--all'], False)
+    >>> body["spec"]["template"]["metadata"]["labels"][RELEASE_COMMAND_LABEL]
+    'web-release-dbcdefghijk'
+    """
+    main = container(job.spec, job.service)
+    for key in ("ports", "readinessProbe"):
+        main.pop(key, None)
+    main["args"] = list(job.command)
+    marks = {**labels(job.app), RELEASE_COMMAND_LABEL: job.name}
+    annotations = {RELEASE_ANNOTATION: job.spec.release_id, BUILD_ANNOTATION: job.spec.build_id}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job.name,
+            "namespace": namespace,
+            "labels": marks,
+            "annotations": annotations,
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": job.timeout_seconds,
+            "template": {
+                "metadata": {
+                    "labels": marks,
+                    "annotations": {RELEASE_ANNOTATION: job.spec.release_id},
+                },
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [main],
+                    "terminationGracePeriodSeconds": job.service.termination_grace,
                 },
             },
         },

@@ -229,3 +229,7 @@ def _abort(response: Any) -> None:
             sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(Exception):
         response.close()
+
+
+# For the other long requests of the backend (a pod's log, followed).
+abort_response = _abort

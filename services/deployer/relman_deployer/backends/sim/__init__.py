@@ -22,13 +22,18 @@ new pods crash-loop (``BackOff`` every ``retry_interval`` seconds, restarts coun
 part of the pod template, so pods of earlier templates stay healthy and a rollback to the
 previous release scales its old ReplicaSet (same template hash) back up.
 
+A release command (:mod:`.oneoff`) is a simulated one-off worded as a Kubernetes Job's run:
+it prints two lines and exits 0, or 1 when the release's env holds ``RELMAN_SIM_FAIL=release``
+(the release's pods are healthy then: only its command fails); it takes ``pod_delay`` seconds
+and is stopped at its timeout.
+
 State lives in memory only; a restarted Deployer re-applies its release and the sim builds it.
 
 The parts: :mod:`.model` (the objects), :mod:`.names` (Kubernetes' names for them),
 :mod:`.cluster` (what the parts share), :mod:`.controllers` (Deployment and ReplicaSet
-controllers), :mod:`.pods` (the kubelet's timers), :mod:`.dryrun` (what an apply would
-change, for a promote's dry run), :mod:`.observer` and :mod:`.backend` (:class:`SimBackend`,
-the Backend interface).
+controllers), :mod:`.pods` (the kubelet's timers), :mod:`.oneoff` (release commands),
+:mod:`.dryrun` (what an apply would change, for a promote's dry run), :mod:`.observer` and
+:mod:`.backend` (:class:`SimBackend`, the Backend interface).
 """
 
 from relman_deployer.backends.sim.backend import SimBackend

@@ -5,12 +5,20 @@ take them, then lets the controllers run; ``observe`` subscribes to an app."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import AsyncGenerator
 
 from relman_common.clock import Clock, utcnow
 from relman_common.errors import InvalidArgument, Unavailable
 
-from relman_deployer.backends.base import AppSpec, RolloutStatus, check_spec
+from relman_deployer.backends.base import (
+    AppSpec,
+    ReleaseJob,
+    ReleaseOutput,
+    RolloutStatus,
+    check_spec,
+)
 from relman_deployer.backends.sim import dryrun
 from relman_deployer.backends.sim.cluster import Cluster
 from relman_deployer.backends.sim.controllers import Controllers
@@ -23,6 +31,7 @@ from relman_deployer.backends.sim.model import (
 )
 from relman_deployer.backends.sim.names import template_hash
 from relman_deployer.backends.sim.observer import SimObserver
+from relman_deployer.backends.sim.oneoff import OneOffs
 from relman_deployer.domain.plan import ObjectPlan
 from relman_deployer.rollout import RollingStrategy
 
@@ -32,7 +41,8 @@ def validate_spec(spec: AppSpec) -> str:
     check_spec(spec)
     fail = spec.env.get(FAIL_ENV, "")
     if fail not in FAIL_MODES:
-        raise InvalidArgument(f"{FAIL_ENV} must be crash or unready, not {fail!r}")
+        modes = ", ".join(m for m in FAIL_MODES if m)
+        raise InvalidArgument(f"{FAIL_ENV} must be one of {modes}, not {fail!r}")
     for service in spec.services:
         if not service.image:
             raise InvalidArgument(f"service {service.name} has no image")
@@ -77,6 +87,7 @@ class SimBackend:
         self._controllers = Controllers(
             self._cluster, pod_delay=self.pod_delay, retry_interval=self.retry_interval
         )
+        self._oneoffs = OneOffs(self._cluster, self.pod_delay)
 
     # -- the Backend interface ---------------------------------------------------------------
 
@@ -141,6 +152,16 @@ class SimBackend:
             observer.end()
         return observer
 
+    async def run_release_command(self, job: ReleaseJob) -> AsyncGenerator[ReleaseOutput, None]:
+        """A simulated one-off (:mod:`.oneoff`): exits 1 when the release's env holds
+        ``RELMAN_SIM_FAIL=release``, else 0."""
+        if self._cluster.closed:
+            raise Unavailable("the sim backend is closed")
+        fail = validate_spec(job.spec)
+        async with contextlib.aclosing(self._oneoffs.run(job, fail)) as items:
+            async for item in items:
+                yield item
+
     async def close(self) -> None:
         """Stop every pod timer and end every observer. The backend cannot be used again."""
         self._cluster.closed = True
@@ -154,6 +175,11 @@ class SimBackend:
                 observer.end()
 
     # -- inspection (tests, debugging) ------------------------------------------------------
+
+    def release_commands(self) -> dict[str, str]:
+        """``{Job name: running | succeeded | failed | timed-out | stopped}`` of every release
+        command run so far."""
+        return dict(self._oneoffs.runs)
 
     def status(self, app: str) -> RolloutStatus:
         return self._cluster.app(app).status()

@@ -20,9 +20,11 @@ from relman_deployer.rollout import (
     max_unavailable,
 )
 
-# The release env key that makes a ReplicaSet's pods fail, and how they may fail.
+# The release env key that makes a ReplicaSet's pods fail, and how they may fail
+# (``release``: the release command exits 1; the pods themselves are healthy).
 FAIL_ENV = "RELMAN_SIM_FAIL"
-FAIL_MODES = ("", "crash", "unready")
+FAIL_MODES = ("", "crash", "unready", "release")
+FAIL_RELEASE = "release"
 CONTAINER = "main"
 
 
