@@ -10,6 +10,7 @@ conftest.py of the folders that use them."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import socket
@@ -51,7 +52,11 @@ def archive(entries: Mapping[str, bytes | tuple[str, str]]) -> bytes:
         "chardev": tarfile.CHRTYPE,
     }
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    # gzip's header holds a time unless told otherwise: the same entries, the same bytes.
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed,
+        tarfile.open(fileobj=packed, mode="w") as tar,
+    ):
         for name, value in entries.items():
             info = tarfile.TarInfo(name)
             if isinstance(value, bytes):

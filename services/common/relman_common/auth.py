@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relman_common import tokens
-from relman_common.errors import Unauthenticated
+from relman_common.errors import Unauthenticated, Unavailable
 from relman_common.setting import Setting
 from relman_common.settings import DATA_DIR, DEPLOYER_TOKEN, TOKEN
 
@@ -37,6 +37,9 @@ UNAUTHENTICATED_MESSAGE = "missing or invalid token (set RELMAN_TOKEN or use the
 # How long a verified token is trusted without asking the store (or the Release service)
 # again: the longest a revoked token can still be used on another replica.
 VERIFY_CACHE_SECONDS = 2.0
+# How long a verified token is still taken while the verifier cannot be reached (the Release
+# service restarting): a Deployer keeps answering its callers through the restart.
+STALE_IF_UNAVAILABLE_SECONDS = 120.0
 
 MAX_ACTOR_LENGTH = 64
 MAX_CACHED = 10_000
@@ -175,7 +178,9 @@ class CachedAuthenticator:
 
     Failures are not remembered, so a token works as soon as it is created. :meth:`forget`
     drops a principal at once (call it when revoking on this replica); other replicas stop
-    accepting a revoked token within ``ttl``.
+    accepting a revoked token within ``ttl``. While the verifier cannot be reached
+    (Unavailable), a token verified in the last ``stale`` seconds is still taken, so that a
+    restart of the Release service does not refuse every call to a Deployer.
     """
 
     def __init__(
@@ -183,10 +188,13 @@ class CachedAuthenticator:
         verify: Authenticator,
         ttl: float = VERIFY_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        stale: float = STALE_IF_UNAVAILABLE_SECONDS,
     ) -> None:
         self._verify = verify
         self._ttl = ttl
+        self._stale = stale
         self._clock = clock
+        # token hash -> (principal, verified at)
         self._cache: dict[str, tuple[Principal, float]] = {}
         # Bumped by forget(): a verification that began before it must not be cached after it.
         self._generation = 0
@@ -195,14 +203,21 @@ class CachedAuthenticator:
         key = tokens.hash_token(require_token(token))
         now = self._clock()
         hit = self._cache.get(key)
-        if hit is not None and hit[1] > now:
+        if hit is not None and now - hit[1] < self._ttl:
             return hit[0]
         generation = self._generation
-        principal = await self._verify(token)
+        try:
+            principal = await self._verify(token)
+        except Unavailable:
+            hit = self._cache.get(key)  # forget() may have dropped it meanwhile
+            if hit is not None and self._clock() - hit[1] < self._stale:
+                return hit[0]
+            raise
         if generation == self._generation:
             if len(self._cache) >= MAX_CACHED:
-                self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
-            self._cache[key] = (principal, self._clock() + self._ttl)
+                keep = max(self._ttl, self._stale)
+                self._cache = {k: v for k, v in self._cache.items() if now - v[1] < keep}
+            self._cache[key] = (principal, self._clock())
         return principal
 
     def forget(self, name: str) -> None:

@@ -20,7 +20,7 @@ from relman_common.auth import (
     current_principal,
     require_token,
 )
-from relman_common.errors import NotFound, Unauthenticated
+from relman_common.errors import NotFound, Unauthenticated, Unavailable
 from relman_common.server import Service
 from support.security import metadata, wait_until
 
@@ -266,6 +266,35 @@ async def test_the_cache_never_remembers_failures_and_forgets_on_demand() -> Non
     with pytest.raises(Unauthenticated):
         await cached(None)
     assert table.calls == 3  # a missing token is refused without a lookup
+
+
+async def test_while_the_verifier_is_down_a_recently_verified_token_is_still_taken() -> None:
+    table, clock = TokenTable(), Clock()
+    down = False
+
+    async def verify(token: str | None) -> Principal:
+        if down:
+            raise Unavailable("the Release service is unavailable")
+        return await table(token)
+
+    cached = CachedAuthenticator(verify, ttl=2.0, clock=clock, stale=60.0)
+    await cached(GOOD)
+    down = True
+    clock.now += 59.0  # long past the lifetime, within the grace of an unreachable verifier
+    assert await cached(GOOD) == Principal("alice", "user")
+    newcomer = "rmt_" + "n" * 43
+    table.table[newcomer] = Principal("nina", "user")
+    with pytest.raises(Unavailable):
+        await cached(newcomer)  # never verified: nothing to fall back on
+    clock.now += 2.0
+    with pytest.raises(Unavailable):
+        await cached(GOOD)  # verified too long ago
+    down = False
+    await cached(GOOD)
+    cached.forget("alice")
+    down = True
+    with pytest.raises(Unavailable):
+        await cached(GOOD)  # a revocation here is not undone by the grace
 
 
 async def test_a_verification_that_began_before_a_revocation_is_not_cached() -> None:
