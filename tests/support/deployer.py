@@ -149,6 +149,9 @@ class RecordingSim:
     def observe(self, app: str) -> AsyncIterator[Observation]:
         return self.sim.observe(app)
 
+    async def pod_logs(self, app: str, pod: str, container: str, lines: int) -> list[str]:
+        return await self.sim.pod_logs(app, pod, container, lines)
+
     async def close(self) -> None:
         await self.sim.close()
 

@@ -33,6 +33,7 @@ from relman_deployer.app.rollout import RolloutFollower
 from relman_deployer.app.run import Run
 from relman_deployer.app.runner import Runner, Targets, app_spec
 from relman_deployer.backends.base import Backend
+from relman_deployer.domain.failfast import DEFAULT_SCHEDULING_GRACE_SECONDS
 from relman_deployer.domain.guards import app_busy, check_promotable, check_timeout
 from relman_deployer.domain.model import Deployable, Deployment, DeploymentEvent
 from relman_deployer.domain.policy import DEFAULT_CRASHLOOP_THRESHOLD, DEFAULT_TIMEOUT_SECONDS
@@ -56,6 +57,7 @@ class DeployerConfig:
     owner: str
     lease_ttl: float = 15.0
     crashloop_threshold: int = DEFAULT_CRASHLOOP_THRESHOLD
+    scheduling_grace: float = DEFAULT_SCHEDULING_GRACE_SECONDS
     default_timeout: int = DEFAULT_TIMEOUT_SECONDS
 
 
@@ -77,7 +79,13 @@ class Orchestrator:
         self._clock = clock
         self._runs: dict[str, Run] = {}
         self._reporter = Reporter(releases)
-        follower = RolloutFollower(backend, clock, config.crashloop_threshold)
+        follower = RolloutFollower(
+            backend,
+            clock,
+            config.crashloop_threshold,
+            scheduling_grace=config.scheduling_grace,
+            diagnostics=store,
+        )
         self._runner = Runner(
             store, self.events, self.hub, follower, self._reporter, releases, clock
         )

@@ -30,7 +30,8 @@ def validate_spec(spec: AppSpec) -> str:
     check_spec(spec)
     fail = spec.env.get(FAIL_ENV, "")
     if fail not in FAIL_MODES:
-        raise InvalidArgument(f"{FAIL_ENV} must be crash or unready, not {fail!r}")
+        modes = ", ".join(m for m in FAIL_MODES if m)
+        raise InvalidArgument(f"{FAIL_ENV} must be one of {modes}, not {fail!r}")
     for service in spec.services:
         if not service.image:
             raise InvalidArgument(f"service {service.name} has no image")
@@ -127,6 +128,10 @@ class SimBackend:
         if self._cluster.closed:
             observer.end()
         return observer
+
+    async def pod_logs(self, app: str, pod: str, container: str, lines: int) -> list[str]:
+        """The sim runs no containers, so they write nothing."""
+        return []
 
     async def close(self) -> None:
         """Stop every pod timer and end every observer. The backend cannot be used again."""
