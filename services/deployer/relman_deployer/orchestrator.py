@@ -33,6 +33,7 @@ from relman_deployer.app.rollout import RolloutFollower
 from relman_deployer.app.run import Run
 from relman_deployer.app.runner import Runner, Targets, app_spec
 from relman_deployer.backends.base import Backend
+from relman_deployer.domain.diagnostics import Diagnostics
 from relman_deployer.domain.failfast import DEFAULT_SCHEDULING_GRACE_SECONDS
 from relman_deployer.domain.guards import app_busy, check_promotable, check_timeout
 from relman_deployer.domain.model import Deployable, Deployment, DeploymentEvent
@@ -160,6 +161,13 @@ class Orchestrator:
     async def get(self, deployment_id: str) -> Deployment:
         check_id(DEPLOYMENT, deployment_id, "id")
         return await self.store.get(deployment_id)
+
+    async def get_with_diagnostics(
+        self, deployment_id: str
+    ) -> tuple[Deployment, Diagnostics | None]:
+        """The deployment and the last diagnostics recorded of its rollout (None: none yet)."""
+        deployment = await self.get(deployment_id)
+        return deployment, await self.store.diagnostics(deployment_id)
 
     async def list(self, app: str, limit: int, page_token: str) -> tuple[list[Deployment], str]:
         if app:
