@@ -35,6 +35,8 @@ class Services:
     kubeconfig: str
     sqlite_url: str
     current: DeployerService | None = None
+    # RELMAN_SCHEDULING_GRACE of the Deployers start_deployer() starts.
+    scheduling_grace: float = 30.0
 
     async def start_deployer(self) -> None:
         """A (new) Deployer on the same database, backed by the local control plane."""
@@ -47,6 +49,7 @@ class Services:
                 backend="kubernetes",
                 backend_options={"kubeconfig": self.kubeconfig},
                 lease_ttl=5.0,
+                scheduling_grace=self.scheduling_grace,
                 auth=True,
                 token_file=self.stack.data_dir / tokens.DEPLOYER_TOKEN_FILE,
             ),
@@ -271,7 +274,13 @@ async def test_a_promoted_https_service_gets_an_https_readiness_probe_on_the_clu
 
 
 async def promote_to_failure(
-    services: Services, app: str, image: str, command: str = "", deadline: int = 3600
+    services: Services,
+    app: str,
+    image: str,
+    command: str = "",
+    deadline: int = 3600,
+    scale: str = "{count: 2}",
+    env: dict[str, str] | None = None,
 ) -> deployer_pb2.Deployment:
     """Promote a good release, then one of ``image`` (and ``command``); the second
     deployment as it ended. ``deadline``: far longer than the test may take, so an end before
@@ -285,12 +294,15 @@ async def promote_to_failure(
     await services.release.ImportBuild(
         release_pb2.ImportBuildRequest(
             app=app,
-            manifest=f"services:\n  web:\n    build: .\n    port: 5000\n{run}"
-            "    scale: {count: 2}\n",
+            manifest=f"services:\n  web:\n    build: .\n    port: 5000\n{run}    scale: {scale}\n",
             images={"web": image},
         ),
         metadata=ACTOR,
     )
+    if env:
+        await services.release.ChangeEnv(
+            release_pb2.ChangeEnvRequest(app=app, set=env), metadata=ACTOR
+        )
     promote = services.deployer.Promote(
         deployer_pb2.PromoteRequest(app=app, timeout_seconds=deadline), metadata=ACTOR
     )
@@ -341,3 +353,38 @@ async def test_a_command_that_exits_rolls_back_on_crash_loop_back_off(
         deployer_pb2.GetDeploymentRequest(id=ended.id), metadata=ACTOR
     )
     assert any(p.last_termination == "Error" and p.exit_code == 3 for p in info.diagnostics[0].pods)
+
+
+async def test_a_memory_limit_exceeded_rolls_back_on_oom_killed(
+    services: Services, app_name: str
+) -> None:
+    ended = await promote_to_failure(
+        services,
+        app_name,
+        f"registry.example/{app_name}:web.2",
+        scale="{count: 2, memory: 64}",
+        env={"RELMAN_KUBELET_MEMORY_USAGE": "100Mi"},
+    )
+    assert re.fullmatch(
+        r"pods of web ran out of memory: OOMKilled \(pod web-\w+-\w{5}\)", ended.reason
+    ), ended.reason
+
+
+async def test_pods_no_node_can_take_roll_back_after_the_scheduling_grace(
+    services: Services, app_name: str
+) -> None:
+    services.scheduling_grace = 2.0
+    await services.start_deployer()
+    ended = await promote_to_failure(
+        services, app_name, f"registry.example/{app_name}:web.2", scale="{count: 2, cpu: 100000}"
+    )
+    assert re.fullmatch(
+        r"pods of web cannot be scheduled for 2s: FailedScheduling: 0/\d+ nodes are "
+        r"available: \d+ Insufficient cpu\. \(pod web-\w+-\w{5}\)",
+        ended.reason,
+    ), ended.reason
+    info = await services.deployer.GetDeployment(
+        deployer_pb2.GetDeploymentRequest(id=ended.id), metadata=ACTOR
+    )
+    assert any("Insufficient cpu" in p.unschedulable for p in info.diagnostics[0].pods)
+    assert any(e.reason == "FailedScheduling" for e in info.diagnostics[0].events)
