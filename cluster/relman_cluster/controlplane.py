@@ -478,6 +478,8 @@ class ControlPlane:
             "--allow-privileged=true",
             "--profiling=false",
             "--event-ttl=1h",
+            # The kubelet emulator serves pods/log on the node's InternalIP (loopback).
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             f"--v={self.verbosity}",
             *self.extra_apiserver_args,
         ]

@@ -53,6 +53,7 @@ from relman_cluster.conditions import (
     pull_error,
     valid_reference,
 )
+from relman_cluster.logserver import LOG_ENV, LogServer
 
 log = logging.getLogger("relman_cluster.kubelet")
 
@@ -140,6 +141,7 @@ class KubeletEmulator:
         heartbeat_interval: float = 20.0,
         watch_timeout: int = 30,
         node_capacity: Json | None = None,
+        serve_logs: bool = True,
     ) -> None:
         self.kubeconfig = str(kubeconfig)
         self.node_names = [f"{node_prefix}{i}" for i in range(nodes)]
@@ -170,11 +172,15 @@ class KubeletEmulator:
         self._boot_time = _now()
         self.ready = threading.Event()
         self.errors = 0
+        # The kubelet's log endpoint (kube-apiserver proxies ``pods/log`` to it).
+        self._logs = LogServer(self._log_source) if serve_logs else None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 30.0) -> None:
         """Register nodes and start the watch & worker threads."""
         deadline = time.monotonic() + timeout
+        if self._logs is not None:
+            self._logs.start()
         while True:
             try:
                 for i, name in enumerate(self.node_names):
@@ -182,6 +188,8 @@ class KubeletEmulator:
                 break
             except (ApiException, OSError) as exc:
                 if time.monotonic() >= deadline:
+                    if self._logs is not None:
+                        self._logs.stop()
                     raise RuntimeError(f"kubelet emulator: cannot register nodes: {exc}") from exc
                 time.sleep(0.2)
         for target, name in ((self._worker_loop, "worker"), (self._watch_loop, "watch")):
@@ -204,6 +212,8 @@ class KubeletEmulator:
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self._threads.clear()
+        if self._logs is not None:
+            self._logs.stop()
         for c in (self._api_client, self._watch_client):
             with contextlib.suppress(Exception):
                 c.close()
@@ -227,6 +237,37 @@ class KubeletEmulator:
         self.stop()
 
     # ------------------------------------------------------------------ nodes
+    @property
+    def kubelet_port(self) -> int:
+        return self._logs.port if self._logs is not None else 10250
+
+    def _node_ip(self, index: int) -> str:
+        """Loopback when this emulator serves the kubelet's endpoint there (every node: the
+        port tells them apart from nothing else, and the paths name the pod)."""
+        return "127.0.0.1" if self._logs is not None else f"10.240.0.{index + 10}"
+
+    def _log_source(
+        self, namespace: str, pod: str, container: str, previous: bool
+    ) -> tuple[int, str]:
+        """A container's log as the kubelet answers for it (see :mod:`.logserver`)."""
+        with self._lock:
+            state = next(
+                (s for s in self._pods.values() if (s.namespace, s.name) == (namespace, pod)),
+                None,
+            )
+        if state is None:
+            return 404, f'pods "{pod}" not found\n'
+        if container not in {c["name"] for c in state.containers}:
+            return 400, f"container {container} is not valid for pod {pod}\n"
+        waiting = state.waiting.get(container)
+        if waiting is not None:
+            return 400, (
+                f'container "{container}" in pod "{pod}" is waiting to start: {waiting[0]}\n'
+            )
+        if previous and not state.restarts.get(container):
+            return 400, f'previous terminated container "{container}" in pod "{pod}" not found\n'
+        return 200, state.env.get(container, {}).get(LOG_ENV, "")
+
     def _node_status(self, index: int, name: str) -> Json:
         now = _now()
 
@@ -265,10 +306,10 @@ class KubeletEmulator:
                 cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
             ],
             "addresses": [
-                {"type": "InternalIP", "address": f"10.240.0.{index + 10}"},
+                {"type": "InternalIP", "address": self._node_ip(index)},
                 {"type": "Hostname", "address": name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": hashlib.md5(name.encode()).hexdigest(),
                 "systemUUID": hashlib.md5(name.encode()).hexdigest(),
@@ -847,7 +888,7 @@ class KubeletEmulator:
                 d["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
             return d
 
-        node_ip = f"10.240.0.{self.node_names.index(state.node) + 10}"
+        node_ip = self._node_ip(self.node_names.index(state.node))
         # Pending until a container has started (a pod waiting for its image or its config).
         started = any(c["name"] not in state.waiting for c in state.containers)
         status: Json = {

@@ -231,3 +231,27 @@ def test_a_pod_no_node_can_take_is_unschedulable(core: k8s.CoreV1Api, ns: str) -
         return None
 
     assert "Insufficient cpu" in wait_for("unschedulable", unschedulable).message
+
+
+def test_container_logs_come_through_the_api_server(core: k8s.CoreV1Api, ns: str) -> None:
+    """kube-apiserver's pods/log reaches the emulated node: a container's log is its
+    RELMAN_KUBELET_LOG, written again by each run; a waiting container has none yet."""
+    name = pod(
+        core,
+        ns,
+        {
+            "image": "example/web:1",
+            "args": ["sh", "-c", "exit 2"],
+            "env": [{"name": "RELMAN_KUBELET_LOG", "value": "starting\nerror: no database"}],
+        },
+    )
+    waiting_reason(core, ns, name, "CrashLoopBackOff")
+    assert core.read_namespaced_pod_log(name, ns) == "starting\nerror: no database\n"
+    last = core.read_namespaced_pod_log(name, ns, previous=True, tail_lines=1)
+    assert last == "error: no database\n"
+
+    unpulled = pod(core, ns, {"image": "registry.example/app:web.unpullable"})
+    waiting_reason(core, ns, unpulled, "ImagePullBackOff")
+    with pytest.raises(k8s.ApiException) as refused:
+        core.read_namespaced_pod_log(unpulled, ns)
+    assert refused.value.status == 400 and "is waiting to start" in str(refused.value.body)

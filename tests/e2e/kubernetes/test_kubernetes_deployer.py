@@ -342,7 +342,11 @@ async def test_a_command_that_exits_rolls_back_on_crash_loop_back_off(
     services: Services, app_name: str
 ) -> None:
     ended = await promote_to_failure(
-        services, app_name, f"registry.example/{app_name}:web.2", command='sh -c "exit 3"'
+        services,
+        app_name,
+        f"registry.example/{app_name}:web.2",
+        command='sh -c "exit 3"',
+        env={"RELMAN_KUBELET_LOG": "starting web\nerror: cannot reach the database"},
     )
     assert re.fullmatch(
         r"pods of web crash-looping \(restarted 3 times\): CrashLoopBackOff, "
@@ -352,7 +356,12 @@ async def test_a_command_that_exits_rolls_back_on_crash_loop_back_off(
     info = await services.deployer.GetDeployment(
         deployer_pb2.GetDeploymentRequest(id=ended.id), metadata=ACTOR
     )
-    assert any(p.last_termination == "Error" and p.exit_code == 3 for p in info.diagnostics[0].pods)
+    crashed = [p for p in info.diagnostics[0].pods if p.last_termination == "Error"]
+    assert crashed and all(p.exit_code == 3 for p in crashed)
+    # The last lines of the failing pods, through the API server's pods/log (their last run).
+    logged = [p for p in crashed if p.logs]
+    assert logged, crashed
+    assert all(list(p.logs) == ["starting web", "error: cannot reach the database"] for p in logged)
 
 
 async def test_a_memory_limit_exceeded_rolls_back_on_oom_killed(
