@@ -139,9 +139,11 @@ class RolloutFollower:
         return policy.observe(item, self.clock())
 
     async def _record(self, run: Run, recording: _Recording, verdict: Verdict | None) -> None:
-        """Store the diagnostics: when they changed and the last store is a while ago, and
-        always at the end (with the failing pods' last log lines when the rollout failed).
-        A store that fails is logged: diagnostics never stop a rollout."""
+        """Store the diagnostics while the rollout goes: when they changed and the last store
+        is a while ago, in the background, in order (the deployment's end waits for them:
+        :meth:`Run.writes_done`; one that fails is logged: diagnostics never stop a rollout).
+        At the verdict they are kept for the end, which writes them with the outcome (with the
+        failing pods' last log lines when the rollout failed)."""
         recorder = recording.recorder
         now = time.monotonic()
         if verdict is None and (
@@ -149,14 +151,20 @@ class RolloutFollower:
         ):
             return
         if verdict is not None and not verdict.succeeded:
-            await self._fetch_logs(run, recorder)
+            await self._fetch_logs(run, recorder)  # now: the rollback deletes the pods
         recorder.changed = False
         recording.saved = now
+        if verdict is not None:  # written with the outcome, in its transaction
+            run.diagnostics = recorder.snapshot(self.clock())
+        else:
+            run.write_later(self._save(run.id, recorder.snapshot(self.clock())))
+
+    async def _save(self, deployment_id: str, diagnostics: Diagnostics) -> None:
         assert self.diagnostics is not None
         try:
-            await self.diagnostics.save_diagnostics(run.id, recorder.snapshot(self.clock()))
-        except RelmanError as err:
-            log.warning("deployment %s: diagnostics not stored: %s", run.id, err)
+            await self.diagnostics.save_diagnostics(deployment_id, diagnostics)
+        except Exception as err:  # diagnostics never stop (or fail) a deployment
+            log.warning("deployment %s: diagnostics not stored: %r", deployment_id, err)
 
     async def _fetch_logs(self, run: Run, recorder: DiagnosticsRecorder) -> None:
         async def one(pod: str, container: str) -> None:

@@ -12,19 +12,19 @@ from relman_deployer.store.base import StoreBase
 from relman_deployer.store.tables import deployment_diagnostics as table
 
 
+def replace_diagnostics(conn: Connection, deployment_id: str, diagnostics: Diagnostics) -> None:
+    """Make ``diagnostics`` the deployment's (in the caller's transaction)."""
+    conn.execute(delete(table).where(table.c.deployment_id == deployment_id))
+    conn.execute(
+        insert(table).values(
+            deployment_id=deployment_id, recorded=diagnostics.recorded, body=encode(diagnostics)
+        )
+    )
+
+
 class DiagnosticsQueries(StoreBase):
     async def save_diagnostics(self, deployment_id: str, diagnostics: Diagnostics) -> None:
-        body = encode(diagnostics)
-
-        def run(conn: Connection) -> None:
-            conn.execute(delete(table).where(table.c.deployment_id == deployment_id))
-            conn.execute(
-                insert(table).values(
-                    deployment_id=deployment_id, recorded=diagnostics.recorded, body=body
-                )
-            )
-
-        await self._write(run)
+        await self._write(lambda conn: replace_diagnostics(conn, deployment_id, diagnostics))
 
     async def diagnostics(self, deployment_id: str) -> Diagnostics | None:
         def run(conn: Connection) -> str | None:
