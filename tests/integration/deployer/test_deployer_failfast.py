@@ -6,7 +6,10 @@ and last warning events, also once the deployment has ended and from another Dep
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+from collections.abc import Awaitable, Callable
 
 from relman.v1 import deployer_pb2, types_pb2
 from support.deployer import ACTOR, new_app, read_stream, release_status, set_env
@@ -15,6 +18,17 @@ from support.deployer_stack import Stack
 POD = r"web-\w+-\w{5}"
 # Far longer than any test may take: a rollback before it was decided by fail-fast.
 DEADLINE = 3600
+
+
+async def eventually_async(
+    condition: Callable[[], Awaitable[bool]], within: float = 20.0, what: str = "condition"
+) -> None:
+    """Poll the async ``condition`` until it holds, or fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 async def promote_failing(stack: Stack, fail: str) -> tuple[str, str, deployer_pb2.Deployment]:
@@ -101,3 +115,39 @@ async def test_a_succeeded_deployment_has_its_ready_pods_as_diagnostics(stack: S
     assert len(web.pods) == 3
     assert all(p.ready and p.state == "running" and p.phase == "Running" for p in web.pods)
     assert not web.events  # no warnings
+
+
+async def test_diagnostics_are_recorded_while_the_rollout_goes(stack: Stack) -> None:
+    """A rollout that is stuck (never ready) shows its pods before it ends, and the end's
+    diagnostics replace them in the outcome's transaction."""
+    deployer = await stack.start_deployer()
+    await new_app(stack.release, "myapp")
+    await read_stream(deployer.Promote(deployer_pb2.PromoteRequest(app="myapp"), metadata=ACTOR))
+    await set_env(stack.release, "myapp", RELMAN_SIM_FAIL="unready")
+    stream = deployer.Promote(
+        deployer_pb2.PromoteRequest(app="myapp", timeout_seconds=DEADLINE), metadata=ACTOR
+    )
+    first = await read_stream(stream, max_events=1)
+    running: list[deployer_pb2.Deployment] = []
+
+    async def recorded() -> bool:
+        got = await deployer.GetDeployment(
+            deployer_pb2.GetDeploymentRequest(id=first.first.id), metadata=ACTOR
+        )
+        if got.diagnostics and any(e.reason == "Unhealthy" for e in got.diagnostics[0].events):
+            running.append(got)
+        return bool(running)
+
+    await eventually_async(recorded, what="diagnostics of the running deployment")
+    (during,) = running
+    assert during.outcome == types_pb2.OUTCOME_RUNNING and not during.HasField("ended")
+    assert all(p.state == "running" and not p.ready for p in during.diagnostics[0].pods)
+
+    await deployer.Cancel(deployer_pb2.CancelRequest(app="myapp"), metadata=ACTOR)
+    ended = await read_stream(stream, so_far=first)
+    assert ended.last is not None and ended.last.outcome == types_pb2.OUTCOME_CANCELLED
+    after = await deployer.GetDeployment(
+        deployer_pb2.GetDeploymentRequest(id=first.first.id), metadata=ACTOR
+    )
+    assert after.diagnostics_recorded.ToDatetime() >= during.diagnostics_recorded.ToDatetime()
+    assert after.diagnostics[0].pods  # the pods as they stood when it was cancelled
