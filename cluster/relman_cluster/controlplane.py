@@ -476,10 +476,10 @@ class ControlPlane:
             # 127.0.0.1 is not a valid Endpoints address; keep the kubernetes Service endpointless.
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
-            # pods/log reaches the (emulated) kubelets at their InternalIP 127.0.0.1.
-            "--kubelet-preferred-address-types=InternalIP",
             "--profiling=false",
             "--event-ttl=1h",
+            # The kubelet emulator serves pods/log on the node's InternalIP (loopback).
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             f"--v={self.verbosity}",
             *self.extra_apiserver_args,
         ]

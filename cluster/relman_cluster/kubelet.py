@@ -22,12 +22,20 @@ except that a container whose command is ``sleep N`` runs N seconds (so a Job ca
 What containers print is served as the kubelet serves logs (:mod:`.kubelet_logs`, on the
 nodes' ``InternalIP`` 127.0.0.1 and ``kubeletEndpoint`` port), so ``pods/log`` works.
 
+Failures a real node produces, decided as :mod:`relman_cluster.conditions` writes down (no
+container runs): an image reference that does not parse -> ``InvalidImageName``; an image the
+registry does not hold (loopback registries are asked; elsewhere a tag containing
+``unpullable``) -> ``ErrImagePull``, then ``ImagePullBackOff``, pulled again after a back-off;
+a missing Secret or ConfigMap the container's env needs -> ``CreateContainerConfigError``; a
+command that ends (``exit N``, ``false``, ``true``) -> restarts into ``CrashLoopBackOff``; a
+``RELMAN_KUBELET_MEMORY_USAGE`` above the memory limit -> ``OOMKilled``, then a crash loop.
+Events carry the kubelet's words (``Failed``, ``BackOff``, ``InspectFailed``).
+
 Pods being deleted get a ``Killing`` event and are then force-deleted (grace period 0).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -40,6 +48,7 @@ import shlex
 import socket
 import threading
 import time
+from base64 import b64decode
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +58,15 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from relman_cluster.conditions import (
+    OOM_EXIT_CODE,
+    command_exit,
+    memory_exceeded,
+    pull_error,
+    valid_reference,
+)
 from relman_cluster.kubelet_logs import KubeletLogServer, LogStore
+from relman_cluster.logserver import LOG_ENV
 
 log = logging.getLogger("relman_cluster.kubelet")
 
@@ -110,7 +127,15 @@ class _PodState:
     started_at: str = ""
     container_ids: dict[str, str] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
+    # Containers that do not run, by name: (waiting reason, message).
+    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Containers whose process ends, by name: (exit code, termination reason).
+    exits: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # Containers whose image could not be pulled last time.
+    unpulled: list[Json] = field(default_factory=list)
     killing: bool = False
+    # Each container's environment, once resolved (what the memory rule reads).
+    env: dict[str, dict[str, str]] = field(default_factory=dict)
     generation: int = 0  # bumped to cancel scheduled work for this pod
     restart_policy: str = "Always"
     exit_codes: dict[str, int] = field(default_factory=dict)  # containers that have ended
@@ -134,6 +159,7 @@ class KubeletEmulator:
         heartbeat_interval: float = 20.0,
         watch_timeout: int = 30,
         node_capacity: Json | None = None,
+        serve_logs: bool = True,
     ) -> None:
         self.kubeconfig = str(kubeconfig)
         self.node_names = [f"{node_prefix}{i}" for i in range(nodes)]
@@ -164,14 +190,17 @@ class KubeletEmulator:
         self._boot_time = _now()
         self.ready = threading.Event()
         self.errors = 0
+        # What containers print, served as the kubelet serves logs (kube-apiserver proxies
+        # ``pods/log`` to it): Jobs' output as they run, else what a container's env says.
         self.logs = LogStore()
-        self._log_server = KubeletLogServer(self.logs)
+        self._logs = KubeletLogServer(self.logs, self._log_source) if serve_logs else None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 30.0) -> None:
         """Register nodes and start the watch & worker threads."""
         deadline = time.monotonic() + timeout
-        self._log_server.start()
+        if self._logs is not None:
+            self._logs.start()
         while True:
             try:
                 for i, name in enumerate(self.node_names):
@@ -179,6 +208,8 @@ class KubeletEmulator:
                 break
             except (ApiException, OSError) as exc:
                 if time.monotonic() >= deadline:
+                    if self._logs is not None:
+                        self._logs.stop()
                     raise RuntimeError(f"kubelet emulator: cannot register nodes: {exc}") from exc
                 time.sleep(0.2)
         for target, name in ((self._worker_loop, "worker"), (self._watch_loop, "watch")):
@@ -201,7 +232,8 @@ class KubeletEmulator:
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self._threads.clear()
-        self._log_server.stop()
+        if self._logs is not None:
+            self._logs.stop()
         for c in (self._api_client, self._watch_client):
             with contextlib.suppress(Exception):
                 c.close()
@@ -225,6 +257,37 @@ class KubeletEmulator:
         self.stop()
 
     # ------------------------------------------------------------------ nodes
+    @property
+    def kubelet_port(self) -> int:
+        return self._logs.port if self._logs is not None else 10250
+
+    def _node_ip(self, index: int) -> str:
+        """Loopback when this emulator serves the kubelet's endpoint there (every node: the
+        port tells them apart from nothing else, and the paths name the pod)."""
+        return "127.0.0.1" if self._logs is not None else f"10.240.0.{index + 10}"
+
+    def _log_source(
+        self, namespace: str, pod: str, container: str, previous: bool
+    ) -> tuple[int, str]:
+        """A container's log as the kubelet answers for it (see :mod:`.logserver`)."""
+        with self._lock:
+            state = next(
+                (s for s in self._pods.values() if (s.namespace, s.name) == (namespace, pod)),
+                None,
+            )
+        if state is None:
+            return 404, f'pods "{pod}" not found\n'
+        if container not in {c["name"] for c in state.containers}:
+            return 400, f"container {container} is not valid for pod {pod}\n"
+        waiting = state.waiting.get(container)
+        if waiting is not None:
+            return 400, (
+                f'container "{container}" in pod "{pod}" is waiting to start: {waiting[0]}\n'
+            )
+        if previous and not state.restarts.get(container):
+            return 400, f'previous terminated container "{container}" in pod "{pod}" not found\n'
+        return 200, state.env.get(container, {}).get(LOG_ENV, "")
+
     def _node_status(self, index: int, name: str) -> Json:
         now = _now()
 
@@ -263,12 +326,10 @@ class KubeletEmulator:
                 cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
             ],
             "addresses": [
-                # Where the API server reaches this kubelet (pods/log): the emulator's log
-                # endpoint (the control plane prefers InternalIP addresses).
-                {"type": "InternalIP", "address": "127.0.0.1"},
+                {"type": "InternalIP", "address": self._node_ip(index)},
                 {"type": "Hostname", "address": name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": self._log_server.port}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": hashlib.md5(name.encode()).hexdigest(),
                 "systemUUID": hashlib.md5(name.encode()).hexdigest(),
@@ -540,7 +601,26 @@ class KubeletEmulator:
     def _begin(self, state: _PodState, gen: int) -> None:
         if not self._current(state, gen):
             return
+        invalid = False
         for c in state.containers:
+            image = c.get("image", "")
+            if not valid_reference(image):
+                invalid = True
+                message = (
+                    f'Failed to apply default image tag "{image}": couldn\'t parse image '
+                    f'reference "{image}": invalid reference format'
+                )
+                self._event(state, c, "Warning", "InspectFailed", message)
+                self._event(state, c, "Warning", "Failed", "Error: InvalidImageName")
+                state.waiting[c["name"]] = ("InvalidImageName", message)
+        if invalid:  # the kubelet's next sync of the pod finds it no better
+            self._patch_status(state, gen)
+            self._schedule(self.crash_interval, lambda: self._begin(state, gen))
+            return
+        self._pull(state, gen, state.containers)
+
+    def _pull(self, state: _PodState, gen: int, containers: list[Json]) -> None:
+        for c in containers:
             self._event(state, c, "Normal", "Pulling", f'Pulling image "{c.get("image", "")}"')
         t0 = time.monotonic()
         self._schedule(self.pod_delay, lambda: self._pulled(state, gen, t0))
@@ -548,6 +628,41 @@ class KubeletEmulator:
     def _pulled(self, state: _PodState, gen: int, t0: float) -> None:
         if not self._current(state, gen):
             return
+        state.unpulled = []
+        for c in state.containers:
+            image = c.get("image", "")
+            error = pull_error(image)
+            if error is None:
+                continue
+            state.unpulled.append(c)
+            self._event(state, c, "Warning", "Failed", f'Failed to pull image "{image}": {error}')
+            self._event(state, c, "Warning", "Failed", "Error: ErrImagePull")
+            state.waiting[c["name"]] = ("ErrImagePull", error)
+        if state.unpulled:
+            self._patch_status(state, gen)
+            self._schedule(self.crash_interval, lambda: self._pull_back_off(state, gen))
+            return
+        missing = self._config_error(state)
+        if missing:
+            for c in state.containers:
+                self._event(
+                    state,
+                    c,
+                    "Normal",
+                    "Pulled",
+                    f'Container image "{c.get("image", "")}" already present on machine',
+                )
+                self._event(state, c, "Warning", "Failed", f"Error: {missing}")
+                state.waiting[c["name"]] = ("CreateContainerConfigError", missing)
+            self._patch_status(state, gen)
+            # Started once the Secret or ConfigMap exists, as the kubelet retries.
+            self._schedule(self.crash_interval, lambda: self._pulled(state, gen, time.monotonic()))
+            return
+        state.waiting.clear()
+        for c in state.containers:  # known before the first status: such a pod is never ready
+            exit_ = self._exit_of(state, c)
+            if exit_ is not None:
+                state.exits[c["name"]] = exit_
         took = go_duration(max(time.monotonic() - t0, 0.001))
         for c in state.containers:
             image = c.get("image", "")
@@ -568,6 +683,99 @@ class KubeletEmulator:
         self._patch_status(state, gen)
         self._schedule(self.pod_delay, lambda: self._after_start(state, gen))
 
+    def _pull_back_off(self, state: _PodState, gen: int) -> None:
+        """After a failed pull: ``ImagePullBackOff`` until the back-off ends, then pull again
+        (an image pushed meanwhile is then pulled and the pod starts)."""
+        if not self._current(state, gen):
+            return
+        for c in state.unpulled:
+            message = f'Back-off pulling image "{c.get("image", "")}"'
+            self._event(state, c, "Normal", "BackOff", message)
+            self._event(state, c, "Warning", "Failed", "Error: ImagePullBackOff")
+            state.waiting[c["name"]] = ("ImagePullBackOff", message)
+        self._patch_status(state, gen)
+        unpulled = list(state.unpulled)
+        self._schedule(2 * self.crash_interval, lambda: self._retry_pull(state, gen, unpulled))
+
+    def _retry_pull(self, state: _PodState, gen: int, containers: list[Json]) -> None:
+        if self._current(state, gen):
+            self._pull(state, gen, containers)
+
+    def _config_error(self, state: _PodState) -> str:
+        """The kubelet's error for the first Secret or ConfigMap a container's env needs and
+        the API does not have ("" when all exist); each container's env is kept."""
+        for c in state.containers:
+            env, missing = self._container_env(state.namespace, c)
+            if missing:
+                return missing
+            state.env[c["name"]] = env
+        return ""
+
+    def _container_env(self, namespace: str, c: Json) -> tuple[dict[str, str], str]:
+        env: dict[str, str] = {}
+        cache: dict[tuple[str, str], dict[str, str] | None] = {}
+
+        def data(kind: str, name: str) -> dict[str, str] | None:
+            if (kind, name) not in cache:
+                try:
+                    if kind == "secret":
+                        obj = self._core.read_namespaced_secret(name, namespace)
+                        raw = obj.data or {}
+                        cache[kind, name] = {
+                            k: b64decode(v).decode("utf-8", "replace") for k, v in raw.items()
+                        }
+                    else:
+                        obj = self._core.read_namespaced_config_map(name, namespace)
+                        cache[kind, name] = dict(obj.data or {})
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    cache[kind, name] = None
+            return cache[kind, name]
+
+        for source in c.get("envFrom") or []:
+            for kind, key in (("secret", "secretRef"), ("configmap", "configMapRef")):
+                ref = source.get(key)
+                if not ref:
+                    continue
+                found = data(kind, ref.get("name", ""))
+                if found is None:
+                    if ref.get("optional"):
+                        continue
+                    return env, f'{kind} "{ref.get("name", "")}" not found'
+                prefix = source.get("prefix") or ""
+                env.update({prefix + k: v for k, v in found.items()})
+        for var in c.get("env") or []:
+            if "value" in var:
+                env[var["name"]] = str(var.get("value") or "")
+                continue
+            source = var.get("valueFrom") or {}
+            for kind, key in (("secret", "secretKeyRef"), ("configmap", "configMapKeyRef")):
+                ref = source.get(key)
+                if not ref:
+                    continue
+                found = data(kind, ref.get("name", ""))
+                if found is None or ref.get("key") not in found:
+                    if ref.get("optional"):
+                        continue
+                    if found is None:
+                        return env, f'{kind} "{ref.get("name", "")}" not found'
+                    where = f"{namespace}/{ref.get('name', '')}"
+                    return env, f"couldn't find key {ref.get('key')} in {kind} {where}"
+                env[var["name"]] = found[ref["key"]]
+        return env, ""
+
+    def _exit_of(self, state: _PodState, c: Json) -> tuple[int, str] | None:
+        """How the container's process ends (exit code, reason), or None if it keeps on."""
+        if container_behaviour(c.get("image", "")) == "crash":
+            return 1, "Error"
+        if memory_exceeded(c, state.env.get(c["name"], {})):
+            return OOM_EXIT_CODE, "OOMKilled"
+        code = command_exit(c)
+        if code is not None:
+            return code, "Error" if code else "Completed"
+        return None
+
     def _after_start(self, state: _PodState, gen: int) -> None:
         """Schedule the failure loops for crashing / unready containers."""
         if not self._current(state, gen):
@@ -577,11 +785,14 @@ class KubeletEmulator:
             longer = max((_sleep_seconds(c) for c in state.containers), default=0.0)
             self._schedule(max(longer - self.pod_delay, 0.0), lambda: self._complete(state, gen))
             return
+        if not state.env and any(c.get("env") or c.get("envFrom") for c in state.containers):
+            self._config_error(state)  # adopted after a restart of the emulator
         for c in state.containers:
-            kind = container_behaviour(c.get("image", ""))
-            if kind == "crash":
+            exit_ = state.exits.get(c["name"]) or self._exit_of(state, c)
+            if exit_ is not None:
+                state.exits[c["name"]] = exit_
                 self._crash(state, gen, c)
-            elif kind == "unready":
+            elif container_behaviour(c.get("image", "")) == "unready":
                 self._unready(state, gen, c)
 
     def _complete(self, state: _PodState, gen: int) -> None:
@@ -589,7 +800,8 @@ class KubeletEmulator:
         if not self._current(state, gen):
             return
         for c in state.containers:
-            failing = self._container_env(state, c).get(FAIL_ENV) == FAIL_RELEASE
+            env = state.env.get(c["name"]) or self._container_env(state.namespace, c)[0]
+            failing = env.get(FAIL_ENV) == FAIL_RELEASE
             command = _command(c)
             last = f"{command} failed: {FAIL_ENV}={FAIL_RELEASE}" if failing else f"{command} done"
             self.logs.write(
@@ -598,27 +810,6 @@ class KubeletEmulator:
             state.exit_codes[c["name"]] = 1 if failing else 0
         state.finished_at = _now()
         self._patch_status(state, gen)
-
-    def _container_env(self, state: _PodState, c: Json) -> dict[str, str]:
-        """The container's env as the kubelet resolves it: ``envFrom`` Secrets, then ``env``
-        values (ConfigMaps and ``valueFrom`` are not emulated)."""
-        env: dict[str, str] = {}
-        for source in c.get("envFrom") or []:
-            ref = source.get("secretRef") or {}
-            if not ref.get("name"):
-                continue
-            try:
-                secret = self._core.read_namespaced_secret(ref["name"], state.namespace)
-            except ApiException as exc:
-                if exc.status == 404 and ref.get("optional"):
-                    continue
-                raise
-            for key, value in (secret.data or {}).items():
-                env[str(source.get("prefix") or "") + key] = base64.b64decode(value).decode()
-        for item in c.get("env") or []:
-            if "value" in item:
-                env[item["name"]] = str(item["value"])
-        return env
 
     def _crash(self, state: _PodState, gen: int, c: Json) -> None:
         if not self._current(state, gen):
@@ -693,6 +884,7 @@ class KubeletEmulator:
             "lastState": {},
         }
         ready = False
+        exit_ = state.exits.get(name)
         if name in state.exit_codes:
             code = state.exit_codes[name]
             cs["state"] = {
@@ -705,7 +897,14 @@ class KubeletEmulator:
                 }
             }
             cs["started"] = False
-        elif kind == "crash" and restarts > 0:
+        elif name in state.waiting:
+            reason, message = state.waiting[name]
+            cs["state"] = {"waiting": {"reason": reason, "message": message}}
+            cs["started"] = False
+            cs.pop("containerID", None)
+            cs["imageID"] = ""
+        elif exit_ is not None and restarts > 0:
+            code, why = exit_
             cs["state"] = {
                 "waiting": {
                     "reason": "CrashLoopBackOff",
@@ -715,8 +914,8 @@ class KubeletEmulator:
             }
             cs["lastState"] = {
                 "terminated": {
-                    "exitCode": 1,
-                    "reason": "Error",
+                    "exitCode": code,
+                    "reason": why,
                     "startedAt": state.started_at or now,
                     "finishedAt": now,
                     "containerID": self._container_id(state, name, restarts - 1),
@@ -726,7 +925,7 @@ class KubeletEmulator:
         else:
             cs["state"] = {"running": {"startedAt": state.started_at or now}}
             cs["started"] = True
-            ready = kind == "ok"
+            ready = kind == "ok" and exit_ is None
         cs["ready"] = ready
         return cs, ready
 
@@ -759,9 +958,11 @@ class KubeletEmulator:
                 d["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
             return d
 
-        node_ip = f"10.240.0.{self.node_names.index(state.node) + 10}"
+        node_ip = self._node_ip(self.node_names.index(state.node))
+        # Pending until a container has started (a pod waiting for its image or its config).
+        started = any(c["name"] not in state.waiting for c in state.containers)
         status: Json = {
-            "phase": phase,
+            "phase": phase if ended or started else "Pending",
             "hostIP": node_ip,
             "podIP": state.pod_ip,
             "podIPs": [{"ip": state.pod_ip}],

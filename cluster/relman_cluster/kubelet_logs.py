@@ -17,6 +17,7 @@ import logging
 import ssl
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +30,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 log = logging.getLogger("relman_cluster.kubelet")
+
+# (namespace, pod, container, previous) -> (HTTP status, body)
+LogSource = Callable[[str, str, str, bool], tuple[int, str]]
+
+
+def tail(text: str, lines: int | None) -> str:
+    """The last ``lines`` lines of ``text`` (all when None), newline-terminated.
+
+    >>> tail("a\\nb\\nc", 2), tail("", 3), tail("x", None)
+    ('b\\nc\\n', '', 'x\\n')
+    """
+    kept = text.splitlines()
+    if lines is not None:
+        kept = kept[-lines:] if lines > 0 else []
+    return "".join(f"{line}\n" for line in kept)
+
 
 Key = tuple[str, str, str]  # namespace, pod, container
 
@@ -118,9 +135,11 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 class KubeletLogServer:
     """``GET /containerLogs/<ns>/<pod>/<container>[?follow=true]`` over HTTPS on 127.0.0.1."""
 
-    def __init__(self, store: LogStore) -> None:
+    def __init__(self, store: LogStore, fallback: LogSource | None = None) -> None:
+        """``fallback`` answers for containers ``store`` does not know (one answer, no
+        follow: what an emulated container's env says it prints, see :mod:`.logserver`)."""
         self.store = store
-        handler = _handler(store)
+        handler = _handler(store, fallback)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         with tempfile.TemporaryDirectory(prefix="relman-kubelet-") as tmp:
@@ -141,12 +160,26 @@ class KubeletLogServer:
 
     def stop(self) -> None:
         self.store.close()  # ends every follow
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
         self._thread.join(5.0)
 
 
-def _handler(store: LogStore) -> type[BaseHTTPRequestHandler]:
+def answer(source: LogSource, key: Key, query: dict[str, list[str]]) -> tuple[int, str]:
+    """``source``'s answer for ``key``, cut to ``tailLines`` as the kubelet cuts it."""
+    previous = (query.get("previous") or ["false"])[0] == "true"
+    lines: int | None = None
+    if query.get("tailLines"):
+        try:
+            lines = int(query["tailLines"][0])
+        except ValueError:
+            return 400, "tailLines: not a number\n"
+    status, body = source(*key, previous)
+    return status, tail(body, lines) if status == 200 else body
+
+
+def _handler(store: LogStore, fallback: LogSource | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             url = urlparse(self.path)
@@ -155,10 +188,14 @@ def _handler(store: LogStore) -> type[BaseHTTPRequestHandler]:
                 self.send_error(404, "not found")
                 return
             key: Key = (parts[1], parts[2], parts[3])
+            query = parse_qs(url.query)
             if not store.known(key):
-                self.send_error(404, f"no log of container {parts[3]} in pod {parts[1]}/{parts[2]}")
+                if fallback is None:
+                    self.send_error(404, f"no log of container {key[2]} in pod {key[0]}/{key[1]}")
+                else:
+                    self._answer(*answer(fallback, key, query))
                 return
-            follow = parse_qs(url.query).get("follow", ["false"])[0] == "true"
+            follow = query.get("follow", ["false"])[0] == "true"
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.end_headers()
@@ -172,6 +209,14 @@ def _handler(store: LogStore) -> type[BaseHTTPRequestHandler]:
                         self.wfile.flush()
                     if ended or not follow:
                         return
+
+        def _answer(self, status: int, body: str) -> None:
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("kubelet logs: " + format, *args)

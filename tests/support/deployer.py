@@ -152,6 +152,9 @@ class RecordingSim:
     def run_release_command(self, job: ReleaseJob) -> AsyncGenerator[ReleaseOutput, None]:
         return self.sim.run_release_command(job)
 
+    async def pod_logs(self, app: str, pod: str, container: str, lines: int) -> list[str]:
+        return await self.sim.pod_logs(app, pod, container, lines)
+
     async def close(self) -> None:
         await self.sim.close()
 

@@ -74,6 +74,15 @@ CRASHLOOP_THRESHOLD = Setting(
     flags={DEPLOYER: "--crashloop-threshold"},
 )
 
+SCHEDULING_GRACE = Setting(
+    "RELMAN_SCHEDULING_GRACE",
+    NUMBER,
+    30.0,
+    "seconds a new pod may stay unschedulable (FailedScheduling) before the rollout fails",
+    flags={DEPLOYER: "--scheduling-grace"},
+    rule=POSITIVE,
+)
+
 DEFAULT_TIMEOUT = Setting(
     "RELMAN_DEFAULT_TIMEOUT",
     WHOLE_NUMBER,

@@ -35,6 +35,7 @@ from relman_common.deployer_settings import (
     KUBECONFIG,
     LEASE_TTL,
     NAMESPACE_PREFIX,
+    SCHEDULING_GRACE,
     SIM_POD_DELAY,
 )
 from relman_common.setting import (
@@ -209,6 +210,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     NAMESPACE_PREFIX,
     LEASE_TTL,
     CRASHLOOP_THRESHOLD,
+    SCHEDULING_GRACE,
     DEFAULT_TIMEOUT,
     AUTH,
     TOKEN,
@@ -262,6 +264,7 @@ __all__ = [
     "REGISTRY_USERNAME",
     "RELEASE",
     "RELEASE_ADDR",
+    "SCHEDULING_GRACE",
     "SECRET_KEY",
     "SECRET_KEY_FILE",
     "SETTINGS",

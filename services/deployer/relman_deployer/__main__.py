@@ -71,6 +71,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         backend_options=options,
         lease_ttl=args.lease_ttl,
         crashloop_threshold=args.crashloop_threshold,
+        scheduling_grace=args.scheduling_grace,
         default_timeout=args.default_timeout,
         auth=args.auth,
         token_file=args.token_file or args.data_dir / tokens.DEPLOYER_TOKEN_FILE,

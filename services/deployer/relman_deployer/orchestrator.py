@@ -33,6 +33,8 @@ from relman_deployer.app.rollout import RolloutFollower
 from relman_deployer.app.run import Run
 from relman_deployer.app.runner import Runner, Targets, app_spec
 from relman_deployer.backends.base import Backend
+from relman_deployer.domain.diagnostics import Diagnostics
+from relman_deployer.domain.failfast import DEFAULT_SCHEDULING_GRACE_SECONDS
 from relman_deployer.domain.guards import app_busy, check_promotable, check_timeout
 from relman_deployer.domain.model import Deployable, Deployment, DeploymentEvent
 from relman_deployer.domain.plan import PromotionPlan, plan_promotion
@@ -57,6 +59,7 @@ class DeployerConfig:
     owner: str
     lease_ttl: float = 15.0
     crashloop_threshold: int = DEFAULT_CRASHLOOP_THRESHOLD
+    scheduling_grace: float = DEFAULT_SCHEDULING_GRACE_SECONDS
     default_timeout: int = DEFAULT_TIMEOUT_SECONDS
 
 
@@ -78,7 +81,13 @@ class Orchestrator:
         self._clock = clock
         self._runs: dict[str, Run] = {}
         self._reporter = Reporter(releases)
-        follower = RolloutFollower(backend, clock, config.crashloop_threshold)
+        follower = RolloutFollower(
+            backend,
+            clock,
+            config.crashloop_threshold,
+            scheduling_grace=config.scheduling_grace,
+            diagnostics=store,
+        )
         self._runner = Runner(
             store, self.events, self.hub, follower, self._reporter, releases, clock
         )
@@ -175,6 +184,13 @@ class Orchestrator:
     async def get(self, deployment_id: str) -> Deployment:
         check_id(DEPLOYMENT, deployment_id, "id")
         return await self.store.get(deployment_id)
+
+    async def get_with_diagnostics(
+        self, deployment_id: str
+    ) -> tuple[Deployment, Diagnostics | None]:
+        """The deployment and the last diagnostics recorded of its rollout (None: none yet)."""
+        deployment = await self.get(deployment_id)
+        return deployment, await self.store.diagnostics(deployment_id)
 
     async def list(self, app: str, limit: int, page_token: str) -> tuple[list[Deployment], str]:
         if app:

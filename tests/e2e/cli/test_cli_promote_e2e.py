@@ -153,3 +153,48 @@ def test_a_deployer_restart_mid_promotion_costs_the_user_nothing(tmp_path: Path)
         assert "DeployerService/Watch" in stack.deployer.logs()
     finally:
         stack.stop()
+
+
+def test_deployments_info_shows_why_an_unpullable_release_rolled_back(stack: Stack) -> None:
+    """A release whose image cannot be pulled (the sim's RELMAN_SIM_FAIL=pull) rolls back with
+    ImagePullBackOff; ``deployments info`` shows the pods and the warnings, as text and JSON."""
+    import json
+
+    stack.relman("apps", "create", "myapp")
+    stack.relman("builds", "import", "--image", "web=registry/web:1", "--promote", "-a", "myapp")
+    code, _, err = stack.relman("env", "set", "RELMAN_SIM_FAIL=pull", "--promote", "-a", "myapp")
+    assert code == 1
+    failure = re.fullmatch(
+        r"ERROR: deployment (D[A-Z]{10}) rolled back: pods of web cannot pull image "
+        r'"registry/web:1": ImagePullBackOff \(pod (web-\w+-\w{5})\)\n',
+        err,
+    )
+    assert failure, err
+    deployment, pod = failure.groups()
+
+    code, lines, err = stack.relman("deployments", "info", deployment, "-a", "myapp")
+    assert (code, err) == (0, "")
+    assert "Outcome   rolled-back" in lines
+    services = lines.index("SERVICE  DESIRED  UPDATED  READY  AVAILABLE")
+    # The Deployment's counts: the old pod still serves (ready 1), the new one never will.
+    assert lines[services + 1].split() == ["web", "1", "1", "1", "1"]
+    pods = next(i for i, line in enumerate(lines) if line.startswith("POD "))
+    assert lines[pods].split() == ["POD", "PHASE", "READY", "RESTARTS", "STATE", "MESSAGE"]
+    shown = {line.split()[0]: line.split()[1:] for line in lines[pods + 1 : lines.index("", pods)]}
+    assert shown[pod][:4] == ["Pending", "no", "0", "waiting:"]
+    assert shown[pod][4] in ("ImagePullBackOff", "ErrImagePull")
+    warnings = lines[lines.index("WARNING EVENTS") + 1 :]
+    assert warnings and all(EVENT.fullmatch(line) for line in warnings), warnings
+    assert any(line.endswith("Failed: Error: ImagePullBackOff") for line in warnings)
+
+    code, lines, err = stack.relman("deployments", "info", deployment, "-o", "json", "-a", "myapp")
+    assert (code, err) == (0, "")
+    data = json.loads("\n".join(lines))
+    assert (data["id"], data["outcome"]) == (deployment, "rolled-back")
+    (web,) = data["diagnostics"]
+    assert (web["name"], web["desired"], web["updated"]) == ("web", 1, 1)
+    by_name = {p["name"]: p for p in web["pods"]}
+    assert by_name[pod]["state"] == "waiting" and by_name[pod]["ready"] is False
+    assert {"reason": "Failed", "message": "Error: ImagePullBackOff"}.items() <= next(
+        e for e in web["events"] if e["message"] == "Error: ImagePullBackOff"
+    ).items()

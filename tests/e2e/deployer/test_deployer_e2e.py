@@ -166,7 +166,7 @@ def test_promote_succeeds_and_a_crashing_release_rolls_back(procs: Processes) ->
     status = {r.id: word(ReleaseStatus, r.status) for r in listed.releases}
     assert (status[good], status[bad]) == ("active", "failed")
     log = procs.deployer_proc.logs() if procs.deployer_proc else ""
-    assert "rolled-back (pods of web crash-looping (restarted 3 times))" in log
+    assert "rolled-back (pods of web crash-looping (restarted 3 times): CrashLoopBackOff" in log
 
 
 def test_a_deployer_started_before_the_release_service_made_its_token_works(

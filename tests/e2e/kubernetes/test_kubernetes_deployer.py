@@ -16,6 +16,7 @@ from relman.v1 import deployer_pb2, deployer_pb2_grpc, release_pb2, release_pb2_
 from relman_common import tokens
 from relman_deployer.api.server import DeployerService, Settings
 from relman_deployer.release_client import CHANNEL_OPTIONS
+from support.containers import Registry
 from support.deployer import ACTOR, read_stream
 from support.deployer_stack import Stack
 from support.helpers import aio_token_interceptors, free_port
@@ -34,6 +35,8 @@ class Services:
     kubeconfig: str
     sqlite_url: str
     current: DeployerService | None = None
+    # RELMAN_SCHEDULING_GRACE of the Deployers start_deployer() starts.
+    scheduling_grace: float = 30.0
 
     async def start_deployer(self) -> None:
         """A (new) Deployer on the same database, backed by the local control plane."""
@@ -46,6 +49,7 @@ class Services:
                 backend="kubernetes",
                 backend_options={"kubeconfig": self.kubeconfig},
                 lease_ttl=5.0,
+                scheduling_grace=self.scheduling_grace,
                 auth=True,
                 token_file=self.stack.data_dir / tokens.DEPLOYER_TOKEN_FILE,
             ),
@@ -267,3 +271,129 @@ async def test_a_promoted_https_service_gets_an_https_readiness_probe_on_the_clu
     assert (get.scheme, get.port, get.path) == ("HTTPS", 5443, "/healthz")
     assert main.resources.requests == {"cpu": "100m", "memory": "64Mi"}
     assert main.resources.limits == {"memory": "64Mi"}
+
+
+async def promote_to_failure(
+    services: Services,
+    app: str,
+    image: str,
+    command: str = "",
+    deadline: int = 3600,
+    scale: str = "{count: 2}",
+    env: dict[str, str] | None = None,
+) -> deployer_pb2.Deployment:
+    """Promote a good release, then one of ``image`` (and ``command``); the second
+    deployment as it ended. ``deadline``: far longer than the test may take, so an end before
+    it was decided by fail-fast."""
+    await services.release.CreateApp(release_pb2.CreateAppRequest(name=app), metadata=ACTOR)
+    await import_build(services, app, "BGOOD")
+    promote = services.deployer.Promote(deployer_pb2.PromoteRequest(app=app), metadata=ACTOR)
+    got = await asyncio.wait_for(read_stream(promote), DEADLINE)
+    assert got.last is not None and got.last.outcome == types_pb2.OUTCOME_SUCCEEDED, got.messages
+    run = f"    command: {command}\n" if command else ""
+    await services.release.ImportBuild(
+        release_pb2.ImportBuildRequest(
+            app=app,
+            manifest=f"services:\n  web:\n    build: .\n    port: 5000\n{run}    scale: {scale}\n",
+            images={"web": image},
+        ),
+        metadata=ACTOR,
+    )
+    if env:
+        await services.release.ChangeEnv(
+            release_pb2.ChangeEnvRequest(app=app, set=env), metadata=ACTOR
+        )
+    promote = services.deployer.Promote(
+        deployer_pb2.PromoteRequest(app=app, timeout_seconds=deadline), metadata=ACTOR
+    )
+    got = await asyncio.wait_for(read_stream(promote), DEADLINE)
+    assert got.last is not None
+    assert got.last.outcome == types_pb2.OUTCOME_ROLLED_BACK, (got.last.reason, got.messages)
+    return got.last
+
+
+async def test_an_image_the_registry_lacks_rolls_back_at_once_with_diagnostics(
+    services: Services, kube_cluster: KubeCluster, app_name: str, registry: Registry
+) -> None:
+    image = f"{registry.addr}/relman-test/{app_name}:missing"
+    ended = await promote_to_failure(services, app_name, image)
+    pod = r"web-\w+-\w{5}"
+    assert re.fullmatch(
+        rf'pods of web cannot pull image "{re.escape(image)}": ImagePullBackOff \(pod {pod}\)',
+        ended.reason,
+    ), ended.reason
+    web = await read_web(kube_cluster, app_name)
+    assert web.status.available_replicas == 2  # the previous release serves again
+
+    # deployments info's data: the failing pods and the kubelet's warnings, kept after the end.
+    info = await services.deployer.GetDeployment(
+        deployer_pb2.GetDeploymentRequest(id=ended.id), metadata=ACTOR
+    )
+    (diag,) = info.diagnostics
+    assert (diag.name, diag.desired) == ("web", 2)
+    assert "ImagePullBackOff" in {p.reason for p in diag.pods}
+    assert all(re.fullmatch(pod, p.name) and not p.ready for p in diag.pods)
+    warnings = {(e.reason, e.message) for e in diag.events}
+    assert ("Failed", "Error: ImagePullBackOff") in warnings
+    assert any(m.startswith(f'Failed to pull image "{image}": ') for _, m in warnings)
+
+
+async def test_a_command_that_exits_rolls_back_on_crash_loop_back_off(
+    services: Services, app_name: str
+) -> None:
+    ended = await promote_to_failure(
+        services,
+        app_name,
+        f"registry.example/{app_name}:web.2",
+        command='sh -c "exit 3"',
+        env={"RELMAN_KUBELET_LOG": "starting web\nerror: cannot reach the database"},
+    )
+    assert re.fullmatch(
+        r"pods of web crash-looping \(restarted 3 times\): CrashLoopBackOff, "
+        r"last exit Error \(code 3\) \(pod web-\w+-\w{5}\)",
+        ended.reason,
+    ), ended.reason
+    info = await services.deployer.GetDeployment(
+        deployer_pb2.GetDeploymentRequest(id=ended.id), metadata=ACTOR
+    )
+    crashed = [p for p in info.diagnostics[0].pods if p.last_termination == "Error"]
+    assert crashed and all(p.exit_code == 3 for p in crashed)
+    # The last lines of the failing pods, through the API server's pods/log (their last run).
+    logged = [p for p in crashed if p.logs]
+    assert logged, crashed
+    assert all(list(p.logs) == ["starting web", "error: cannot reach the database"] for p in logged)
+
+
+async def test_a_memory_limit_exceeded_rolls_back_on_oom_killed(
+    services: Services, app_name: str
+) -> None:
+    ended = await promote_to_failure(
+        services,
+        app_name,
+        f"registry.example/{app_name}:web.2",
+        scale="{count: 2, memory: 64}",
+        env={"RELMAN_KUBELET_MEMORY_USAGE": "100Mi"},
+    )
+    assert re.fullmatch(
+        r"pods of web ran out of memory: OOMKilled \(pod web-\w+-\w{5}\)", ended.reason
+    ), ended.reason
+
+
+async def test_pods_no_node_can_take_roll_back_after_the_scheduling_grace(
+    services: Services, app_name: str
+) -> None:
+    services.scheduling_grace = 2.0
+    await services.start_deployer()
+    ended = await promote_to_failure(
+        services, app_name, f"registry.example/{app_name}:web.2", scale="{count: 2, cpu: 100000}"
+    )
+    assert re.fullmatch(
+        r"pods of web cannot be scheduled for 2s: FailedScheduling: 0/\d+ nodes are "
+        r"available: \d+ Insufficient cpu\. \(pod web-\w+-\w{5}\)",
+        ended.reason,
+    ), ended.reason
+    info = await services.deployer.GetDeployment(
+        deployer_pb2.GetDeploymentRequest(id=ended.id), metadata=ACTOR
+    )
+    assert any("Insufficient cpu" in p.unschedulable for p in info.diagnostics[0].pods)
+    assert any(e.reason == "FailedScheduling" for e in info.diagnostics[0].events)

@@ -13,6 +13,7 @@ from relman_common.pb_enums import word
 from relman_cli import output
 from relman_cli.commands import _deploy
 from relman_cli.commands._common import client, limit_of, need_app, output_of, utcnow
+from relman_cli.commands._diagnostics import diagnostics_lines
 from relman_cli.commands._messages import Columns, printer, table, to_dict, when
 from relman_cli.commands._options import PAGED, follows, listing_group, shows
 from relman_cli.errors import CliError
@@ -33,7 +34,7 @@ def list_result(deployments: Sequence[Deployment], now: datetime) -> output.Tabl
     return table(deployments, columns)
 
 
-def info_result(d: Deployment) -> output.Info:
+def info_result(d: Deployment) -> output.Lines:
     rows = [
         ("Id", d.id),
         ("App", d.app),
@@ -48,7 +49,8 @@ def info_result(d: Deployment) -> output.Info:
         ("Ended", output.rfc3339(when(d, "ended"))),
         ("Events", str(d.last_seq)),
     ]
-    return output.Info([(k, v) for k, v in rows if v or k != "Rollback Of"], to_dict(d))
+    shown = [(k, v) for k, v in rows if v or k != "Rollback Of"]
+    return output.Lines(output.info(shown) + diagnostics_lines(d), to_dict(d))
 
 
 @listing_group(
@@ -69,8 +71,9 @@ def _get(ctx: click.Context, deployment_id: str) -> Deployment:
 @deployments.command("info")
 @click.argument("deployment_id")
 @shows
-def info(ctx: click.Context, deployment_id: str) -> output.Info:
-    """Show a deployment: what it deployed, who started it, how it ended."""
+def info(ctx: click.Context, deployment_id: str) -> output.Lines:
+    """Show a deployment: what it deployed, who started it, how it ended, and how each
+    service's pods stood (counts, pod states, warnings, failing pods' last log lines)."""
     return info_result(_get(ctx, deployment_id))
 
 

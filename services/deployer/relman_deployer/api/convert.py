@@ -9,7 +9,14 @@ from collections import OrderedDict
 from relman.v1 import deployer_pb2  # type: ignore[import-not-found]
 from relman_common.manifest.proto import release_command_to_pb
 from relman_common.messages import to_message
+from relman_common.timestamps import timestamp
 
+from relman_deployer.domain.diagnostics import (
+    Diagnostics,
+    PodDiagnostics,
+    ServiceDiagnostics,
+    WarningEvent,
+)
 from relman_deployer.domain.model import Deployment, DeploymentEvent
 from relman_deployer.domain.plan import Change, Json, PromotionPlan
 
@@ -21,8 +28,31 @@ _CHANGE_TO_PB = {
 }
 
 
-def deployment_to_pb(d: Deployment) -> deployer_pb2.Deployment:
-    return to_message(deployer_pb2.Deployment, d)
+def deployment_to_pb(
+    d: Deployment, diagnostics: Diagnostics | None = None
+) -> deployer_pb2.Deployment:
+    msg = to_message(deployer_pb2.Deployment, d)
+    if diagnostics is not None:
+        msg.diagnostics.extend(service_diagnostics_to_pb(s) for s in diagnostics.services)
+        msg.diagnostics_recorded.CopyFrom(timestamp(diagnostics.recorded))
+    return msg
+
+
+def service_diagnostics_to_pb(s: ServiceDiagnostics) -> deployer_pb2.ServiceDiagnostics:
+    return to_message(
+        deployer_pb2.ServiceDiagnostics,
+        s,
+        pods=[pod_diagnostics_to_pb(p) for p in s.pods],
+        events=[warning_to_pb(e) for e in s.events],
+    )
+
+
+def pod_diagnostics_to_pb(p: PodDiagnostics) -> deployer_pb2.PodDiagnostics:
+    return to_message(deployer_pb2.PodDiagnostics, p, logs=list(p.logs))
+
+
+def warning_to_pb(e: WarningEvent) -> deployer_pb2.WarningEvent:
+    return to_message(deployer_pb2.WarningEvent, e)
 
 
 def event_to_pb(e: DeploymentEvent) -> deployer_pb2.DeploymentEvent:

@@ -12,7 +12,14 @@ from relman_common.auth import CachedAuthenticator, Principal
 from relman_common.db import DbExecutor, make_engine
 from relman_common.errors import Unavailable
 from relman_common.server import Service
-from relman_common.settings import AUTH, BACKEND, CRASHLOOP_THRESHOLD, DEFAULT_TIMEOUT, LEASE_TTL
+from relman_common.settings import (
+    AUTH,
+    BACKEND,
+    CRASHLOOP_THRESHOLD,
+    DEFAULT_TIMEOUT,
+    LEASE_TTL,
+    SCHEDULING_GRACE,
+)
 from relman_common.tls import ClientTls, ServerTls
 from relman_common.token_client import remote_authenticator
 from sqlalchemy import Engine
@@ -37,6 +44,7 @@ class Settings:
     backend_options: dict[str, Any] = field(default_factory=dict)
     lease_ttl: float = LEASE_TTL.default
     crashloop_threshold: int = CRASHLOOP_THRESHOLD.default
+    scheduling_grace: float = SCHEDULING_GRACE.default
     default_timeout: int = DEFAULT_TIMEOUT.default
     owner: str = field(default_factory=instance_id)
     # Authentication: every call needs a user's token, verified by the Release service; the
@@ -96,6 +104,7 @@ class DeployerService(Service):
                 owner=s.owner,
                 lease_ttl=s.lease_ttl,
                 crashloop_threshold=s.crashloop_threshold,
+                scheduling_grace=s.scheduling_grace,
                 default_timeout=s.default_timeout,
             ),
         )

@@ -72,7 +72,8 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
     async def GetDeployment(
         self, request: deployer_pb2.GetDeploymentRequest, context: Context
     ) -> deployer_pb2.Deployment:
-        return deployment_to_pb(await self._orchestrator.get(request.id))
+        deployment, diagnostics = await self._orchestrator.get_with_diagnostics(request.id)
+        return deployment_to_pb(deployment, diagnostics)
 
     async def ListDeployments(
         self, request: deployer_pb2.ListDeploymentsRequest, context: Context

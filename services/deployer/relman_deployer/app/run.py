@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from relman_common.clock import Clock
 from relman_common.lifecycle import Phase, Transition, Trigger, transition
 
 from relman_deployer.backends.base import BackendEvent, Observation
+from relman_deployer.domain.diagnostics import Diagnostics
 from relman_deployer.domain.model import (
     APP_SOURCE,
     STATUS_CHANGE,
@@ -49,6 +52,10 @@ class Run:
         self.task: asyncio.Task[None] | None = None
         # The deployment as stored when it ended (None while it runs).
         self.ended: Deployment | None = None
+        # Writes made beside the rollout (its diagnostics): done before its end is written.
+        self.writes: list[asyncio.Task[None]] = []
+        # The diagnostics of its release's rollout as it ended: written with the outcome.
+        self.diagnostics: Diagnostics | None = None
         self._events = events
         self._clock = clock
 
@@ -91,6 +98,31 @@ class Run:
             return []
         log.info("deployment %s app %s: %s", self.id, self.deployment.app, step.status_message)
         return [self._next(APP_SOURCE, STATUS_CHANGE, step.status_message)]
+
+    def write_later(self, write: Coroutine[Any, Any, None]) -> None:
+        """Run ``write`` in the background, after the writes started before it."""
+        before = self.writes[-1] if self.writes else None
+
+        async def after() -> None:
+            try:
+                if before is not None:
+                    await asyncio.wait([before])
+            except asyncio.CancelledError:
+                write.close()  # never started
+                raise
+            await write
+
+        self.writes = [t for t in self.writes if not t.done()]
+        self.writes.append(asyncio.create_task(after(), name=f"write-{self.id}"))
+
+    async def writes_done(self) -> None:
+        """Wait for the background writes (each logs its own failure)."""
+        if self.writes:
+            await asyncio.gather(*self.writes, return_exceptions=True)
+
+    def cancel_writes(self) -> None:
+        for task in self.writes:
+            task.cancel()
 
     def cancel(self, actor: str) -> None:
         if not self.cancelled_by:

@@ -91,6 +91,7 @@ class Runner:
             # Shutting down, or the lease was lost: the deployment stays running for whoever
             # holds (or takes) the lease next.
             self._reporter.forget(d)
+            run.cancel_writes()
             log.info("deployment %s app %s: stopped running here", d.id, d.app)
             raise
         except Exception as err:
@@ -172,15 +173,19 @@ class Runner:
         d = run.deployment
         # The Release service has the outcome and every event before the last is durable
         # before the end is written; neither of the two waits for the other.
-        refused, _ = await asyncio.gather(
-            self._reporter.outcome(d, step.outcome, reason), self._events.durable(d.id)
+        refused, _, _ = await asyncio.gather(
+            self._reporter.outcome(d, step.outcome, reason),
+            self._events.durable(d.id),
+            run.writes_done(),
         )
         if refused:  # the cluster is as the outcome says; the Release service does not know
             reason = "; ".join(
                 r for r in (reason, f"not recorded by the Release service: {refused}") if r
             )
         final = run.final_events(step)
-        ended = await self._store.finish(run.id, step.outcome, reason, self._clock(), final)
+        ended = await self._store.finish(
+            run.id, step.outcome, reason, self._clock(), final, run.diagnostics
+        )
         if final:
             self._hub.publish(run.id, final)
         run.ended = ended

@@ -93,6 +93,42 @@ class BackendEvent:
     source: str
     reason: str
     message: str
+    # The Event's type: Normal or Warning (diagnostics keep the last warnings).
+    type: str = "Normal"
+
+    @property
+    def warning(self) -> bool:
+        return self.type == WARNING
+
+
+WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class PodState:
+    """One pod of a service's current template, as its kubelet reports it (``status``).
+
+    ``state``/``reason``/``message`` are of its first container that is not running and ready
+    (else of its first container): ``waiting`` with a reason such as ErrImagePull,
+    ImagePullBackOff, InvalidImageName, CrashLoopBackOff or CreateContainerConfigError;
+    ``terminated`` with OOMKilled, Error or Completed; ``running``; or "" before any container
+    exists. ``last_termination`` is the reason the container last ended (OOMKilled, Error).
+    ``unschedulable`` is the scheduler's message while the pod cannot be placed
+    (``PodScheduled False Unschedulable``, the FailedScheduling Event's message).
+    """
+
+    name: str
+    phase: str = "Pending"
+    ready: bool = False
+    restarts: int = 0
+    container: str = ""
+    image: str = ""
+    state: str = ""
+    reason: str = ""
+    message: str = ""
+    last_termination: str = ""
+    exit_code: int | None = None
+    unschedulable: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +148,8 @@ class ServiceStatus:
     ready: int = 0
     # The Deployment's Progressing and Available conditions, as its controller set them.
     conditions: tuple[DeploymentCondition, ...] = ()
+    # The pods of the current template, by name (what fail-fast and diagnostics read).
+    pods: tuple[PodState, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -291,6 +329,11 @@ class Backend(Protocol):
         outcome too. A run of the same ``job.name`` that is still there (a resumed deployment)
         is followed instead of started again.
         """
+        ...
+
+    async def pod_logs(self, app: str, pod: str, container: str, lines: int) -> list[str]:
+        """The last ``lines`` lines ``container`` of ``pod`` wrote (its previous run when it
+        restarted); [] when the backend has no logs (the sim runs no containers)."""
         ...
 
     async def close(self) -> None:

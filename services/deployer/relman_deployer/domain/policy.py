@@ -1,8 +1,10 @@
 """When a rollout has succeeded or failed. Pure; no clock (the caller passes the time in).
 
-Success: every service of the release is complete. Failure: a service's pods crash-loop, or a
-service's Deployment says ``Progressing False ProgressDeadlineExceeded``: the verdict of the
-progress judge its controller runs (the real one, or the ``sim``'s), worded the same by both
+Success: every service of the release is complete. Failure: a pod of the release is in a state
+that cannot heal (:mod:`.failfast`: an image that cannot be pulled, a crash loop, OOMKilled, a
+missing config, unschedulable for longer than a grace), or a service's Deployment says
+``Progressing False ProgressDeadlineExceeded``: the verdict of the progress judge its
+controller runs (the real one, or the ``sim``'s), worded the same by both
 backends. A backend that never gives that verdict (its controller is down, say) is caught by a
 backstop: the same judge, run here on the counts the backend reports, with the deadline plus
 a grace.
@@ -39,7 +41,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from relman_deployer.backends.base import RolloutStatus, ServiceStatus
+from relman_deployer.backends.base import PodState, RolloutStatus, ServiceStatus
+from relman_deployer.domain.failfast import (
+    DEFAULT_SCHEDULING_GRACE_SECONDS,
+    immediate_failure,
+    unschedulable_failure,
+)
 from relman_deployer.rollout import (
     PROGRESS_DEADLINE_EXCEEDED,
     DeploymentCondition,
@@ -87,6 +94,7 @@ class RolloutPolicy:
         crashloop_threshold: int,
         now: datetime,
         grace_seconds: int = BACKSTOP_GRACE_SECONDS,
+        scheduling_grace_seconds: float = DEFAULT_SCHEDULING_GRACE_SECONDS,
     ) -> None:
         if timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
@@ -94,6 +102,9 @@ class RolloutPolicy:
         self.timeout_seconds = timeout_seconds
         self.grace_seconds = grace_seconds
         self.crashloop_threshold = crashloop_threshold
+        self.scheduling_grace_seconds = scheduling_grace_seconds
+        # Pods of the release the scheduler cannot place: (service, pod, since when).
+        self._unschedulable: dict[str, tuple[str, PodState, datetime]] = {}
         self._backstop = Rollout(release_id, 0, progress_deadline_seconds=self.backstop_seconds)
         # The backstop judge's status: per service reported, and of the whole release until
         # the backend reports on it (all from the rollout's start).
@@ -116,14 +127,9 @@ class RolloutPolicy:
         self._first = False
         if status.release_id != self.release_id:
             return None  # a snapshot of an earlier desired state: neither progress nor failure
-        for service in status.services:
-            if self.crashloop_threshold > 0 and service.restarts >= self.crashloop_threshold:
-                return Verdict(
-                    succeeded=False,
-                    reason=(
-                        f"pods of {service.name} crash-looping (restarted {service.restarts} times)"
-                    ),
-                )
+        failed = self._fail_fast(status, now)
+        if failed is not None:
+            return failed
         if status.complete:
             return COMPLETE
         timed_out = [
@@ -141,8 +147,48 @@ class RolloutPolicy:
             )
         return self.check(now)
 
+    def _fail_fast(self, status: RolloutStatus, now: datetime) -> Verdict | None:
+        """A pod state of this release that cannot heal, or a crash loop of a service."""
+        unschedulable: set[str] = set()
+        for service in status.services:
+            for pod in service.pods:
+                reason = immediate_failure(
+                    service.name, pod, crashloop_threshold=self.crashloop_threshold
+                )
+                if reason is not None:
+                    return Verdict(succeeded=False, reason=reason)
+                if pod.unschedulable:
+                    unschedulable.add(pod.name)
+                    since = self._unschedulable.get(pod.name, (service.name, pod, now))[2]
+                    self._unschedulable[pod.name] = (service.name, pod, since)
+            if self.crashloop_threshold > 0 and service.restarts >= self.crashloop_threshold:
+                # Restarted often enough, though not waiting in CrashLoopBackOff just now.
+                worst = max(service.pods, key=lambda p: p.restarts, default=None)
+                where = f" (pod {worst.name})" if worst is not None and worst.restarts else ""
+                return Verdict(
+                    succeeded=False,
+                    reason=(
+                        f"pods of {service.name} crash-looping "
+                        f"(restarted {service.restarts} times){where}"
+                    ),
+                )
+        for gone in set(self._unschedulable) - unschedulable:
+            del self._unschedulable[gone]
+        return self._scheduling_failure(now)
+
+    def _scheduling_failure(self, now: datetime) -> Verdict | None:
+        for service, pod, since in self._unschedulable.values():
+            if (now - since).total_seconds() >= self.scheduling_grace_seconds:
+                reason = unschedulable_failure(service, pod, self.scheduling_grace_seconds)
+                return Verdict(succeeded=False, reason=reason)
+        return None
+
     def check(self, now: datetime) -> Verdict | None:
-        """The backstop's failure: strictly more than deadline + grace without progress."""
+        """A pod unschedulable for longer than the grace; else the backstop's failure:
+        strictly more than deadline + grace without progress."""
+        unschedulable = self._scheduling_failure(now)
+        if unschedulable is not None:
+            return unschedulable
         if not self._judged:
             if deployment_timed_out(self._backstop, self._started, now):
                 return Verdict(
@@ -172,6 +218,10 @@ class RolloutPolicy:
             for name, status in judged.items()
             if (after := requeue_after(self._rollout(name), status, now)) is not None
         ]
+        due.extend(
+            max(self.scheduling_grace_seconds - (now - since).total_seconds(), 0.0)
+            for _, _, since in self._unschedulable.values()
+        )
         return min(due, default=float(self.backstop_seconds))
 
     @property

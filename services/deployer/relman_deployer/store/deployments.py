@@ -12,11 +12,13 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from relman_deployer.domain.diagnostics import Diagnostics
 from relman_deployer.domain.guards import app_busy, check_cancellable, no_running_deployment
 from relman_deployer.domain.model import Deployment, DeploymentEvent
 from relman_deployer.store import base, rows
 from relman_deployer.store import statements as q
 from relman_deployer.store.base import StoreBase
+from relman_deployer.store.diagnostics import replace_diagnostics
 from relman_deployer.store.tables import deployments
 
 
@@ -53,10 +55,12 @@ class DeploymentQueries(StoreBase):
         reason: str,
         ended: datetime,
         final: Sequence[DeploymentEvent] = (),
+        diagnostics: Diagnostics | None = None,
     ) -> Deployment:
         """Record the outcome with the ``final`` events that announce it (the last
-        StatusChange) and free the app's lease, in one transaction: a deployment that wrote
-        its last status line has ended, and one that did not is resumed before it."""
+        StatusChange), and its last ``diagnostics``, and free the app's lease, in one
+        transaction: a deployment that wrote its last status line has ended, and one that did
+        not is resumed before it."""
 
         def run(conn: Connection) -> Deployment:
             params: dict[str, Any] = {
@@ -71,6 +75,8 @@ class DeploymentQueries(StoreBase):
                 conn.execute(q.END_AT_SEQ, {**params, "p_last_seq": final[-1].seq})
             else:
                 conn.execute(q.END, params)
+            if diagnostics is not None:
+                replace_diagnostics(conn, deployment_id, diagnostics)
             conn.execute(q.FREE_LEASE, {"p_deployment_id": deployment_id})
             return base.get(conn, deployment_id)
 

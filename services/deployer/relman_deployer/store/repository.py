@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from relman_deployer.store.base import migrate
 from relman_deployer.store.deployments import DeploymentQueries
+from relman_deployer.store.diagnostics import DiagnosticsQueries
 from relman_deployer.store.events import EventQueries
 from relman_deployer.store.leases import LeaseQueries
 from relman_deployer.store.rows import group_by_deployment
 
 
-class DeploymentStore(DeploymentQueries, EventQueries, LeaseQueries):
-    """Async access to deployments, their events and the per-app leases."""
+class DeploymentStore(DeploymentQueries, EventQueries, LeaseQueries, DiagnosticsQueries):
+    """Async access to deployments, their events, the per-app leases and diagnostics."""
 
 
 __all__ = ["DeploymentStore", "group_by_deployment", "migrate"]

@@ -61,3 +61,13 @@ deploy_leases = Table(
     Column("deployment_id", String(16), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+# The last recorded diagnostics of a deployment's rollout (JSON of
+# relman_deployer.domain.diagnostics.Diagnostics), one row per deployment, overwritten.
+deployment_diagnostics = Table(
+    "deployment_diagnostics",
+    metadata,
+    Column("deployment_id", String(16), ForeignKey("deployments.id"), primary_key=True),
+    Column("recorded", DateTime(timezone=True), nullable=False),
+    Column("body", Text, nullable=False),
+)

@@ -75,6 +75,8 @@ class Deployment(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     ROLLBACK_OF_FIELD_NUMBER: _builtins.int
+    DIAGNOSTICS_FIELD_NUMBER: _builtins.int
+    DIAGNOSTICS_RECORDED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     app: _builtins.str
     release_id: _builtins.str
@@ -95,6 +97,17 @@ class Deployment(_message.Message):
     def ended(self) -> _timestamp_pb2.Timestamp:
         """Unset while running."""
 
+    @_builtins.property
+    def diagnostics(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceDiagnostics]:
+        """How the deployment's release rolled out, per service (GetDeployment only): recorded
+        every few seconds while it goes and once more at its end, so an ended deployment still
+        shows why it failed. Empty until the backend first reported on the release.
+        """
+
+    @_builtins.property
+    def diagnostics_recorded(self) -> _timestamp_pb2.Timestamp:
+        """When the diagnostics were last recorded (unset when there are none)."""
+
     def __init__(
         self,
         *,
@@ -110,14 +123,153 @@ class Deployment(_message.Message):
         last_seq: _builtins.int = ...,
         kind: _types_pb2.DeploymentKind.ValueType = ...,
         rollback_of: _builtins.str = ...,
+        diagnostics: _abc.Iterable[Global___ServiceDiagnostics] | None = ...,
+        diagnostics_recorded: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ended", b"ended", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["diagnostics_recorded", b"diagnostics_recorded", "ended", b"ended", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "app", b"app", "ended", b"ended", "id", b"id", "kind", b"kind", "last_seq", b"last_seq", "outcome", b"outcome", "previous_release_id", b"previous_release_id", "reason", b"reason", "release_id", b"release_id", "rollback_of", b"rollback_of", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "app", b"app", "diagnostics", b"diagnostics", "diagnostics_recorded", b"diagnostics_recorded", "ended", b"ended", "id", b"id", "kind", b"kind", "last_seq", b"last_seq", "outcome", b"outcome", "previous_release_id", b"previous_release_id", "reason", b"reason", "release_id", b"release_id", "rollback_of", b"rollback_of", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Deployment: _TypeAlias = Deployment  # noqa: Y015
+
+@_typing.final
+class ServiceDiagnostics(_message.Message):
+    """One service of a deployment's release, as its rollout last stood."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESIRED_FIELD_NUMBER: _builtins.int
+    UPDATED_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    PODS_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    desired: _builtins.int
+    updated: _builtins.int
+    """Pods of the release's template / passing readiness / available."""
+    ready: _builtins.int
+    available: _builtins.int
+    @_builtins.property
+    def pods(self) -> _containers.RepeatedCompositeFieldContainer[Global___PodDiagnostics]:
+        """The pods of the release's template, by name."""
+
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___WarningEvent]:
+        """The last warning events about the service, its ReplicaSets and pods, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        desired: _builtins.int = ...,
+        updated: _builtins.int = ...,
+        ready: _builtins.int = ...,
+        available: _builtins.int = ...,
+        pods: _abc.Iterable[Global___PodDiagnostics] | None = ...,
+        events: _abc.Iterable[Global___WarningEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "desired", b"desired", "events", b"events", "name", b"name", "pods", b"pods", "ready", b"ready", "updated", b"updated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceDiagnostics: _TypeAlias = ServiceDiagnostics  # noqa: Y015
+
+@_typing.final
+class PodDiagnostics(_message.Message):
+    """One pod as its kubelet reported it: the state of its first container that is not ready."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    RESTARTS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    LAST_TERMINATION_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    UNSCHEDULABLE_FIELD_NUMBER: _builtins.int
+    LOGS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    phase: _builtins.str
+    """Pending, Running, Succeeded, Failed, Unknown."""
+    ready: _builtins.bool
+    restarts: _builtins.int
+    state: _builtins.str
+    """waiting, running, terminated, or empty before any container exists."""
+    reason: _builtins.str
+    """e.g. ImagePullBackOff, CrashLoopBackOff, OOMKilled, CreateContainerConfigError."""
+    message: _builtins.str
+    last_termination: _builtins.str
+    """Why the container last ended (Error, OOMKilled), and its exit code."""
+    exit_code: _builtins.int
+    unschedulable: _builtins.str
+    """The scheduler's message while no node can take the pod (FailedScheduling)."""
+    @_builtins.property
+    def logs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The last lines its container wrote (kubernetes backend, failing pods only)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        phase: _builtins.str = ...,
+        ready: _builtins.bool = ...,
+        restarts: _builtins.int = ...,
+        state: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        last_termination: _builtins.str = ...,
+        exit_code: _builtins.int | None = ...,
+        unschedulable: _builtins.str = ...,
+        logs: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "last_termination", b"last_termination", "logs", b"logs", "message", b"message", "name", b"name", "phase", b"phase", "ready", b"ready", "reason", b"reason", "restarts", b"restarts", "state", b"state", "unschedulable", b"unschedulable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
+    _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
+
+Global___PodDiagnostics: _TypeAlias = PodDiagnostics  # noqa: Y015
+
+@_typing.final
+class WarningEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """system/k8s/<object>, as in DeploymentEvent."""
+    reason: _builtins.str
+    message: _builtins.str
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        source: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "reason", b"reason", "source", b"source", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WarningEvent: _TypeAlias = WarningEvent  # noqa: Y015
 
 @_typing.final
 class DeploymentEvent(_message.Message):

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 from relman_common.clock import Clock, utcnow
 from relman_common.errors import InvalidArgument, Unavailable
@@ -22,6 +23,7 @@ from relman_common.errors import InvalidArgument, Unavailable
 from relman_deployer.backends.base import AppSpec, ReleaseJob, ReleaseOutput
 from relman_deployer.backends.kubernetes.apply import apply_spec
 from relman_deployer.backends.kubernetes.dryrun import plan_spec
+from relman_deployer.backends.kubernetes.errors import api_error, connection_error
 from relman_deployer.backends.kubernetes.manifests import (
     namespace_name,
     validate_prefix,
@@ -32,6 +34,9 @@ from relman_deployer.backends.kubernetes.oneoff import run_job
 from relman_deployer.domain.plan import ObjectPlan
 
 log = logging.getLogger("relman.deployer.kubernetes")
+
+# How long one request for a pod's logs may take.
+LOG_REQUEST_SECONDS = 5.0
 
 
 def load_configuration(kubeconfig: str | None, context: str | None) -> k8s.Configuration:
@@ -150,6 +155,21 @@ class KubernetesBackend:
             async for item in items:
                 yield item
 
+    async def pod_logs(self, app: str, pod: str, container: str, lines: int) -> list[str]:
+        """The last ``lines`` lines of ``container`` in ``pod``: of its previous run when it
+        restarted (what a crash loop left), else of the current one."""
+        if self._closed:
+            raise Unavailable("the kubernetes backend is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor,
+            self._pod_logs,
+            namespace_name(self.namespace_prefix, app),
+            pod,
+            container,
+            lines,
+        )
+
     async def close(self) -> None:
         """Stop every observer and its threads, then the API connections. Not usable again."""
         self._closed = True
@@ -197,3 +217,25 @@ class KubernetesBackend:
 
     def _plan(self, spec: AppSpec) -> tuple[ObjectPlan, ...]:
         return plan_spec(self._client(), self.namespace_prefix, spec)
+
+    def _pod_logs(self, namespace: str, pod: str, container: str, lines: int) -> list[str]:
+        core = k8s.CoreV1Api(self._client())
+        what = f"reading the logs of pod {pod}"
+        for previous in (True, False):
+            try:
+                text = core.read_namespaced_pod_log(
+                    pod,
+                    namespace,
+                    container=container or None,
+                    tail_lines=lines,
+                    previous=previous,
+                    _request_timeout=LOG_REQUEST_SECONDS,
+                )
+            except ApiException as exc:
+                if previous and exc.status == 400:  # no previous run: the current one
+                    continue
+                raise api_error(exc, what) from None
+            except OSError as exc:
+                raise connection_error(exc, what) from None
+            return str(text or "").splitlines()[-lines:]
+        return []

@@ -26,9 +26,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from relman_deployer.backends.base import BackendEvent, RolloutStatus, ServiceStatus
+from relman_deployer.backends.base import BackendEvent, PodState, RolloutStatus, ServiceStatus
 from relman_deployer.backends.kubernetes.manifests import (
     NAME_LABEL,
     RELEASE_ANNOTATION,
@@ -83,8 +83,86 @@ def pod_restarts(pods: Iterable[Mapping[str, Any]], service: str, release: str) 
     return highest
 
 
+def _of_release(pod: Mapping[str, Any], service: str, release: str) -> bool:
+    meta = _meta(pod)
+    return (meta.get("labels") or {}).get(NAME_LABEL) == service and (
+        meta.get("annotations") or {}
+    ).get(RELEASE_ANNOTATION) == release
+
+
+def pod_state(pod: Mapping[str, Any]) -> PodState:
+    """A pod as its kubelet (and the scheduler) report it.
+
+    >>> p = pod_state({"metadata": {"name": "web-1"}, "spec": {"containers": [
+    ...     {"name": "main", "image": "reg/x:y"}]}, "status": {"phase": "Pending",
+    ...     "containerStatuses": [{"name": "main", "image": "reg/x:y", "ready": False,
+    ...     "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
+    ...     "message": 'Back-off pulling image "reg/x:y"'}}}]}})
+    >>> p.name, p.phase, p.state, p.reason, p.image
+    ('web-1', 'Pending', 'waiting', 'ImagePullBackOff', 'reg/x:y')
+    >>> pod_state({"metadata": {"name": "web-2"}, "status": {"phase": "Pending", "conditions": [
+    ...     {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+    ...      "message": "0/2 nodes are available: 2 Insufficient cpu."}]}}).unschedulable
+    '0/2 nodes are available: 2 Insufficient cpu.'
+    """
+    status = pod.get("status") or {}
+    spec = pod.get("spec") or {}
+    images = {str(c.get("name")): str(c.get("image") or "") for c in spec.get("containers") or []}
+    unschedulable = ""
+    for condition in status.get("conditions") or []:
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            unschedulable = str(condition.get("message") or "Unschedulable")
+    statuses = list(status.get("containerStatuses") or [])
+    # The container that says most: the first that is not ready (else the first).
+    chosen = next((c for c in statuses if not c.get("ready")), statuses[0] if statuses else {})
+    state_name, state = "", cast(Json, {})
+    for key in ("waiting", "terminated", "running"):
+        if (chosen.get("state") or {}).get(key) is not None:
+            state_name, state = key, (chosen.get("state") or {})[key] or {}
+            break
+    last = (chosen.get("lastState") or {}).get("terminated") or {}
+    exit_code = state.get("exitCode") if state_name == "terminated" else last.get("exitCode")
+    name = str(chosen.get("name") or next(iter(images), ""))
+    return PodState(
+        name=str(_meta(pod).get("name") or ""),
+        phase=str(status.get("phase") or "Pending"),
+        ready=bool(statuses) and all(bool(c.get("ready")) for c in statuses),
+        restarts=max((int(c.get("restartCount") or 0) for c in statuses), default=0),
+        container=name,
+        image=str(chosen.get("image") or images.get(name, "")),
+        state=state_name,
+        reason=str(state.get("reason") or ""),
+        message=str(state.get("message") or "").strip(),
+        last_termination=str(last.get("reason") or ""),
+        exit_code=int(exit_code) if exit_code is not None else None,
+        unschedulable=unschedulable,
+    )
+
+
+def pod_states(
+    pods: Iterable[Mapping[str, Any]], service: str, release: str
+) -> tuple[PodState, ...]:
+    """The states of ``service``'s pods of ``release``'s template (not being deleted), by
+    name."""
+    found = [
+        pod_state(p)
+        for p in pods
+        if _of_release(p, service, release) and not _meta(p).get("deletionTimestamp")
+    ]
+    return tuple(sorted(found, key=lambda p: p.name))
+
+
 def service_status(
-    name: str, desired: int, release: str, deployment: Mapping[str, Any] | None, restarts: int
+    name: str,
+    desired: int,
+    release: str,
+    deployment: Mapping[str, Any] | None,
+    restarts: int,
+    pods: tuple[PodState, ...] = (),
 ) -> ServiceStatus:
     """One service's progress towards ``release``, as its Deployment's status reports it.
 
@@ -94,7 +172,7 @@ def service_status(
     too early (``DeploymentComplete`` checks the generation too).
     """
     if deployment is None or _meta(deployment).get("deletionTimestamp"):
-        return ServiceStatus(name, desired, 0, 0, 0, restarts)
+        return ServiceStatus(name, desired, 0, 0, 0, restarts, pods=pods)
     meta = _meta(deployment)
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
@@ -113,6 +191,7 @@ def service_status(
         restarts=restarts,
         ready=int(status.get("readyReplicas") or 0),
         conditions=deployment_conditions(status) if current else (),
+        pods=pods,
     )
 
 
@@ -150,7 +229,12 @@ def rollout_status(
     pod_list = list(pods)
     statuses = tuple(
         service_status(
-            name, desired, release, deployments.get(name), pod_restarts(pod_list, name, release)
+            name,
+            desired,
+            release,
+            deployments.get(name),
+            pod_restarts(pod_list, name, release),
+            pod_states(pod_list, name, release),
         )
         for name, desired in services.items()
     )
@@ -230,6 +314,7 @@ def backend_event(event: Mapping[str, Any], now: datetime) -> BackendEvent | Non
         source=f"system/k8s/{name}",
         reason=str(reason),
         message=str(event.get("message") or "").strip(),
+        type=str(event.get("type") or "Normal"),
     )
 
 

@@ -17,8 +17,11 @@ is 0), and all state changes happen synchronously inside them, so there are no l
 partial states to observe.
 
 Failures are chosen by the release's environment, visibly: ``RELMAN_SIM_FAIL=crash`` makes the
-new pods crash-loop (``BackOff`` every ``retry_interval`` seconds, restarts counted) and
-``RELMAN_SIM_FAIL=unready`` makes them run but fail readiness (``Unhealthy``). The variable is
+new pods crash-loop (``BackOff`` every ``retry_interval`` seconds, restarts counted, waiting in
+``CrashLoopBackOff``), ``oom`` the same with each exit ``OOMKilled``, ``unready`` makes them run
+but fail readiness (``Unhealthy``) and ``pull`` makes their image unpullable (``Failed``
+events, waiting in ``ErrImagePull`` then ``ImagePullBackOff``). Each pod's state is reported in
+:class:`~relman_deployer.backends.base.PodState` as a kubelet reports it. The variable is
 part of the pod template, so pods of earlier templates stay healthy and a rollback to the
 previous release scales its old ReplicaSet (same template hash) back up.
 

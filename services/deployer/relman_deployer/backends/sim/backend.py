@@ -162,6 +162,10 @@ class SimBackend:
             async for item in items:
                 yield item
 
+    async def pod_logs(self, app: str, pod: str, container: str, lines: int) -> list[str]:
+        """The sim runs no containers, so they write nothing."""
+        return []
+
     async def close(self) -> None:
         """Stop every pod timer and end every observer. The backend cannot be used again."""
         self._cluster.closed = True

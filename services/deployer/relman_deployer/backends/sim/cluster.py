@@ -44,10 +44,14 @@ class Cluster:
             return self.loop.call_soon(callback, *args)
         return self.loop.call_later(delay, callback, *args)
 
-    def emit(self, app: App, obj: str, reason: str, message: str) -> None:
+    def emit(self, app: App, obj: str, reason: str, message: str, type_: str = "Normal") -> None:
         """An Event about ``obj`` (``system/k8s/<obj>``) to every observer of ``app``."""
         event = BackendEvent(
-            time=self.clock(), source=f"system/k8s/{obj}", reason=reason, message=message
+            time=self.clock(),
+            source=f"system/k8s/{obj}",
+            reason=reason,
+            message=message,
+            type=type_,
         )
         for observer in list(app.observers):
             observer.push(event)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from relman_common.manifest import Service
 
-from relman_deployer.backends.base import AppSpec, RolloutStatus, ServiceStatus
+from relman_deployer.backends.base import AppSpec, PodState, RolloutStatus, ServiceStatus
 from relman_deployer.backends.sim.observer import SimObserver
 from relman_deployer.rollout import (
     DeploymentStatus,
@@ -23,7 +23,7 @@ from relman_deployer.rollout import (
 # The release env key that makes a ReplicaSet's pods fail, and how they may fail
 # (``release``: the release command exits 1; the pods themselves are healthy).
 FAIL_ENV = "RELMAN_SIM_FAIL"
-FAIL_MODES = ("", "crash", "unready", "release")
+FAIL_MODES = ("", "crash", "unready", "pull", "oom", "release")
 FAIL_RELEASE = "release"
 CONTAINER = "main"
 
@@ -36,6 +36,32 @@ class Pod:
     ready: bool = False
     restarts: int = 0
     batch: PodBatch | None = None  # while it waits for its next step
+    # What its container's status says (``PodState``): running once started; waiting with
+    # a reason (ErrImagePull, ImagePullBackOff, CrashLoopBackOff) when it is not.
+    phase: str = "Pending"
+    state: str = ""
+    reason: str = ""
+    message: str = ""
+    last_termination: str = ""
+    exit_code: int | None = None
+
+    def set_state(self, state: str, reason: str = "", message: str = "") -> None:
+        self.state, self.reason, self.message = state, reason, message
+
+    def pod_state(self, image: str) -> PodState:
+        return PodState(
+            name=self.name,
+            phase=self.phase,
+            ready=self.ready,
+            restarts=self.restarts,
+            container=CONTAINER,
+            image=image,
+            state=self.state,
+            reason=self.reason,
+            message=self.message,
+            last_termination=self.last_termination,
+            exit_code=self.exit_code,
+        )
 
     def stop(self) -> None:
         """The pod is gone: it leaves its batch, whose timer stops once no pod is left in it."""
@@ -135,6 +161,10 @@ class Deployment:
             restarts=max((p.restarts for p in self.current.pods.values()), default=0),
             ready=written.ready_replicas,
             conditions=written.conditions,
+            pods=tuple(
+                p.pod_state(self.current.image)
+                for p in sorted(self.current.pods.values(), key=lambda p: p.name)
+            ),
         )
 
     def stop_recheck(self) -> None:
