@@ -154,5 +154,5 @@ async def test_the_sim_refuses_a_failure_mode_it_does_not_know() -> None:
     with pytest.raises(InvalidArgument) as err:
         await collect(sim, {"RELMAN_SIM_FAIL": "explode"})
     assert str(err.value) == (
-        "RELMAN_SIM_FAIL must be one of crash, unready, release, not 'explode'"
+        "RELMAN_SIM_FAIL must be one of crash, unready, pull, oom, release, not 'explode'"
     )
