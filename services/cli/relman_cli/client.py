@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from relman_common.request_ids import REQUEST_ID_METADATA, new_request_id
 from relman_common.vocabulary import MESSAGE_SIZE_OPTIONS
 
 from relman_cli.config import Endpoints
@@ -114,6 +115,9 @@ class ServiceClient(Generic[StubT]):
     token: str = field(default="", repr=False)
     # (CA, client certificate, client key) PEM paths, any may be empty; None: plaintext.
     tls: tuple[str, str, str] | None = None
+    # Sent as x-relman-request-id with every call: one per command invocation, so a retried
+    # write is answered with its first result instead of being made twice.
+    request_id: str = ""
     _channel: grpc.Channel | None = field(default=None, init=False, repr=False)
     _stub: StubT | None = field(default=None, init=False, repr=False)
 
@@ -131,7 +135,9 @@ class ServiceClient(Generic[StubT]):
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """Who is calling: the actor's name, and the API token when there is one."""
-        caller = ((ACTOR_METADATA, actor()),)
+        caller: tuple[tuple[str, str], ...] = ((ACTOR_METADATA, actor()),)
+        if self.request_id:
+            caller = (*caller, (REQUEST_ID_METADATA, self.request_id))
         if self.token:
             return (*caller, (AUTHORIZATION_METADATA, f"Bearer {self.token}"))
         return caller
@@ -241,12 +247,15 @@ class Client:
         token = endpoints.token
         tls = (endpoints.tls_ca, endpoints.tls_cert, endpoints.tls_key) if endpoints.tls else None
         release, deployer = endpoints.release, endpoints.deployer
-        self.release = ServiceClient(RELEASE_SERVICE, release, release_stub, token, tls)
-        self.deployer = ServiceClient(DEPLOYER_SERVICE, deployer, deployer_stub, token, tls)
+        # One request id for the whole command: its writes are each one call of a different
+        # method (the services key results by caller, method and id).
+        rid = new_request_id()
+        self.release = ServiceClient(RELEASE_SERVICE, release, release_stub, token, tls, rid)
+        self.deployer = ServiceClient(DEPLOYER_SERVICE, deployer, deployer_stub, token, tls, rid)
         # Builds are made by the Release service (its BuildService, on the same address).
-        self.builds = ServiceClient(RELEASE_SERVICE, release, build_stub, token, tls)
+        self.builds = ServiceClient(RELEASE_SERVICE, release, build_stub, token, tls, rid)
         # Tokens are kept by the Release service (its TokenService, on the same address).
-        self.tokens = ServiceClient(RELEASE_SERVICE, release, token_stub, token, tls)
+        self.tokens = ServiceClient(RELEASE_SERVICE, release, token_stub, token, tls, rid)
 
     def close(self) -> None:
         self.release.close()

@@ -34,6 +34,7 @@ from relman_common.grpc_errors import error_from_rpc
 from relman_common.lifecycle import Outcome
 from relman_common.manifest.proto import release_command_from_pb, services_from_pb
 from relman_common.pb_enums import to_pb
+from relman_common.request_ids import REQUEST_ID_METADATA
 from relman_common.tls import ClientTls, aio_channel
 
 from relman_deployer.credentials import DeployerToken
@@ -158,11 +159,16 @@ class ReleaseClient:
             return await self._retrying(f"GetDeployable {app} {release_id}", call)
         return await call()
 
-    async def create_rollback_release(self, app: str, release_id: str, actor: str) -> Deployable:
-        """A copy of an old release ("rollback to R"), ready to deploy."""
+    async def create_rollback_release(
+        self, app: str, release_id: str, actor: str, request_id: str = ""
+    ) -> Deployable:
+        """A copy of an old release ("rollback to R"), ready to deploy; made once per
+        ``request_id`` (a repeated id gets the first copy back)."""
         request = release_pb2.CreateRollbackReleaseRequest(app=app, release_id=release_id)
         async with self._writes.slot(urgent=True):
-            resp = await self._call(self._stub.CreateRollbackRelease, request, actor)
+            resp = await self._call(
+                self._stub.CreateRollbackRelease, request, actor, request_id=request_id
+            )
         return deployable_from_pb(resp)
 
     async def report(
@@ -194,8 +200,17 @@ class ReleaseClient:
 
         return await self._retrying(f"ReportDeployment {deployment.id} {outcome.value}", call)
 
-    async def _call(self, method: Callable[..., Awaitable[T]], request: object, actor: str) -> T:
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[T]],
+        request: object,
+        actor: str,
+        *,
+        request_id: str = "",
+    ) -> T:
         metadata = call_metadata(await self._token.get(), actor)
+        if request_id:
+            metadata = [*metadata, (REQUEST_ID_METADATA, request_id)]
         try:
             return await method(request, timeout=self._timeout, metadata=metadata)
         except grpc.RpcError as err:

@@ -275,8 +275,12 @@ def fuzzing(db_url: str, data_dir: Path) -> Iterator[Fuzz]:
             )
             for keys in (LONG_KEYS, [c * HUGE for c in "abcd"])
         ],
-        # Unsetting keys that are not set: the message names them.
-        "ChangeEnv": [release_pb2.ChangeEnvRequest(app="stable", unset=LONG_KEYS)],
+        # Unsetting keys that are not set: the message names them. A long key's NUL value:
+        # the message names the key (once whole, 302 characters).
+        "ChangeEnv": [
+            release_pb2.ChangeEnvRequest(app="stable", unset=LONG_KEYS),
+            release_pb2.ChangeEnvRequest(app="stable", set={LONG_KEYS[0]: "\x00"}),
+        ],
         # OK with a Deployable, FAILED_PRECONDITION EMPTY_MANIFEST and ENV_REQUIRED.
         # (Named releases: the apps' latest releases change as the generated calls run.)
         "GetDeployable": [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from relman_common.request_results import results_table
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -61,3 +62,8 @@ deploy_leases = Table(
     Column("deployment_id", String(16), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+
+# Promote, Rollback and Cancel by client request id: the deployment each one started or
+# cancelled (relman_common.request_ids).
+request_results = results_table(metadata, "deployer_request_results")

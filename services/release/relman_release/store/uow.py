@@ -33,7 +33,7 @@ class SqlUnitOfWork:
         self.engine = engine
         self.box = box
         self._clock = clock
-        self._writer = writer(engine)
+        self.writer = writer(engine)
 
     @contextmanager
     def read(self) -> Iterator[SqlRepository]:
@@ -42,7 +42,7 @@ class SqlUnitOfWork:
 
     @contextmanager
     def write(self) -> Iterator[SqlRepository]:
-        with self._writer.connect() as conn, conn.begin():
+        with self.writer.connect() as conn, conn.begin():
             yield SqlRepository(conn, self.box)
 
     def now(self) -> datetime:
