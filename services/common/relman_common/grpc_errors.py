@@ -235,6 +235,11 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         set_request(CallRequest(request.method, request_id))
 
     async def _fail(self, request: _Request, err: Exception, context: Context) -> NoReturn:
+        if type(err).__module__.startswith("sqlalchemy"):
+            # A database fault is the database being unavailable, not a bug (SPEC 10).
+            from relman_common.db import domain_error
+
+            err = domain_error(err) or err
         if isinstance(err, grpc.aio.AbortError):
             request.code = context.code() or grpc.StatusCode.UNKNOWN
             raise err

@@ -61,7 +61,7 @@ def rpc(
         if write and grouped and self.writes is not None:
             result = await self.writes.run(use_case, *call)
         else:
-            result = await self.executor.run(use_case, self.uow, *call)
+            result = await self.executor.transaction(use_case, self.uow, *call)
         return to_pb(result)
 
     return handler
@@ -102,10 +102,10 @@ class _Servicer:
         try:
             if grouped and self.writes is not None:
                 return await self.writes.run(body)
-            return await self.executor.run(requests.in_one_transaction, self.uow, body)
+            return await self.executor.transaction(requests.in_one_transaction, self.uow, body)
         except DuplicateRequest:
             # A concurrent call with the same id committed first: its response is the answer.
-            found = await self.executor.run(requests.recall_committed, self.uow, key)
+            found = await self.executor.transaction(requests.recall_committed, self.uow, key)
             if found is None:
                 raise
             return found

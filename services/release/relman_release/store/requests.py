@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
+from relman_common.db import commit
 from relman_common.request_ids import RequestKey
 from relman_common.request_results import RequestResults
 
@@ -22,8 +23,10 @@ RESULTS = RequestResults(request_results)
 def in_one_transaction(uow: SqlUnitOfWork, fn: Callable[[SharedWrite], T]) -> T:
     """``fn`` with a unit of work whose every ``write()`` is one transaction, committed when
     ``fn`` returns (rolled back if it raises)."""
-    with uow.writer.connect() as conn, conn.begin():
-        return fn(SharedWrite(uow, conn))
+    with uow.writer.connect() as conn, conn.begin() as tx:
+        result = fn(SharedWrite(uow, conn))
+        commit(tx)
+        return result
 
 
 def recall(uow: SharedWrite, key: RequestKey) -> Message | None:
