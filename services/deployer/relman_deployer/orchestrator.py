@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from relman_common.clock import Clock, utcnow
+from relman_common.db import is_postgres
 from relman_common.lifecycle import Kind
 from relman_common.request_ids import DuplicateRequest, RequestKey, fingerprint
 from relman_common.vocabulary import (
@@ -38,6 +39,7 @@ from relman_deployer.domain.guards import app_busy, check_promotable, check_time
 from relman_deployer.domain.model import Deployable, Deployment, DeploymentEvent
 from relman_deployer.domain.policy import DEFAULT_CRASHLOOP_THRESHOLD, DEFAULT_TIMEOUT_SECONDS
 from relman_deployer.events import EventHub, EventLog, watch
+from relman_deployer.events.listen import EventListener
 from relman_deployer.release_client import ReleaseClient
 from relman_deployer.store.repository import DeploymentStore
 
@@ -85,11 +87,15 @@ class Orchestrator:
         self.leases = LeaseKeeper(
             store, config.owner, config.lease_ttl, clock, self._runs, self._launch
         )
+        # On PostgreSQL, events other Deployers write reach this one's watchers at once.
+        self.listener = EventListener(store.engine, self.hub) if is_postgres(store.engine) else None
 
     # Lifecycle.
 
     async def start(self) -> None:
         self.events.start()
+        if self.listener is not None:
+            self.listener.start()
         self.leases.start()
 
     async def stop(self) -> None:
@@ -103,6 +109,8 @@ class Orchestrator:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._reporter.settle(REPORT_GRACE_SECONDS)
         await self.events.stop()
+        if self.listener is not None:
+            await self.listener.stop()
         await self.leases.hand_off()
 
     async def resume_orphans(self) -> list[str]:

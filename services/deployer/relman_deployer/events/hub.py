@@ -65,6 +65,9 @@ class EventHub:
         # Subscriptions waiting in next() -> the loop time by which they look at the database.
         self._waiting: dict[Subscription, float] = {}
         self._ticker: asyncio.Task[None] | None = None
+        # True while this process hears of events other processes write (PostgreSQL LISTEN,
+        # see .listen): then watchers of those need not poll the database often.
+        self.listening = False
 
     def subscribe(self, deployment_id: str) -> Subscription:
         sub = Subscription(deployment_id)
@@ -124,6 +127,20 @@ class EventHub:
                 if deadline <= now:
                     del self._waiting[sub]
                     sub.offer(None)
+
+    def poke(self, deployment_id: str) -> None:
+        """Another process wrote events of ``deployment_id``: its watchers here look at the
+        database (those of a deployment live here get its events published already)."""
+        if deployment_id in self._recent:
+            return
+        for sub in self._subs.get(deployment_id, ()):
+            if sub.queue.empty():  # one look covers every write so far
+                sub.offer(None)
+
+    def poke_all(self) -> None:
+        """Every watcher of a deployment not live here looks at the database."""
+        for deployment_id in list(self._subs):
+            self.poke(deployment_id)
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.deployment_id)

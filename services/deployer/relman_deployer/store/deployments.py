@@ -19,6 +19,7 @@ from relman_deployer.domain.model import Deployment, DeploymentEvent
 from relman_deployer.store import base, rows
 from relman_deployer.store import statements as q
 from relman_deployer.store.base import StoreBase
+from relman_deployer.store.notify import notify_written
 from relman_deployer.store.tables import deployments, request_results
 
 # What a Promote, Rollback or Cancel with a client request id did: the deployment it started
@@ -90,6 +91,7 @@ class DeploymentQueries(StoreBase):
             else:
                 conn.execute(q.END, params)
             conn.execute(q.FREE_LEASE, {"p_deployment_id": deployment_id})
+            notify_written(conn, [deployment_id])
             return base.get(conn, deployment_id)
 
         try:
