@@ -88,7 +88,7 @@ class Orchestrator:
             store, config.owner, config.lease_ttl, clock, self._runs, self._launch
         )
         # On PostgreSQL, events other Deployers write reach this one's watchers at once.
-        self.listener = EventListener(store.engine, self.hub) if is_postgres(store.engine) else None
+        self.listener = EventListener(store, self.hub) if is_postgres(store.engine) else None
 
     # Lifecycle.
 

@@ -68,6 +68,7 @@ async def watch(
             heard = hub.is_live(deployment_id) or hub.listening
             poll = LOCAL_POLL_SECONDS if heard else REMOTE_POLL_SECONDS
             while True:
+                sub.last = last  # what it has, for a fetch of what another process wrote
                 item = await hub.next(sub, poll)
                 if item is None:  # nothing for a while, or told to: look at the database
                     break
