@@ -116,7 +116,7 @@ def ratios(r: dict[str, Any]) -> tuple[list[Ratio], list[str]]:
     for db in ("sqlite", "postgres"):
         scale = r.get("scale", {}).get(db, {})
         for size in scale:
-            if size in ("100", "skipped", "echo"):
+            if size in ("100", "skipped", "echo", "start"):
                 continue
             for page in ("first_page", "deep_page"):
                 for q in ("p50_ms", "p99_ms"):
@@ -521,6 +521,12 @@ def other_rows(r: dict[str, Any]) -> list[list[str]]:
         "deployer.sequential.promote_wall",
         lambda d: f"p50 {_fmt(d['p50_ms'])} ms, p99 {_fmt(d['p99_ms'])} ms",
     )
+    for db in ("sqlite", "postgres"):
+        row(
+            f"Release service start, to serving, with the seeded releases ({db})",
+            f"scale.{db}.start",
+            lambda s: f"{s['seconds']:.2f} s with {s['releases']:,} releases",
+        )
     rep = "replicas.fan_out"
     for where, label in (("same", "the Deployer running it"), ("other", "the other Deployer")):
         row(
