@@ -24,6 +24,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from google.protobuf.message import Message
+
 from relman_common.errors import InvalidArgument
 from relman_common.vocabulary import quote
 
@@ -104,12 +106,13 @@ def fingerprint(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def request_key(caller: str, payload: bytes) -> RequestKey | None:
-    """The key of the current call for ``caller`` and its request ``payload``; None when the
-    call carried no request id."""
+def request_key(caller: str, request: Message) -> RequestKey | None:
+    """The key of the current call for ``caller`` and its ``request``; None when the call
+    carried no request id (then the request is not serialized)."""
     current = current_request()
     if current is None or not current.request_id:
         return None
+    payload = request.SerializeToString(deterministic=True)
     return RequestKey(caller, current.method, current.request_id, fingerprint(payload))
 
 

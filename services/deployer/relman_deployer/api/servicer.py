@@ -93,4 +93,4 @@ def key_of(request: Any) -> RequestKey | None:
     """The client request id of the current call, for its caller (None when it sent none)."""
     principal = current_principal()
     caller = principal.name if principal is not None else current_actor()
-    return request_key(caller, request.SerializeToString(deterministic=True))
+    return request_key(caller, request)

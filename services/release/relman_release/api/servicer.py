@@ -55,8 +55,8 @@ def rpc(
         before = (current_principal(),) if caller else ()
         after = (current_actor(),) if actor else ()
         call = (*before, *args(request), *after)
-        key = request_key(caller_name(), request.SerializeToString(deterministic=True))
-        if write and key is not None:
+        key = request_key(caller_name(), request) if write else None
+        if key is not None:
             return await self.once(key, lambda uow: to_pb(use_case(uow, *call)), grouped)
         if write and grouped and self.writes is not None:
             result = await self.writes.run(use_case, *call)
