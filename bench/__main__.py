@@ -17,10 +17,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cli, deployer, floors, packaging, pg, release, report, scale, uploads
+from bench import (
+    cli,
+    deployer,
+    floors,
+    packaging,
+    pg,
+    release,
+    replicas,
+    report,
+    scale,
+    uploads,
+)
 from bench.procs import REPO, ServiceProcess, module_runs
 
-SECTIONS = ("floors", "release", "scale", "deployer", "cli", "packaging", "uploads")
+SECTIONS = (
+    "floors",
+    "release",
+    "scale",
+    "deployer",
+    "replicas",
+    "cli",
+    "packaging",
+    "uploads",
+)
 DEFAULT_SCALE = "100,10000,100000,1000000"
 DEFAULT_PG_SCALE = "100,10000,100000"
 
@@ -164,6 +184,14 @@ class Bench:
             return await deployer.run(self.workdir, echo_addr)
 
         await self.section("deployer", run)
+
+    async def replicas(self) -> None:
+        async def run() -> Any:
+            self.needs("relman_release")
+            self.needs("relman_deployer")
+            return await replicas.run(self.workdir)
+
+        await self.section("replicas", run)
 
     async def cli(self) -> None:
         async def run() -> Any:

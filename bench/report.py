@@ -116,7 +116,7 @@ def ratios(r: dict[str, Any]) -> tuple[list[Ratio], list[str]]:
     for db in ("sqlite", "postgres"):
         scale = r.get("scale", {}).get(db, {})
         for size in scale:
-            if size in ("100", "skipped", "echo"):
+            if size in ("100", "skipped", "echo", "start"):
                 continue
             for page in ("first_page", "deep_page"):
                 for q in ("p50_ms", "p99_ms"):
@@ -282,6 +282,29 @@ def targets(r: dict[str, Any]) -> tuple[list[Target], list[str]]:
             "0",
         ),
         "lost events target",
+    )
+    rep = "replicas.fan_out"
+    add(
+        lambda: Target(
+            "Watch on the other Deployer (LISTEN/NOTIFY): fan-out lag p99",
+            dig(r, f"{rep}.other.lag_ms.p99_ms"),
+            2 * dig(r, f"{rep}.same.lag_ms.p99_ms"),
+            "ms",
+            True,
+            "2x the lag on the Deployer running it",
+        ),
+        "cross-replica lag target",
+    )
+    add(
+        lambda: Target(
+            "takeover of a killed owner's deployment",
+            dig(r, "replicas.takeover.takeover_s"),
+            dig(r, "replicas.takeover.lease_ttl_s") + 2,
+            "s",
+            True,
+            "lease TTL + 2 s",
+        ),
+        "takeover target",
     )
     add(
         lambda: Target(
@@ -531,6 +554,24 @@ def other_rows(r: dict[str, Any]) -> list[list[str]]:
         "sequential promotes: whole promote stream",
         "deployer.sequential.promote_wall",
         lambda d: f"p50 {_fmt(d['p50_ms'])} ms, p99 {_fmt(d['p99_ms'])} ms",
+    )
+    for db in ("sqlite", "postgres"):
+        row(
+            f"Release service start, to serving, with the seeded releases ({db})",
+            f"scale.{db}.start",
+            lambda s: f"{s['seconds']:.2f} s with {s['releases']:,} releases",
+        )
+    rep = "replicas.fan_out"
+    for where, label in (("same", "the Deployer running it"), ("other", "the other Deployer")):
+        row(
+            f"Watch on {label}: fan-out lag p50 / p99 (PostgreSQL, 50 watchers each)",
+            f"{rep}.{where}.lag_ms",
+            lambda s: f"{s['p50_ms']:.1f} / {s['p99_ms']:.1f} ms",
+        )
+    row(
+        "takeover of a killed owner's deployment (lease TTL)",
+        "replicas.takeover",
+        lambda t: f"{t['takeover_s']:.2f} s (TTL {t['lease_ttl_s']:g} s)",
     )
     w = "deployer.watchers"
     row(

@@ -16,12 +16,14 @@ never sees a traceback. The stub modules are imported only by the commands that 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from relman_common.request_ids import REQUEST_ID_METADATA, new_request_id
 from relman_common.vocabulary import MESSAGE_SIZE_OPTIONS
 
 from relman_cli.config import Endpoints
@@ -42,6 +44,9 @@ ResponseT = TypeVar("ResponseT", bound=Message)
 ACTOR_METADATA = "x-relman-actor"
 AUTHORIZATION_METADATA = "authorization"
 UNARY_TIMEOUT_SECONDS = 60.0
+DEFAULT_RETRY_SECONDS = 30.0
+FIRST_BACKOFF_SECONDS = 0.1
+MAX_BACKOFF_SECONDS = 2.0
 RELEASE_SERVICE = "Release service"
 DEPLOYER_SERVICE = "Deployer"
 
@@ -106,7 +111,13 @@ def _message(err: grpc.RpcError, service: str, addr: str) -> CliError:
 @dataclass(eq=False)
 class ServiceClient(Generic[StubT]):
     """One service's channel and stub; :meth:`call` and :meth:`stream` are the only ways
-    commands reach it."""
+    commands reach it.
+
+    ``addr`` is one address or several, comma-separated (a rack's list): calls go to one of
+    them, and a call answered UNAVAILABLE (or that cannot connect) is retried on the next one
+    with exponential backoff for up to ``retry_for`` seconds. Writes are safe to retry: every
+    call carries the command's ``request_id``, and the services answer a repeated id with the
+    first call's result."""
 
     name: str
     addr: str
@@ -114,27 +125,57 @@ class ServiceClient(Generic[StubT]):
     token: str = field(default="", repr=False)
     # (CA, client certificate, client key) PEM paths, any may be empty; None: plaintext.
     tls: tuple[str, str, str] | None = None
+    # Sent as x-relman-request-id with every call: one per command invocation, so a retried
+    # write is answered with its first result instead of being made twice.
+    request_id: str = ""
+    retry_for: float = DEFAULT_RETRY_SECONDS
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    _index: int = field(default=0, init=False, repr=False)
     _channel: grpc.Channel | None = field(default=None, init=False, repr=False)
     _stub: StubT | None = field(default=None, init=False, repr=False)
+
+    @property
+    def addrs(self) -> list[str]:
+        """Every address of the service, in the order they are tried."""
+        return [a.strip() for a in self.addr.split(",") if a.strip()] or [self.addr]
+
+    @property
+    def current(self) -> str:
+        """The address calls go to now."""
+        addrs = self.addrs
+        return addrs[self._index % len(addrs)]
 
     def _opened(self) -> StubT:
         """The stub, on a channel opened on first use (it connects on the first call)."""
         if self._stub is None:
             options = [*MESSAGE_SIZE_OPTIONS, ("grpc.enable_retries", 0)]
             if self.tls is None:
-                self._channel = grpc.insecure_channel(self.addr, options=options)
+                self._channel = grpc.insecure_channel(self.current, options=options)
             else:
                 credentials = channel_credentials(*self.tls)
-                self._channel = grpc.secure_channel(self.addr, credentials, options=options)
+                self._channel = grpc.secure_channel(self.current, credentials, options=options)
             self._stub = self.make_stub(self._channel)
         return self._stub
 
+    def next_endpoint(self) -> None:
+        """Use the next address from now on, on a new channel (a channel that failed to
+        connect waits out gRPC's reconnect backoff, up to minutes, before trying again)."""
+        self.close()
+        self._index += 1
+
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """Who is calling: the actor's name, and the API token when there is one."""
-        caller = ((ACTOR_METADATA, actor()),)
+        caller: tuple[tuple[str, str], ...] = ((ACTOR_METADATA, actor()),)
+        if self.request_id:
+            caller = (*caller, (REQUEST_ID_METADATA, self.request_id))
         if self.token:
             return (*caller, (AUTHORIZATION_METADATA, f"Bearer {self.token}"))
         return caller
+
+    def retrying(self) -> Backoff:
+        """The schedule of one call's retries (see :class:`Backoff`)."""
+        return Backoff(self.clock() + self.retry_for, self.sleep, self.clock)
 
     def call(
         self,
@@ -142,12 +183,17 @@ class ServiceClient(Generic[StubT]):
         request: RequestT,
         timeout: float = UNARY_TIMEOUT_SECONDS,
     ) -> ResponseT:
-        """A unary call of ``rpc(stub)``; any failure becomes a :class:`CliError`."""
-        method = rpc(self._opened())
-        try:
-            return method(request, metadata=self.metadata(), timeout=timeout)
-        except grpc.RpcError as err:
-            raise self.error(err) from None
+        """A unary call of ``rpc(stub)``, retried over the addresses while the service is
+        UNAVAILABLE; any failure becomes a :class:`CliError`."""
+        backoff = self.retrying()
+        while True:
+            method = rpc(self._opened())
+            try:
+                return method(request, metadata=self.metadata(), timeout=timeout)
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or not backoff.wait():
+                    raise self.error(err) from None
+            self.next_endpoint()
 
     def send(
         self,
@@ -155,7 +201,8 @@ class ServiceClient(Generic[StubT]):
         requests: Iterator[RequestT],
     ) -> ResponseT:
         """A client stream of ``rpc(stub)`` (an upload), without a deadline: large archives
-        take as long as they take. Any failure becomes a :class:`CliError`."""
+        take as long as they take. Not retried (the stream is read once). Any failure
+        becomes a :class:`CliError`."""
         method = rpc(self._opened())
         try:
             return method(requests, metadata=self.metadata())
@@ -171,19 +218,38 @@ class ServiceClient(Generic[StubT]):
         they take.
 
         Errors surface while iterating, as ``grpc.RpcError``; the caller decides which are
-        worth a reconnect (see :mod:`relman_cli.follow`) and turns the rest into CliErrors
-        with :meth:`error`.
+        worth a reconnect (see :mod:`relman_cli.follow`, which moves to the next address with
+        :meth:`next_endpoint`) and turns the rest into CliErrors with :meth:`error`.
         """
         return rpc(self._opened())(request, metadata=self.metadata())
 
     def error(self, err: grpc.RpcError) -> CliError:
-        return cli_error(err, self.name, self.addr)
+        addrs = self.addrs
+        return cli_error(err, self.name, self.current if len(addrs) == 1 else ", ".join(addrs))
 
     def close(self) -> None:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
             self._stub = None
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff until ``deadline`` (of ``clock``): :meth:`wait` sleeps the next
+    delay and says True, or says False when that would pass the deadline."""
+
+    deadline: float
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    delay: float = FIRST_BACKOFF_SECONDS
+
+    def wait(self) -> bool:
+        if self.clock() + self.delay > self.deadline:
+            return False
+        self.sleep(self.delay)
+        self.delay = min(self.delay * 2, MAX_BACKOFF_SECONDS)
+        return True
 
 
 def channel_credentials(ca: str, cert: str, key: str) -> grpc.ChannelCredentials:
@@ -241,12 +307,18 @@ class Client:
         token = endpoints.token
         tls = (endpoints.tls_ca, endpoints.tls_cert, endpoints.tls_key) if endpoints.tls else None
         release, deployer = endpoints.release, endpoints.deployer
-        self.release = ServiceClient(RELEASE_SERVICE, release, release_stub, token, tls)
-        self.deployer = ServiceClient(DEPLOYER_SERVICE, deployer, deployer_stub, token, tls)
+        # One request id for the whole command: its writes are each one call of a different
+        # method (the services key results by caller, method and id).
+        rid = new_request_id()
+        retry = endpoints.retry_seconds
+        self.release = ServiceClient(RELEASE_SERVICE, release, release_stub, token, tls, rid, retry)
+        self.deployer = ServiceClient(
+            DEPLOYER_SERVICE, deployer, deployer_stub, token, tls, rid, retry
+        )
         # Builds are made by the Release service (its BuildService, on the same address).
-        self.builds = ServiceClient(RELEASE_SERVICE, release, build_stub, token, tls)
+        self.builds = ServiceClient(RELEASE_SERVICE, release, build_stub, token, tls, rid, retry)
         # Tokens are kept by the Release service (its TokenService, on the same address).
-        self.tokens = ServiceClient(RELEASE_SERVICE, release, token_stub, token, tls)
+        self.tokens = ServiceClient(RELEASE_SERVICE, release, token_stub, token, tls, rid, retry)
 
     def close(self) -> None:
         self.release.close()

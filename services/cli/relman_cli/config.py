@@ -4,14 +4,17 @@
 
     racks:
       prod:
-        release: release.prod.example:50051
-        deployer: deployer.prod.example:50052
+        release: release.prod.example:50051     # or a list: [r1:50051, r2:50051]
+        deployer: [d1.prod.example:50052, d2.prod.example:50052]
         token: rmt_...        # optional; $RELMAN_TOKEN wins over it
         tls_ca: /path/ca.pem  # optional: TLS, trusting this CA (else $RELMAN_TLS_CA)
         tls_client_cert: ...  # optional: mutual TLS (else $RELMAN_TLS_CLIENT_CERT / _KEY)
         tls_client_key: ...
 
-Without a rack, ``RELMAN_RELEASE_ADDR`` / ``RELMAN_DEPLOYER_ADDR`` or the local defaults apply.
+Without a rack, ``RELMAN_RELEASE_ADDR`` / ``RELMAN_DEPLOYER_ADDR`` (each one address, or
+several comma-separated) or the local defaults apply. Calls go to one address of a service and
+move on to the next while it is UNAVAILABLE, for up to ``RELMAN_RETRY_SECONDS``; a DNS name
+with several addresses is tried address by address by gRPC itself.
 
 The token sent is ``$RELMAN_TOKEN``, else the rack's ``token``, else — without a rack, for the
 services on this machine — the local admin token ``$RELMAN_DATA_DIR/admin.token`` (default
@@ -31,6 +34,7 @@ from relman_common.settings import (
     DATA_DIR,
     DEPLOYER_ADDR,
     RELEASE_ADDR,
+    RETRY_SECONDS,
     TLS_CA,
     TLS_CLIENT_CERT,
     TLS_CLIENT_KEY,
@@ -55,6 +59,8 @@ class Endpoints:
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    # How long calls are retried while a service is UNAVAILABLE (RELMAN_RETRY_SECONDS).
+    retry_seconds: float = RETRY_SECONDS.default
 
     @property
     def tls(self) -> bool:
@@ -94,17 +100,43 @@ def resolve(rack: str | None, environ: Mapping[str, str] | None = None) -> Endpo
         "tls_cert": TLS_CLIENT_CERT.value(environ),
         "tls_key": TLS_CLIENT_KEY.value(environ),
     }
+    retry = _retry_seconds(environ)
     if rack:
-        found = _rack_endpoints(rack, racks_file(environ))
+        found = replace(_rack_endpoints(rack, racks_file(environ)), retry_seconds=retry)
         if not found.tls:
-            found = replace(found, **tls)
+            found = replace(
+                found, tls_ca=tls["tls_ca"], tls_cert=tls["tls_cert"], tls_key=tls["tls_key"]
+            )
         return replace(found, token=token) if token else found
     return Endpoints(
         release=RELEASE_ADDR.value(environ),
         deployer=DEPLOYER_ADDR.value(environ),
         token=token or _read_token(local_admin_token_file(environ)),
+        retry_seconds=retry,
         **tls,
     )
+
+
+def _retry_seconds(environ: Mapping[str, str]) -> float:
+    try:
+        value = RETRY_SECONDS.value(environ)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    if not 0 <= value <= 24 * 3600:
+        raise CliError(f"invalid {RETRY_SECONDS.env} {value}: use 0 to 86400 seconds")
+    return value
+
+
+def _addresses(path: Path, rack: str, key: str, value: Any) -> str:
+    """A rack's ``release`` or ``deployer``: one address, or a list of them (kept as one
+    comma-separated string, which the clients split)."""
+    items = value if isinstance(value, list) else [value] if value else []
+    addrs = [str(item).strip() for item in items if item is not None and str(item).strip()]
+    if not addrs or any("," in a or " " in a for a in addrs):
+        raise CliError(
+            f"{path}: rack {rack}: '{key}' must be an address host:port or a list of them"
+        )
+    return ",".join(addrs)
 
 
 def load_racks(path: Path) -> dict[str, Endpoints]:
@@ -128,10 +160,10 @@ def load_racks(path: Path) -> dict[str, Endpoints]:
     for name, entry in racks.items():
         if not isinstance(entry, dict):
             raise CliError(f"{path}: rack {name} must have 'release' and 'deployer' addresses")
-        release = str(entry.get("release") or "")
-        deployer = str(entry.get("deployer") or "")
-        if not release or not deployer:
+        if not entry.get("release") or not entry.get("deployer"):
             raise CliError(f"{path}: rack {name} must have 'release' and 'deployer' addresses")
+        release = _addresses(path, str(name), "release", entry.get("release"))
+        deployer = _addresses(path, str(name), "deployer", entry.get("deployer"))
         token = str(entry.get("token") or "")
         result[str(name)] = Endpoints(
             release,

@@ -6,8 +6,11 @@ BuildLogs streams ``BuildUpdate`` messages the same way: the build, its log line
 from 1, the build again at the end. A follower remembers the last sequence number it showed;
 when the stream breaks (the service restarted, the network dropped) it reopens the stream
 after that number (``Watch(deployment, after_seq)``, ``BuildLogs(build, after_seq)``) with a
-short backoff, so every item is shown exactly once. It gives up after ``reconnect_for``
-seconds without a message, telling the user how to pick the stream up again.
+short backoff, so every item is shown exactly once; Watch works on every Deployer, so the CLI
+reopens it on the next address of the rack's list. A Promote whose stream broke before it
+named its deployment is sent again with its request id, which streams the same deployment.
+It gives up after ``reconnect_for`` seconds without a message, telling the user how to pick
+the stream up again.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ BuildUpdate = build_pb2.BuildUpdate
 
 RUNNING = types_pb2.OUTCOME_RUNNING
 SUCCEEDED = types_pb2.OUTCOME_SUCCEEDED
-# How long to keep trying to reconnect to a service that went away mid-stream.
+# How long to keep trying to reconnect to a service that went away mid-stream (the CLI uses
+# RELMAN_RETRY_SECONDS).
 RECONNECT_SECONDS = 30.0
 
 BUILD_DONE = frozenset({release_pb2.BUILD_STATUS_COMPLETE, release_pb2.BUILD_STATUS_FAILED})
@@ -54,7 +58,12 @@ U = TypeVar("U")
 
 
 class StreamLost(CliError):
-    """The stream broke and could not be resumed in time; what it followed goes on."""
+    """The stream broke and could not be resumed in time; what it followed goes on.
+    ``reason`` is why the last attempt failed."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass
@@ -172,6 +181,7 @@ class DeploymentFollower(Resumable[DeploymentUpdate, Followed]):
         on_deployment: Callable[[Deployment], None] | None = None,
         *,
         stop_after_seq: int | None = None,
+        restart: Callable[[], Iterator[DeploymentUpdate]] | None = None,
         **timing: Any,
     ) -> None:
         super().__init__(Followed(), translate, **timing)
@@ -179,6 +189,9 @@ class DeploymentFollower(Resumable[DeploymentUpdate, Followed]):
         self._on_event = on_event
         self._on_deployment = on_deployment
         self._stop_after_seq = stop_after_seq
+        # Opens the first stream again when it broke before naming its deployment (a Promote
+        # repeated with its request id streams the deployment the first call started).
+        self._restart = restart
 
     @property
     def finished(self) -> bool:
@@ -196,9 +209,11 @@ class DeploymentFollower(Resumable[DeploymentUpdate, Followed]):
         return self.seen.deployment
 
     def _resumable(self) -> bool:
-        return bool(self.seen.deployment_id)
+        return bool(self.seen.deployment_id) or self._restart is not None
 
     def _reopen(self) -> Iterator[DeploymentUpdate]:
+        if not self.seen.deployment_id and self._restart is not None:
+            return self._restart()
         return self._open_watch(self.seen.deployment_id, self.seen.last_seq)
 
     def _take(self, update: DeploymentUpdate) -> bool:
@@ -222,7 +237,8 @@ class DeploymentFollower(Resumable[DeploymentUpdate, Followed]):
     def _gave_up(self, reason: str) -> StreamLost:
         return StreamLost(
             f"lost the deployment stream of {self.seen.deployment_id} after event "
-            f"{self.seen.last_seq} ({reason})"
+            f"{self.seen.last_seq} ({reason})",
+            reason,
         )
 
 

@@ -1,9 +1,19 @@
-"""Database plumbing shared by both services: engines, a thread pool, migrations.
+"""Database plumbing shared by both services: engines, a thread pool, migrations, and what a
+database fault becomes.
 
 SQLite is the embedded default (WAL, synchronous=FULL, so an acknowledged write survives a
 crash); PostgreSQL is chosen by URL. The sqlite3 driver's own transaction handling is turned
 off and transactions are begun explicitly, so that a write transaction can take SQLite's write
 lock up front (``BEGIN IMMEDIATE``) instead of failing half-way when two writers meet.
+
+Faults (SPEC 10): a transaction that fails because its connection died (the server restarted,
+``pg_terminate_backend``), the database could not be reached, or on a serialization failure or
+deadlock, is run once more on a fresh connection (:meth:`DbExecutor.transaction`) when it had
+not committed; a connection lost during COMMIT cannot tell whether it committed and is
+:class:`CommitUncertain`. What is left becomes :class:`relman_common.errors.Unavailable` with a
+clear message (:func:`domain_error`, used by the RPC layer), never INTERNAL. PostgreSQL
+connections are pinged when taken from the pool (``pool_pre_ping``), so a restarted database is
+picked up without restarting the services.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,11 +30,16 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import Connection
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import Connection, RootTransaction
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from relman_common import errors
+from relman_common.vocabulary import clip
+
 T = TypeVar("T")
+
+log = logging.getLogger("relman.db")
 
 # Execution option read by the SQLite "begin" hook: "IMMEDIATE" for write transactions.
 SQLITE_BEGIN = "relman_sqlite_begin"
@@ -91,6 +107,70 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+class CommitUncertain(errors.Unavailable):
+    """The connection was lost while the transaction committed: it may or may not have been
+    made. Never retried here; a client's retry with the same request id finds out."""
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether ``err`` is a database fault that a new attempt on a fresh connection may not
+    meet: a lost or refused connection, a serialization failure or a deadlock (SQLAlchemy
+    raises these as OperationalError / InterfaceError, or marks the connection invalidated),
+    or no pooled connection free in time."""
+    if isinstance(err, CommitUncertain):
+        return False
+    if isinstance(err, exc.DBAPIError):
+        if err.connection_invalidated:
+            return True
+        if type(err.orig).__module__.startswith("sqlite3"):
+            # SQLite's OperationalError also means "no such table" (a bug): only a busy
+            # database is a fault here.
+            text = str(err.orig).lower()
+            return "locked" in text or "busy" in text
+        return isinstance(err, exc.OperationalError | exc.InterfaceError)
+    return isinstance(err, exc.TimeoutError)
+
+
+def domain_error(err: BaseException) -> errors.RelmanError | None:
+    """The project error a database fault is (Unavailable), or None for anything else (a
+    bug, which stays INTERNAL)."""
+    if isinstance(err, errors.RelmanError) or not is_transient(err):
+        return None
+    return errors.Unavailable(f"the database is unavailable ({_detail(err)}): retry later")
+
+
+def _detail(err: BaseException) -> str:
+    """The driver's words for a fault, on one line, clipped."""
+    cause = getattr(err, "orig", None) or err
+    return clip(" ".join(str(cause).split()), 100)
+
+
+def commit(tx: RootTransaction) -> None:
+    """Commit ``tx``; a fault during the commit is :class:`CommitUncertain`."""
+    try:
+        tx.commit()
+    except Exception as err:
+        if not is_transient(err):
+            raise
+        raise CommitUncertain(
+            "the database connection was lost while committing: the change may or may not "
+            "have been made (a retry with the same request id answers which)"
+        ) from err
+
+
+def retry_once(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, run once more if it failed on a transient database fault
+    before committing (``fn`` must be whole transactions, none of which committed when it
+    raises such a fault: each of the services' use-cases writes in one)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as err:
+        if not is_transient(err):
+            raise
+        log.warning("database fault (%s); running the transaction again", _detail(err))
+    return fn(*args, **kwargs)
+
+
 class DbExecutor:
     """Runs blocking database work in a bounded thread pool, off the event loop."""
 
@@ -102,6 +182,11 @@ class DbExecutor:
         ctx = contextvars.copy_context()
         call = functools.partial(ctx.run, fn, *args, **kwargs)
         return await loop.run_in_executor(self._pool, call)
+
+    async def transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, database transactions that did not commit when they fail, run
+        again once after a transient fault (:func:`retry_once`)."""
+        return await self.run(retry_once, fn, *args)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
-from relman_common.db import DbExecutor
+from relman_common.db import DbExecutor, commit
 
 T = TypeVar("T")
 
@@ -63,7 +63,7 @@ class GroupCommit:
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a committed write transaction (shared with others queued meanwhile)."""
         if not self._grouped:
-            return await self._executor.run(self._alone, fn)
+            return await self._executor.transaction(self._alone, fn)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((fn, future))
         if self._task is None or self._task.done():
@@ -72,8 +72,10 @@ class GroupCommit:
         return await asyncio.shield(future)
 
     def _alone(self, fn: Callable[[Connection], T]) -> T:
-        with self._writer.begin() as conn:
-            return fn(conn)
+        with self._writer.connect() as conn, conn.begin() as tx:
+            result = fn(conn)
+            commit(tx)
+            return result
 
     async def _drain(self) -> None:
         while self._pending:

@@ -31,6 +31,12 @@ from relman_common.auth import (
     metadata_value,
     set_principal,
 )
+from relman_common.request_ids import (
+    REQUEST_ID_METADATA,
+    CallRequest,
+    set_request,
+    validate_request_id,
+)
 
 # ACTOR_METADATA is re-exported: clients of other services import it from here.
 __all__ = [
@@ -214,6 +220,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         """Sets who is calling, or raises Unauthenticated."""
         set_principal(None)
         set_actor(ANONYMOUS)
+        set_request(None)
         metadata = tuple(context.invocation_metadata() or ())
         if self._authenticate is None:
             request.actor = metadata_value(metadata, ACTOR_METADATA) or ANONYMOUS
@@ -223,8 +230,16 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             request.principal = principal
             request.actor = actor_for(principal, metadata)
         set_actor(request.actor)
+        sent = [v for k, v in metadata if k == REQUEST_ID_METADATA and isinstance(v, str)]
+        request_id = validate_request_id(sent[0] if sent else "")
+        set_request(CallRequest(request.method, request_id))
 
     async def _fail(self, request: _Request, err: Exception, context: Context) -> NoReturn:
+        if type(err).__module__.startswith("sqlalchemy"):
+            # A database fault is the database being unavailable, not a bug (SPEC 10).
+            from relman_common.db import domain_error
+
+            err = domain_error(err) or err
         if isinstance(err, grpc.aio.AbortError):
             request.code = context.code() or grpc.StatusCode.UNKNOWN
             raise err

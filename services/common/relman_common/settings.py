@@ -39,6 +39,8 @@ from relman_common.deployer_settings import (
     SIM_POD_DELAY,
 )
 from relman_common.setting import (
+    NOT_NEGATIVE,
+    NUMBER,
     OPTIONAL_PATH,
     PATH,
     SECRET,
@@ -64,6 +66,16 @@ RELEASE_ADDR = Setting(
     "Release service listen address; where the Deployer and the CLI connect",
     flags={RELEASE: "--addr", DEPLOYER: "--release-addr"},
     env_readers=frozenset({CLI}),
+)
+RETRY_SECONDS = Setting(
+    "RELMAN_RETRY_SECONDS",
+    NUMBER,
+    30.0,
+    "how long the CLI and the Deployer retry an UNAVAILABLE service, with backoff, over "
+    "every address it has",
+    flags={DEPLOYER: "--retry-seconds"},
+    env_readers=frozenset({CLI}),
+    rule=NOT_NEGATIVE,
 )
 DATA_DIR = Setting(
     "RELMAN_DATA_DIR",
@@ -201,6 +213,7 @@ RACK = Setting(
 SETTINGS: tuple[Setting[Any], ...] = (
     DEPLOYER_ADDR,
     RELEASE_ADDR,
+    RETRY_SECONDS,
     DATA_DIR,
     DATABASE_URL,
     BACKEND,
@@ -264,6 +277,7 @@ __all__ = [
     "REGISTRY_USERNAME",
     "RELEASE",
     "RELEASE_ADDR",
+    "RETRY_SECONDS",
     "SCHEDULING_GRACE",
     "SECRET_KEY",
     "SECRET_KEY_FILE",

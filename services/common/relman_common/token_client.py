@@ -13,10 +13,13 @@ for (:func:`relman_common.auth.call_metadata`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 from relman.v1 import auth_pb2, auth_pb2_grpc  # type: ignore[import-not-found]
 
 from relman_common.auth import CachedAuthenticator, Principal, call_metadata, require_token
+from relman_common.errors import Unavailable
 from relman_common.grpc_errors import error_from_rpc
 from relman_common.lifecycle import TokenKind
 from relman_common.pb_enums import word
@@ -32,24 +35,43 @@ class WhoAmIAuthenticator:
     FailedPrecondition when it runs without authentication).
     """
 
-    def __init__(self, channel: grpc.aio.Channel, timeout: float = WHOAMI_TIMEOUT_SECONDS) -> None:
-        self._stub = auth_pb2_grpc.TokenServiceStub(channel)
+    def __init__(
+        self,
+        channel: grpc.aio.Channel | Sequence[grpc.aio.Channel],
+        timeout: float = WHOAMI_TIMEOUT_SECONDS,
+    ) -> None:
+        channels = [channel] if isinstance(channel, grpc.aio.Channel) else list(channel)
+        self._stubs = [auth_pb2_grpc.TokenServiceStub(c) for c in channels]
+        self._next = 0
         self._timeout = timeout
 
     async def __call__(self, token: str | None) -> Principal:
+        """Asks one Release service; one that is unavailable is passed over for the next
+        (each is asked at most once per call)."""
         secret = require_token(token)
-        try:
-            me = await self._stub.WhoAmI(
-                auth_pb2.WhoAmIRequest(), metadata=call_metadata(secret), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as err:
-            raise error_from_rpc(err) from None
+        for attempt in range(len(self._stubs)):
+            index = self._next
+            stub = self._stubs[index % len(self._stubs)]
+            try:
+                me = await stub.WhoAmI(
+                    auth_pb2.WhoAmIRequest(), metadata=call_metadata(secret), timeout=self._timeout
+                )
+                break
+            except grpc.aio.AioRpcError as err:
+                error = error_from_rpc(err)
+                if not isinstance(error, Unavailable) or attempt == len(self._stubs) - 1:
+                    raise error from None
+                if self._next == index:
+                    self._next += 1
         # The kind's word ("service"...), as the Release service's own principals have it; an
         # unknown kind (a newer peer) is "": no admin or service rights.
         return Principal(name=str(me.name), kind=word(TokenKind, me.kind))
 
 
-def remote_authenticator(channel: grpc.aio.Channel) -> CachedAuthenticator:
-    """Verifies tokens with the Release service reached over ``channel``, remembering a
-    successful answer for ``VERIFY_CACHE_SECONDS`` (2 s)."""
+def remote_authenticator(
+    channel: grpc.aio.Channel | Sequence[grpc.aio.Channel],
+) -> CachedAuthenticator:
+    """Verifies tokens with the Release service reached over ``channel`` (or any of several
+    channels to its replicas), remembering a successful answer for ``VERIFY_CACHE_SECONDS``
+    (2 s)."""
     return CachedAuthenticator(WhoAmIAuthenticator(channel))

@@ -192,7 +192,7 @@ def validate_env_key(key: str, field: str = "env") -> str:
 def validate_env_value(key: str, value: str, field: str = "env") -> str:
     if "\x00" in value:
         raise InvalidArgument(
-            f"invalid value for env key {key}: it holds a NUL character", field=field
+            f"invalid value for env key {clip(key)}: it holds a NUL character", field=field
         )
     return value
 

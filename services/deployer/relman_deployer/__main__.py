@@ -70,6 +70,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         backend=args.backend,
         backend_options=options,
         lease_ttl=args.lease_ttl,
+        retry_seconds=args.retry_seconds,
         crashloop_threshold=args.crashloop_threshold,
         scheduling_grace=args.scheduling_grace,
         default_timeout=args.default_timeout,

@@ -17,7 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from relman_common.clock import Clock, utcnow
+from relman_common.db import is_postgres
 from relman_common.lifecycle import Kind
+from relman_common.request_ids import DuplicateRequest, RequestKey, fingerprint
 from relman_common.vocabulary import (
     DEPLOYMENT,
     RELEASE,
@@ -40,6 +42,7 @@ from relman_deployer.domain.model import Deployable, Deployment, DeploymentEvent
 from relman_deployer.domain.plan import PromotionPlan, plan_promotion
 from relman_deployer.domain.policy import DEFAULT_CRASHLOOP_THRESHOLD, DEFAULT_TIMEOUT_SECONDS
 from relman_deployer.events import EventHub, EventLog, watch
+from relman_deployer.events.listen import EventListener
 from relman_deployer.release_client import ReleaseClient
 from relman_deployer.store.repository import DeploymentStore
 
@@ -94,11 +97,15 @@ class Orchestrator:
         self.leases = LeaseKeeper(
             store, config.owner, config.lease_ttl, clock, self._runs, self._launch
         )
+        # On PostgreSQL, events other Deployers write reach this one's watchers at once.
+        self.listener = EventListener(store, self.hub) if is_postgres(store.engine) else None
 
     # Lifecycle.
 
     async def start(self) -> None:
         self.events.start()
+        if self.listener is not None:
+            self.listener.start()
         self.leases.start()
 
     async def stop(self) -> None:
@@ -112,6 +119,8 @@ class Orchestrator:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._reporter.settle(REPORT_GRACE_SECONDS)
         await self.events.stop()
+        if self.listener is not None:
+            await self.listener.stop()
         await self.leases.hand_off()
 
     async def resume_orphans(self) -> list[str]:
@@ -123,14 +132,27 @@ class Orchestrator:
     # Requests.
 
     async def promote(
-        self, app: str, release_id: str, *, force: bool, timeout_seconds: int, actor: str
+        self,
+        app: str,
+        release_id: str,
+        *,
+        force: bool,
+        timeout_seconds: int,
+        actor: str,
+        request: RequestKey | None = None,
     ) -> Deployment:
+        """Start a deployment of ``release_id`` (the latest when empty). With ``request`` (a
+        client request id), a call whose id started a deployment before gets that deployment
+        back, and nothing starts."""
         validate_app_name(app)
         check_id(RELEASE, release_id, "release_id", required=False)
         check_timeout(timeout_seconds)
+        done = await self._recalled(request)
+        if done is not None:
+            return done
         deployable = await self.releases.get_deployable(app, release_id, actor)
         check_promotable(deployable, force=force)
-        return await self._start(deployable, timeout_seconds, actor, Kind.PROMOTE, "")
+        return await self._start(deployable, timeout_seconds, actor, Kind.PROMOTE, "", request)
 
     async def plan(
         self, app: str, release_id: str, *, force: bool, timeout_seconds: int, actor: str
@@ -155,20 +177,47 @@ class Orchestrator:
         )
 
     async def rollback(
-        self, app: str, release_id: str, *, timeout_seconds: int, actor: str
+        self,
+        app: str,
+        release_id: str,
+        *,
+        timeout_seconds: int,
+        actor: str,
+        request: RequestKey | None = None,
     ) -> Deployment:
+        """Deploy a copy of ``release_id``; ``request`` as for :meth:`promote` (the copy is
+        made once per request id too)."""
         validate_app_name(app)
         check_id(RELEASE, release_id, "release_id")
         check_timeout(timeout_seconds)
+        done = await self._recalled(request)
+        if done is not None:
+            return done
         running = await self.store.running_of_app(app)
         if running is not None:
             raise app_busy(running)  # before making a copy that would not be deployed
-        copy = await self.releases.create_rollback_release(app, release_id, actor)
-        return await self._start(copy, timeout_seconds, actor, Kind.ROLLBACK, release_id)
+        # The copy's own request id: one per (caller, id), as the Release service sees every
+        # copy come from the Deployer.
+        copy_id = fingerprint(request.key.encode())[:40] if request is not None else ""
+        copy = await self.releases.create_rollback_release(app, release_id, actor, copy_id)
+        return await self._start(copy, timeout_seconds, actor, Kind.ROLLBACK, release_id, request)
 
-    async def cancel(self, app: str, actor: str) -> Deployment:
+    async def _recalled(self, request: RequestKey | None) -> Deployment | None:
+        """The deployment a call with ``request``'s id started or cancelled, if any."""
+        if request is None:
+            return None
+        deployment_id = await self.store.recall_request(request)
+        return await self.store.get(deployment_id) if deployment_id is not None else None
+
+    async def cancel(self, app: str, actor: str, request: RequestKey | None = None) -> Deployment:
         validate_app_name(app)
-        deployment = await self.store.request_cancel(app, actor)
+        done = await self._recalled(request)
+        if done is not None:
+            return done
+        try:
+            deployment = await self.store.request_cancel(app, actor, request, self._clock())
+        except DuplicateRequest:
+            return await self._after_duplicate(request)
         run = self._runs.get(deployment.id)
         if run is not None:
             run.cancel(deployment.cancelled_by)
@@ -199,8 +248,21 @@ class Orchestrator:
 
     # Starting and running.
 
+    async def _after_duplicate(self, request: RequestKey | None) -> Deployment:
+        """The deployment of a concurrent call with the same request id, which won."""
+        done = await self._recalled(request)
+        if done is None:
+            raise RuntimeError("a duplicate request id left no recorded deployment")
+        return done
+
     async def _start(
-        self, deployable: Deployable, timeout_seconds: int, actor: str, kind: Kind, of: str
+        self,
+        deployable: Deployable,
+        timeout_seconds: int,
+        actor: str,
+        kind: Kind,
+        of: str,
+        request: RequestKey | None = None,
     ) -> Deployment:
         release = deployable.release
         deadline = timeout_seconds or self.config.default_timeout
@@ -220,7 +282,10 @@ class Orchestrator:
             rollback_of=of,
             timeout_seconds=deadline,
         )
-        await self.store.start(deployment, self.config.owner, self.leases.until())
+        try:
+            await self.store.start(deployment, self.config.owner, self.leases.until(), request)
+        except DuplicateRequest:
+            return await self._after_duplicate(request)
         log.info(
             "deployment %s app %s: started %s of %s by %s",
             deployment.id,

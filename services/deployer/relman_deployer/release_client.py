@@ -23,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from relman.v1 import release_pb2, release_pb2_grpc  # type: ignore[import-not-found]
@@ -34,6 +34,8 @@ from relman_common.grpc_errors import error_from_rpc
 from relman_common.lifecycle import Outcome
 from relman_common.manifest.proto import release_command_from_pb, services_from_pb
 from relman_common.pb_enums import to_pb
+from relman_common.request_ids import REQUEST_ID_METADATA, new_request_id
+from relman_common.settings import RETRY_SECONDS
 from relman_common.tls import ClientTls, aio_channel
 
 from relman_deployer.credentials import DeployerToken
@@ -121,7 +123,13 @@ class WriteLimiter:
 class ReleaseClient:
     """Calls the Release service at ``addr`` (over TLS when ``tls`` is given) with the
     Deployer's service ``token`` and the user each call acts for (``x-relman-on-behalf-of``),
-    so what the Release service writes records that user as its actor."""
+    so what the Release service writes records that user as its actor.
+
+    ``addr`` may list several addresses, comma-separated (replicas of the Release service on
+    one database): calls go to one; a call answered UNAVAILABLE (or that cannot connect)
+    moves on to the next and is retried with backoff, reads and rollback copies for up to
+    ``retry_seconds`` (a copy carries a request id, so a retry never makes two), reports up
+    to ``retry_deadline``."""
 
     def __init__(
         self,
@@ -131,39 +139,66 @@ class ReleaseClient:
         token: DeployerToken | None = None,
         call_timeout: float = CALL_TIMEOUT_SECONDS,
         retry_deadline: float = RETRY_DEADLINE_SECONDS,
+        retry_seconds: float = RETRY_SECONDS.default,
         max_writes_in_flight: int = MAX_WRITES_IN_FLIGHT,
     ) -> None:
+        self.addrs = [a.strip() for a in addr.split(",") if a.strip()] or [addr]
         self.addr = addr
-        self.channel = aio_channel(addr, tls, CHANNEL_OPTIONS)
+        self.channels = [aio_channel(a, tls, CHANNEL_OPTIONS) for a in self.addrs]
+        # Stubs on asyncio channels (their generated types are those of blocking ones).
+        self._stubs: list[Any] = [release_pb2_grpc.ReleaseServiceStub(c) for c in self.channels]
+        self._current = 0
         self._token = token or DeployerToken(None, required=False)
-        self._stub = release_pb2_grpc.ReleaseServiceStub(self.channel)
         self._timeout = call_timeout
         self._retry_deadline = retry_deadline
+        self._retry_seconds = retry_seconds
         self._writes = WriteLimiter(max_writes_in_flight, MAX_BACKGROUND_WRITES)
 
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel calls go to now."""
+        return self.channels[self._current % len(self.channels)]
+
     async def close(self) -> None:
-        await self.channel.close()
+        for channel in self.channels:
+            await channel.close()
 
     async def get_deployable(
         self, app: str, release_id: str, actor: str, *, retry: bool = False
     ) -> Deployable:
         """The release (latest when ``release_id`` is empty) with its services, and the
-        active release with its services."""
+        active release with its services. Retried while the Release service is unavailable
+        for ``retry_seconds`` (with ``retry``, for a resumed deployment, up to the long
+        deadline of reports)."""
         request = release_pb2.GetDeployableRequest(app=app, release_id=release_id)
 
         async def call() -> Deployable:
-            return deployable_from_pb(await self._call(self._stub.GetDeployable, request, actor))
+            return deployable_from_pb(
+                await self._call(lambda stub: stub.GetDeployable, request, actor)
+            )
 
-        if retry:
-            return await self._retrying(f"GetDeployable {app} {release_id}", call)
-        return await call()
+        deadline = self._retry_deadline if retry else self._retry_seconds
+        return await self._retrying(f"GetDeployable {app} {release_id}", call, deadline)
 
-    async def create_rollback_release(self, app: str, release_id: str, actor: str) -> Deployable:
-        """A copy of an old release ("rollback to R"), ready to deploy."""
+    async def create_rollback_release(
+        self, app: str, release_id: str, actor: str, request_id: str = ""
+    ) -> Deployable:
+        """A copy of an old release ("rollback to R"), ready to deploy; made once per
+        ``request_id`` (a repeated id gets the first copy back; one is made up when none is
+        given, so that this call's own retries are safe)."""
         request = release_pb2.CreateRollbackReleaseRequest(app=app, release_id=release_id)
-        async with self._writes.slot(urgent=True):
-            resp = await self._call(self._stub.CreateRollbackRelease, request, actor)
-        return deployable_from_pb(resp)
+        request_id = request_id or new_request_id()
+
+        async def call() -> Deployable:
+            async with self._writes.slot(urgent=True):
+                resp = await self._call(
+                    lambda stub: stub.CreateRollbackRelease, request, actor, request_id=request_id
+                )
+            return deployable_from_pb(resp)
+
+        return await self._retrying(
+            f"CreateRollbackRelease {app} {release_id}", call, self._retry_seconds
+        )
 
     async def report(
         self,
@@ -189,17 +224,35 @@ class ReleaseClient:
             async with self._writes.slot(urgent=outcome.terminal):
                 if on_send is not None:
                     on_send()
-                resp = await self._call(self._stub.ReportDeployment, request, deployment.actor)
+                resp = await self._call(
+                    lambda stub: stub.ReportDeployment, request, deployment.actor
+                )
             return bool(resp.current)
 
-        return await self._retrying(f"ReportDeployment {deployment.id} {outcome.value}", call)
+        return await self._retrying(
+            f"ReportDeployment {deployment.id} {outcome.value}", call, self._retry_deadline
+        )
 
-    async def _call(self, method: Callable[..., Awaitable[T]], request: object, actor: str) -> T:
+    async def _call(
+        self,
+        method: Callable[[Any], Callable[..., Awaitable[T]]],
+        request: object,
+        actor: str,
+        *,
+        request_id: str = "",
+    ) -> T:
         metadata = call_metadata(await self._token.get(), actor)
+        if request_id:
+            metadata = [*metadata, (REQUEST_ID_METADATA, request_id)]
+        index = self._current
         try:
-            return await method(request, timeout=self._timeout, metadata=metadata)
+            return await method(self._stubs[index % len(self._stubs)])(
+                request, timeout=self._timeout, metadata=metadata
+            )
         except grpc.RpcError as err:
             error = error_from_rpc(err)
+            if isinstance(error, Unavailable) and self._current == index:
+                self._current += 1  # the next call (a retry) goes to the next address
             if isinstance(error, Unauthenticated):
                 # The Deployer's own credentials are wrong, not the user's: a Release service
                 # on a new database made new tokens. Read the file again, and report it as
@@ -211,8 +264,8 @@ class ReleaseClient:
                 ) from None
             raise error from None
 
-    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        deadline = time.monotonic() + self._retry_deadline
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]], within: float) -> T:
+        deadline = time.monotonic() + within
         delay = 0.1
         while True:
             try:

@@ -17,10 +17,13 @@ from relman_cli.client import (
     RELEASE_SERVICE,
     UNARY_TIMEOUT_SECONDS,
     UNAUTHENTICATED_MESSAGE,
+    Client,
     ServiceClient,
     release_stub,
 )
+from relman_cli.config import Endpoints
 from relman_cli.errors import CliError
+from relman_common.request_ids import REQUEST_ID_METADATA
 from support.helpers import free_port
 
 ADDR = "127.0.0.1:1"
@@ -63,7 +66,8 @@ class FakeStub:
 
 
 def fake_client(stub: FakeStub, token: str = "") -> ServiceClient[FakeStub]:
-    return ServiceClient(RELEASE_SERVICE, ADDR, lambda _channel: stub, token)
+    """Without retries (those have tests of their own below)."""
+    return ServiceClient(RELEASE_SERVICE, ADDR, lambda _channel: stub, token, retry_for=0)
 
 
 def test_a_call_runs_the_selected_method_with_actor_token_and_deadline(
@@ -154,8 +158,9 @@ def test_every_failed_call_becomes_one_cli_error_a_person_can_read(
 
 
 def test_a_real_stub_on_a_closed_port_is_a_cli_error_naming_the_service() -> None:
+    """Retried for a second (a few attempts on new channels), then named."""
     addr = f"127.0.0.1:{free_port()}"
-    client = ServiceClient(RELEASE_SERVICE, addr, release_stub)
+    client = ServiceClient(RELEASE_SERVICE, addr, release_stub, retry_for=1.0)
     try:
         with pytest.raises(CliError) as raised:
             client.call(lambda s: s.ListApps, release_pb2.ListAppsRequest(), timeout=10)
@@ -164,3 +169,127 @@ def test_a_real_stub_on_a_closed_port_is_a_cli_error_naming_the_service() -> Non
     assert str(raised.value) == (
         f"cannot reach the {RELEASE_SERVICE} at {addr} (is it running? try: make run)"
     )
+
+
+# --- retries over a rack's addresses ----------------------------------------------------------
+
+
+@dataclass
+class FakeTime:
+    """A clock that moves only when slept on."""
+
+    now: float = 0.0
+    slept: list[float] = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+class Flaky(Method):
+    """Fails with each of ``failures`` in turn, then answers; records the address of each
+    call."""
+
+    def __init__(self, client: list[ServiceClient[FakeStub]], failures: list[Refused]) -> None:
+        super().__init__(answer=release_pb2.App(name="myapp"))
+        self.client = client
+        self.failures = failures
+        self.addresses: list[str] = []
+
+    def __call__(self, request: object, **kwargs: object) -> object:
+        self.addresses.append(self.client[0].current)
+        self.calls.append((request, kwargs))
+        if self.failures:
+            raise self.failures.pop(0)
+        return self.answer
+
+
+def flaky_client(
+    failures: list[Refused], retry_for: float, addr: str = "a:1, b:2,c:3"
+) -> tuple[ServiceClient[FakeStub], Flaky, FakeTime]:
+    holder: list[ServiceClient[FakeStub]] = []
+    method = Flaky(holder, failures)
+    stub = FakeStub(GetApp=method)
+    time_ = FakeTime()
+    client = ServiceClient(
+        RELEASE_SERVICE,
+        addr,
+        lambda _channel: stub,
+        request_id="r-1",
+        retry_for=retry_for,
+        sleep=time_.sleep,
+        clock=time_.clock,
+    )
+    holder.append(client)
+    return client, method, time_
+
+
+UNREACHABLE = Refused(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
+
+
+def test_unavailable_is_retried_on_the_next_address_with_backoff_and_the_same_request_id() -> None:
+    busy = Refused(grpc.StatusCode.UNAVAILABLE, "the database is unavailable: retry later")
+    client, method, time_ = flaky_client([UNREACHABLE, busy, UNREACHABLE], retry_for=30)
+    try:
+        answer = client.call(lambda s: s.GetApp, release_pb2.GetAppRequest(name="myapp"))
+    finally:
+        client.close()
+    assert answer == release_pb2.App(name="myapp")
+    assert method.addresses == ["a:1", "b:2", "c:3", "a:1"]
+    assert time_.slept == [0.1, 0.2, 0.4]
+    ids = [dict(kwargs["metadata"])["x-relman-request-id"] for _, kwargs in method.calls]  # type: ignore[call-overload]
+    assert ids == ["r-1"] * 4
+
+
+def test_retries_end_at_the_deadline_naming_every_address() -> None:
+    client, method, time_ = flaky_client([UNREACHABLE] * 100, retry_for=1.0)
+    try:
+        with pytest.raises(CliError) as raised:
+            client.call(lambda s: s.GetApp, release_pb2.GetAppRequest(name="myapp"))
+    finally:
+        client.close()
+    # 0.1 + 0.2 + 0.4 slept; 0.8 more would pass the second.
+    assert time_.slept == [0.1, 0.2, 0.4]
+    assert len(method.addresses) == 4
+    assert str(raised.value) == (
+        f"cannot reach the {RELEASE_SERVICE} at a:1, b:2, c:3 (is it running? try: make run)"
+    )
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ],
+)
+def test_answers_other_than_unavailable_are_not_retried(code: grpc.StatusCode) -> None:
+    client, method, time_ = flaky_client([Refused(code, "no")], retry_for=30)
+    try:
+        with pytest.raises(CliError):
+            client.call(lambda s: s.GetApp, release_pb2.GetAppRequest(name="myapp"))
+    finally:
+        client.close()
+    assert len(method.calls) == 1 and time_.slept == []
+
+
+def test_a_command_sends_one_request_id_to_both_services_and_the_next_command_another() -> None:
+    endpoints = Endpoints("127.0.0.1:1", "127.0.0.1:2,127.0.0.1:3")
+    first, second = Client(endpoints), Client(endpoints)
+    try:
+        ids = {
+            dict(c.metadata())[REQUEST_ID_METADATA]
+            for c in (first.release, first.deployer, first.builds, first.tokens)
+        }
+        assert len(ids) == 1
+        assert dict(second.release.metadata())[REQUEST_ID_METADATA] not in ids
+        assert first.deployer.addrs == ["127.0.0.1:2", "127.0.0.1:3"]
+        assert first.deployer.retry_for == endpoints.retry_seconds == 30.0
+    finally:
+        first.close()
+        second.close()

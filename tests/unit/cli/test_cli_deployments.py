@@ -352,10 +352,11 @@ async def test_cancel_turns_the_running_deployment_into_a_failure(
 
 
 async def test_unreachable_deployer_is_named(env: dict[str, str]) -> None:
+    """After retrying for RELMAN_RETRY_SECONDS (here 1 s): the promote never started."""
     addr = f"127.0.0.1:{free_port()}"
     done = await arun(
         ["releases", "promote", "RCDEFGHIJKL", "-a", "myapp"],
-        {**env, "RELMAN_DEPLOYER_ADDR": addr},
+        {**env, "RELMAN_DEPLOYER_ADDR": addr, "RELMAN_RETRY_SECONDS": "1"},
     )
     assert done.code == 1
     assert done.err == (

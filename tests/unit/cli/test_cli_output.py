@@ -351,6 +351,32 @@ def test_an_unknown_rack_is_an_error_naming_the_known_ones(tmp_path: Path) -> No
     assert str(err.value) == f"rack not found: staging (racks in {path}: dev, prod)"
 
 
+def test_a_rack_may_list_several_addresses_of_each_service(tmp_path: Path) -> None:
+    path = tmp_path / "relman" / "racks.yml"
+    path.parent.mkdir(parents=True)
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "RELMAN_RETRY_SECONDS": "5"}
+    path.write_text(
+        "racks:\n  prod:\n    release: [r1:50051, r2:50051]\n"
+        "    deployer:\n      - d1:50052\n      - d2:50052\n"
+    )
+    found = config.resolve("prod", env)
+    assert (found.release, found.deployer) == ("r1:50051,r2:50051", "d1:50052,d2:50052")
+    assert found.retry_seconds == 5.0
+    path.write_text("racks:\n  bad: {release: r:1, deployer: [d1:1, 'd2:1,d3:1']}\n")
+    with pytest.raises(CliError, match="rack bad: 'deployer' must be an address host:port or"):
+        config.resolve("bad", env)
+    path.write_text("racks:\n  empty: {release: r:1, deployer: []}\n")
+    with pytest.raises(CliError, match="rack empty must have 'release' and 'deployer'"):
+        config.resolve("empty", env)
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "nan", "inf", "100000"])
+def test_a_bad_retry_setting_is_an_error(tmp_path: Path, value: str) -> None:
+    env = {"RELMAN_DATA_DIR": str(tmp_path), "RELMAN_RETRY_SECONDS": value}
+    with pytest.raises(CliError, match="RELMAN_RETRY_SECONDS"):
+        config.resolve(None, env)
+
+
 def test_a_rack_missing_an_endpoint_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "relman" / "racks.yml"
     path.parent.mkdir(parents=True)

@@ -13,6 +13,7 @@ from relman_common.errors import OLDER_RELEASE, FailedPrecondition, InvalidArgum
 from relman_common.lifecycle import Phase
 from relman_common.manifest import Port, Scale, Service
 from relman_common.vocabulary import page_limit
+from relman_deployer.app import leases
 from relman_deployer.backends.base import RolloutStatus, ServiceStatus
 from relman_deployer.domain import guards, model, policy
 from relman_deployer.domain.guards import (
@@ -37,7 +38,7 @@ def deployable(rel: Release, active: Release | None = None) -> Deployable:
     return Deployable(rel, WEB, active=active, active_services=WEB if active else ())
 
 
-@pytest.mark.parametrize("module", [guards, model, policy])
+@pytest.mark.parametrize("module", [guards, model, policy, leases])
 def test_doc_examples_hold(module: object) -> None:
     failures, _ = doctest.testmod(module)  # type: ignore[arg-type]
     assert failures == 0

@@ -14,6 +14,7 @@ from relman_common import (
     messages,
     pb_enums,
     records,
+    request_ids,
     timestamps,
     vocabulary,
 )
@@ -45,6 +46,7 @@ MODULES = [
     lines,
     manifest_model,
     auth,
+    request_ids,
 ]
 # Run too, though they hold no worked example now: one added later is checked at once.
 WITHOUT_EXAMPLES = [converters]

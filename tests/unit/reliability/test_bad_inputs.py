@@ -22,6 +22,7 @@ import asyncio
 import collections
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from relman_common.vocabulary import DEPLOYMENT, new_id
 from support.deployer import manifest
 from support.helpers import wait_for
 from support.inproc import World
-from support.reliability import figure
+from support.reliability import db_kind, figure
 from support.rpcs import BUILD_SERVICE, RELEASE_PROCESS
 
 pytestmark = pytest.mark.xdist_group("reliability-fuzz")
@@ -169,8 +170,16 @@ class Fuzz:
 @pytest.fixture(scope="module")
 def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
+    with fuzzing(f"sqlite:///{tmp / 'relman.db'}", tmp / "data") as f:
+        yield f
+
+
+@contextmanager
+def fuzzing(db_url: str, data_dir: Path) -> Iterator[Fuzz]:
+    """Both services on ``db_url`` with the apps, builds, releases, deployment and tokens the
+    generated calls name (tests/integration/reliability runs this suite on PostgreSQL)."""
     bg = Background()
-    world = bg.run(World(f"sqlite:///{tmp / 'relman.db'}", tmp / "data", pod_delay=0.0).start())
+    world = bg.run(World(db_url, data_dir, pod_delay=0.0).start())
     admin = call_metadata(world.admin, "alice")
     channel = grpc.insecure_channel(world.release_addr)
     try:
@@ -266,8 +275,12 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
             )
             for keys in (LONG_KEYS, [c * HUGE for c in "abcd"])
         ],
-        # Unsetting keys that are not set: the message names them.
-        "ChangeEnv": [release_pb2.ChangeEnvRequest(app="stable", unset=LONG_KEYS)],
+        # Unsetting keys that are not set: the message names them. A long key's NUL value:
+        # the message names the key (once whole, 302 characters).
+        "ChangeEnv": [
+            release_pb2.ChangeEnvRequest(app="stable", unset=LONG_KEYS),
+            release_pb2.ChangeEnvRequest(app="stable", set={LONG_KEYS[0]: "\x00"}),
+        ],
         # OK with a Deployable, FAILED_PRECONDITION EMPTY_MANIFEST and ENV_REQUIRED.
         # (Named releases: the apps' latest releases change as the generated calls run.)
         "GetDeployable": [
@@ -559,7 +572,7 @@ def run_service(f: Fuzz, service: ServiceDescriptor, channel: grpc.Channel) -> N
     if reached:
         listed += " (" + "; ".join(reached) + ")"
     figure(
-        f"bad-inputs-{service.name}",
+        f"bad-inputs-{service.name}-{db_kind(f.world.db_url)}",
         f"{cases - fixed} generated calls and {fixed} fixed ones over {len(service.methods)} "
         f"RPCs -> {listed}; "
         f"0 INTERNAL/UNKNOWN/RESOURCE_EXHAUSTED, refused calls wrote nothing, longest message "
@@ -694,7 +707,7 @@ def test_nul_bytes_and_100_kb_values_in_any_field_are_refused_as_bad_input_in_fe
     never INTERNAL, UNKNOWN or RESOURCE_EXHAUSTED (issue 14), a message of at most 300
     characters, nothing written when refused. A NUL byte anywhere is INVALID_ARGUMENT; so is a
     100 KB name or id. A bad id has reason INVALID_ID naming its field, on both services; a bad
-    app name INVALID_NAME naming its field. (A 100 KB env value or image reference may be
+    app or token name INVALID_NAME naming its field. (A 100 KB env value or image reference may be
     accepted: the env limit is 1 MiB.)"""
     f = fuzz
     admin = call_metadata(f.world.admin, "alice")
@@ -714,7 +727,7 @@ def test_nul_bytes_and_100_kb_values_in_any_field_are_refused_as_bad_input_in_fe
                     assert answer.code == grpc.StatusCode.INVALID_ARGUMENT, where
                 if kind == ID:
                     assert (answer.reason, answer.field) == (INVALID_ID, name), where
-                if kind == APP:
+                if kind in (APP, TOKEN_NAME):
                     assert (answer.reason, answer.field) == (INVALID_NAME, name), where
                 refused_as_bad_input += answer.code == grpc.StatusCode.INVALID_ARGUMENT
     calls = sum(sum(c.values()) for c in tally.codes.values())
@@ -723,11 +736,11 @@ def test_nul_bytes_and_100_kb_values_in_any_field_are_refused_as_bad_input_in_fe
         codes.update(counter)
     listed = ", ".join(f"{k} {v}" for k, v in sorted(codes.items()))
     figure(
-        "bad-inputs-nul-and-100kb",
+        f"bad-inputs-nul-and-100kb-{db_kind(f.world.db_url)}",
         f"{calls} calls with a NUL byte or a 100 KB value in each of {len(fields)} string "
         f"fields of {rpcs} RPCs -> {listed}; 0 INTERNAL/UNKNOWN/RESOURCE_EXHAUSTED, every NUL "
-        "byte INVALID_ARGUMENT, every bad id INVALID_ID and every bad app name INVALID_NAME "
-        f"naming its field, longest message "
+        "byte INVALID_ARGUMENT, every bad id INVALID_ID and every bad app or token name "
+        f"INVALID_NAME naming its field, longest message "
         f"{max(tally.longest.values())} chars, refused calls wrote nothing",
         calls=calls,
         fields=len(fields),

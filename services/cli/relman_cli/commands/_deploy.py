@@ -14,7 +14,6 @@ from relman_cli.commands._common import client, context_flags
 from relman_cli.commands._messages import when
 from relman_cli.errors import CliError, Detached
 from relman_cli.follow import (
-    RECONNECT_SECONDS,
     SUCCEEDED,
     Deployment,
     DeploymentEvent,
@@ -64,16 +63,24 @@ def follow_deployment(
             if on_first is not None:
                 on_first(deployment)
 
+    # A broken stream is reopened on the next Deployer of the rack's list (any one serves
+    # Watch; a Promote repeated with the command's request id re-attaches to its deployment).
     def open_watch(deployment_id: str, after_seq: int) -> Updates:
+        deployer.next_endpoint()
         return watch(ctx, deployment_id, after_seq)
+
+    def restart() -> Updates:
+        deployer.next_endpoint()
+        return open_stream()
 
     follower = DeploymentFollower(
         open_watch,
         deployer.error,
         on_event,
         on_deployment,
-        reconnect_for=RECONNECT_SECONDS,
+        reconnect_for=deployer.retry_for,
         stop_after_seq=stop_after_seq,
+        restart=restart,
     )
     try:
         return follower.follow(open_stream())
@@ -81,6 +88,8 @@ def follow_deployment(
         raise Detached(detach_message(ctx, app, follower.seen.deployment_id)) from None
     except StreamLost as err:
         deployment_id = follower.seen.deployment_id
+        if not deployment_id:  # it never started, as far as anyone can tell: say why
+            raise CliError(err.reason) from None
         hint = f"relman deployments logs {deployment_id} --follow {context_flags(ctx, app)}"
         raise CliError(f"{err}; the deployment goes on: follow it with: {hint}") from None
 

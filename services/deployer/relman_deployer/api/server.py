@@ -18,6 +18,7 @@ from relman_common.settings import (
     CRASHLOOP_THRESHOLD,
     DEFAULT_TIMEOUT,
     LEASE_TTL,
+    RETRY_SECONDS,
     SCHEDULING_GRACE,
 )
 from relman_common.tls import ClientTls, ServerTls
@@ -43,6 +44,9 @@ class Settings:
     backend: str = BACKEND.default
     backend_options: dict[str, Any] = field(default_factory=dict)
     lease_ttl: float = LEASE_TTL.default
+    # How long calls to the Release service are retried while it is unavailable (reports
+    # have a longer deadline of their own).
+    retry_seconds: float = RETRY_SECONDS.default
     crashloop_threshold: int = CRASHLOOP_THRESHOLD.default
     scheduling_grace: float = SCHEDULING_GRACE.default
     default_timeout: int = DEFAULT_TIMEOUT.default
@@ -94,8 +98,10 @@ class DeployerService(Service):
         if self._backend is None:
             self._backend = get_backend(s.backend, **s.backend_options)
         token = DeployerToken(s.token_file, s.token, required=s.auth, wait=s.token_wait)
-        self._releases = ReleaseClient(s.release_addr, tls=s.release_tls, token=token)
-        self._authenticator = remote_authenticator(self._releases.channel)
+        self._releases = ReleaseClient(
+            s.release_addr, tls=s.release_tls, token=token, retry_seconds=s.retry_seconds
+        )
+        self._authenticator = remote_authenticator(self._releases.channels)
         self.orchestrator = Orchestrator(
             DeploymentStore(self._engine, self._executor),
             self._backend,

@@ -11,7 +11,9 @@ from typing import Any
 
 from relman.v1 import deployer_pb2, deployer_pb2_grpc  # type: ignore[import-not-found]
 from relman_common.actor import current_actor
+from relman_common.auth import current_principal
 from relman_common.grpc_errors import Context
+from relman_common.request_ids import RequestKey, request_key
 
 from relman_deployer.api.convert import UpdateMessages, deployment_to_pb, plan_to_pb
 from relman_deployer.domain.model import Deployment
@@ -45,12 +47,14 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
         self, start: Callable[..., Awaitable[Deployment]], request: Any, **options: Any
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
         """``start`` (promote or rollback) a deployment of ``request.release_id`` in
-        ``request.app``, then its updates from the first until it ends."""
+        ``request.app``, then its updates from the first until it ends. A retry with the
+        request id of a call that started one follows that one from its first update."""
         deployment = await start(
             request.app,
             request.release_id,
             timeout_seconds=request.timeout_seconds,
             actor=current_actor(),
+            request=key_of(request),
             **options,
         )
         async for update in self._follow(deployment.id, 0):
@@ -66,7 +70,7 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
     async def Cancel(
         self, request: deployer_pb2.CancelRequest, context: Context
     ) -> deployer_pb2.Deployment:
-        deployment = await self._orchestrator.cancel(request.app, current_actor())
+        deployment = await self._orchestrator.cancel(request.app, current_actor(), key_of(request))
         return deployment_to_pb(deployment)
 
     async def GetDeployment(
@@ -96,3 +100,10 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
             actor=current_actor(),
         )
         return plan_to_pb(plan)
+
+
+def key_of(request: Any) -> RequestKey | None:
+    """The client request id of the current call, for its caller (None when it sent none)."""
+    principal = current_principal()
+    caller = principal.name if principal is not None else current_actor()
+    return request_key(caller, request)

@@ -39,6 +39,8 @@ class Subscription:
     def __init__(self, deployment_id: str) -> None:
         self.deployment_id = deployment_id
         self.queue: asyncio.Queue[Item] = asyncio.Queue(SUBSCRIPTION_BUFFER)
+        # The last seq the watcher had when it last waited (see EventHub.remote_after).
+        self.last = 0
 
     def offer(self, item: Item) -> None:
         try:
@@ -65,6 +67,9 @@ class EventHub:
         # Subscriptions waiting in next() -> the loop time by which they look at the database.
         self._waiting: dict[Subscription, float] = {}
         self._ticker: asyncio.Task[None] | None = None
+        # True while this process hears of events other processes write (PostgreSQL LISTEN,
+        # see .listen): then watchers of those need not poll the database often.
+        self.listening = False
 
     def subscribe(self, deployment_id: str) -> Subscription:
         sub = Subscription(deployment_id)
@@ -124,6 +129,41 @@ class EventHub:
                 if deadline <= now:
                     del self._waiting[sub]
                     sub.offer(None)
+
+    def poke(self, deployment_id: str) -> None:
+        """Another process wrote events of ``deployment_id``: its watchers here look at the
+        database (those of a deployment live here get its events published already)."""
+        if deployment_id in self._recent:
+            return
+        for sub in self._subs.get(deployment_id, ()):
+            if sub.queue.empty():  # one look covers every write so far
+                sub.offer(None)
+
+    def remote_after(self, deployment_id: str) -> int | None:
+        """For a deployment another process runs: the last seq every watcher here has (what
+        to fetch after); None when nobody here watches it, or it runs here."""
+        subs = self._subs.get(deployment_id)
+        if not subs or deployment_id in self._recent:
+            return None
+        return min(sub.last for sub in subs)
+
+    def deliver(
+        self, deployment_id: str, events: Sequence[DeploymentEvent], current: Deployment
+    ) -> None:
+        """Events of a deployment another process runs, read once for every watcher here
+        (consecutive, from some watcher's last seq on), and the deployment as read after
+        them: its end, when it ended. Each watcher skips what it has, and reads the database
+        itself if they do not follow on from what it has."""
+        for sub in self._subs.get(deployment_id, ()):
+            if events:
+                sub.offer(events)
+            if not current.running:
+                sub.offer(current)
+
+    def poke_all(self) -> None:
+        """Every watcher of a deployment not live here looks at the database."""
+        for deployment_id in list(self._subs):
+            self.poke(deployment_id)
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.deployment_id)

@@ -16,8 +16,9 @@ from relman_deployer.events.hub import EventHub
 from relman_deployer.store.repository import DeploymentStore
 
 REPLAY_PAGE = 1000
-# How often a watcher looks at the database when no live event arrives: often when the
-# deployment runs in another Deployer instance, rarely (as a safety net) when it runs here.
+# How often a watcher looks at the database when no live event arrives: rarely (as a safety
+# net) when the deployment runs here or this process hears of other processes' writes
+# (PostgreSQL LISTEN, see .listen), often when it runs in another Deployer unheard.
 REMOTE_POLL_SECONDS = 0.25
 LOCAL_POLL_SECONDS = 2.0
 
@@ -64,8 +65,10 @@ async def watch(
                     yield deployment
                     return
             # Follow live events until something needs a look at the database.
-            poll = LOCAL_POLL_SECONDS if hub.is_live(deployment_id) else REMOTE_POLL_SECONDS
+            heard = hub.is_live(deployment_id) or hub.listening
+            poll = LOCAL_POLL_SECONDS if heard else REMOTE_POLL_SECONDS
             while True:
+                sub.last = last  # what it has, for a fetch of what another process wrote
                 item = await hub.next(sub, poll)
                 if item is None:  # nothing for a while, or told to: look at the database
                     break

@@ -46,7 +46,7 @@ class StoreBase:
             with self.engine.connect() as conn:
                 return fn(conn)
 
-        return await self._executor.run(run)
+        return await self._executor.transaction(run)
 
     async def _write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a write transaction; on SQLite, one shared with the writes queued

@@ -8,6 +8,8 @@ from typing import Any
 
 from relman_common.errors import FailedPrecondition
 from relman_common.lifecycle import Outcome, Phase
+from relman_common.request_ids import RequestKey
+from relman_common.request_results import RequestResults
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -19,12 +21,26 @@ from relman_deployer.store import base, rows
 from relman_deployer.store import statements as q
 from relman_deployer.store.base import StoreBase
 from relman_deployer.store.diagnostics import replace_diagnostics
-from relman_deployer.store.tables import deployments
+from relman_deployer.store.notify import notify_written
+from relman_deployer.store.tables import deployments, request_results
+
+# What a Promote, Rollback or Cancel with a client request id did: the deployment it started
+# or cancelled (its id is the recorded payload).
+RESULTS = RequestResults(request_results)
+DEPLOYMENT_KIND = "deployment"
 
 
 class DeploymentQueries(StoreBase):
-    async def start(self, deployment: Deployment, owner: str, lease_until: datetime) -> None:
-        """Insert ``deployment`` and take its app's lease, or raise the app-busy error."""
+    async def start(
+        self,
+        deployment: Deployment,
+        owner: str,
+        lease_until: datetime,
+        request: RequestKey | None = None,
+    ) -> None:
+        """Insert ``deployment`` and take its app's lease, or raise the app-busy error; with
+        ``request``, record that this request started it (DuplicateRequest when a concurrent
+        call with the same id recorded its deployment first)."""
 
         def run(conn: Connection) -> None:
             lease = base.lease_for_update(conn, deployment.app)
@@ -38,6 +54,9 @@ class DeploymentQueries(StoreBase):
                 taken = {f"p_{key}": value for key, value in mine.items()}
                 conn.execute(q.TAKE_LEASE, {**taken, "p_app": deployment.app})
             conn.execute(q.INSERT_DEPLOYMENT, rows.deployment_row(deployment))
+            if request is not None:
+                payload = deployment.id.encode()
+                RESULTS.record(conn, request, DEPLOYMENT_KIND, payload, deployment.started)
 
         try:
             await self._write(run)
@@ -78,6 +97,7 @@ class DeploymentQueries(StoreBase):
             if diagnostics is not None:
                 replace_diagnostics(conn, deployment_id, diagnostics)
             conn.execute(q.FREE_LEASE, {"p_deployment_id": deployment_id})
+            notify_written(conn, [deployment_id])
             return base.get(conn, deployment_id)
 
         try:
@@ -89,8 +109,24 @@ class DeploymentQueries(StoreBase):
                 f"deployment {deployment_id}: its last events were written by another instance"
             ) from None
 
-    async def request_cancel(self, app: str, actor: str) -> Deployment:
-        """Flag the app's running deployment for cancellation; its owner turns it around."""
+    async def recall_request(self, request: RequestKey) -> str | None:
+        """The id of the deployment a call with ``request``'s id started or cancelled."""
+
+        def run(conn: Connection) -> str | None:
+            found = RESULTS.recall(conn, request)
+            return found.payload.decode() if found is not None else None
+
+        return await self._read(run)
+
+    async def request_cancel(
+        self,
+        app: str,
+        actor: str,
+        request: RequestKey | None = None,
+        when: datetime | None = None,
+    ) -> Deployment:
+        """Flag the app's running deployment for cancellation; its owner turns it around.
+        With ``request``, record that this request cancelled it."""
 
         def run(conn: Connection) -> Deployment:
             running = base.running_of_app(conn, app)
@@ -103,6 +139,9 @@ class DeploymentQueries(StoreBase):
                     .where(deployments.c.id == running.id)
                     .values(cancelled_by=actor or "anonymous")
                 )
+            if request is not None:
+                at = when or running.started
+                RESULTS.record(conn, request, DEPLOYMENT_KIND, running.id.encode(), at)
             return base.get(conn, running.id)
 
         return await self._write(run)

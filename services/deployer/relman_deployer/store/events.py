@@ -14,6 +14,7 @@ from relman_deployer.domain.model import DeploymentEvent, PhaseChange
 from relman_deployer.store import rows
 from relman_deployer.store import statements as q
 from relman_deployer.store.base import StoreBase
+from relman_deployer.store.notify import notify_written
 
 log = logging.getLogger("relman.deployer.store")
 
@@ -81,3 +82,4 @@ def _append(
             for c in phases
         ]
         conn.execute(q.ENTER_PHASE, changes)  # in order: the last change of each one stays
+    notify_written(conn, [*last, *(c.deployment_id for c in phases)])

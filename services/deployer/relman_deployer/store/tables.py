@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from relman_common.request_results import results_table
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -71,3 +72,7 @@ deployment_diagnostics = Table(
     Column("recorded", DateTime(timezone=True), nullable=False),
     Column("body", Text, nullable=False),
 )
+
+# Promote, Rollback and Cancel by client request id: the deployment each one started or
+# cancelled (relman_common.request_ids).
+request_results = results_table(metadata, "deployer_request_results")

@@ -77,6 +77,9 @@ class DeployerServiceServicer:
     def Promote(self, request, context):
         """Starts a deployment of a release (latest when release_id is empty) and
         streams it until the release is active everywhere or rolled back.
+        With metadata x-relman-request-id (see release.proto, "Retries"), a repeated call streams
+        the deployment the first call with that id started, from its first event, on any
+        Deployer; so do Rollback's. Cancel's answers the deployment it cancelled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,7 +93,8 @@ class DeployerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """Replays a deployment's events after after_seq, then follows it live.
+        """Replays a deployment's events after after_seq, then follows it live, on any Deployer
+        (the one running the deployment or not).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,11 +50,16 @@ class DeployerServiceStub:
     Promote: _grpc.UnaryStreamMultiCallable[_deployer_pb2.PromoteRequest, _deployer_pb2.DeploymentUpdate]
     """Starts a deployment of a release (latest when release_id is empty) and
     streams it until the release is active everywhere or rolled back.
+    With metadata x-relman-request-id (see release.proto, "Retries"), a repeated call streams
+    the deployment the first call with that id started, from its first event, on any
+    Deployer; so do Rollback's. Cancel's answers the deployment it cancelled.
     """
     Rollback: _grpc.UnaryStreamMultiCallable[_deployer_pb2.RollbackRequest, _deployer_pb2.DeploymentUpdate]
     """Copies an old release ("rollback to R") and promotes the copy."""
     Watch: _grpc.UnaryStreamMultiCallable[_deployer_pb2.WatchRequest, _deployer_pb2.DeploymentUpdate]
-    """Replays a deployment's events after after_seq, then follows it live."""
+    """Replays a deployment's events after after_seq, then follows it live, on any Deployer
+    (the one running the deployment or not).
+    """
     Cancel: _grpc.UnaryUnaryMultiCallable[_deployer_pb2.CancelRequest, _deployer_pb2.Deployment]
     """Turns the app's running deployment into a rollback."""
     GetDeployment: _grpc.UnaryUnaryMultiCallable[_deployer_pb2.GetDeploymentRequest, _deployer_pb2.Deployment]
@@ -74,11 +79,16 @@ class DeployerServiceAsyncStub(DeployerServiceStub):
     Promote: _aio.UnaryStreamMultiCallable[_deployer_pb2.PromoteRequest, _deployer_pb2.DeploymentUpdate]  # type: ignore[assignment]
     """Starts a deployment of a release (latest when release_id is empty) and
     streams it until the release is active everywhere or rolled back.
+    With metadata x-relman-request-id (see release.proto, "Retries"), a repeated call streams
+    the deployment the first call with that id started, from its first event, on any
+    Deployer; so do Rollback's. Cancel's answers the deployment it cancelled.
     """
     Rollback: _aio.UnaryStreamMultiCallable[_deployer_pb2.RollbackRequest, _deployer_pb2.DeploymentUpdate]  # type: ignore[assignment]
     """Copies an old release ("rollback to R") and promotes the copy."""
     Watch: _aio.UnaryStreamMultiCallable[_deployer_pb2.WatchRequest, _deployer_pb2.DeploymentUpdate]  # type: ignore[assignment]
-    """Replays a deployment's events after after_seq, then follows it live."""
+    """Replays a deployment's events after after_seq, then follows it live, on any Deployer
+    (the one running the deployment or not).
+    """
     Cancel: _aio.UnaryUnaryMultiCallable[_deployer_pb2.CancelRequest, _deployer_pb2.Deployment]  # type: ignore[assignment]
     """Turns the app's running deployment into a rollback."""
     GetDeployment: _aio.UnaryUnaryMultiCallable[_deployer_pb2.GetDeploymentRequest, _deployer_pb2.Deployment]  # type: ignore[assignment]
@@ -101,6 +111,9 @@ class DeployerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_deployer_pb2.DeploymentUpdate], _abc.AsyncIterator[_deployer_pb2.DeploymentUpdate]]:
         """Starts a deployment of a release (latest when release_id is empty) and
         streams it until the release is active everywhere or rolled back.
+        With metadata x-relman-request-id (see release.proto, "Retries"), a repeated call streams
+        the deployment the first call with that id started, from its first event, on any
+        Deployer; so do Rollback's. Cancel's answers the deployment it cancelled.
         """
 
     @_abc_1.abstractmethod
@@ -117,7 +130,9 @@ class DeployerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _deployer_pb2.WatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_deployer_pb2.DeploymentUpdate], _abc.AsyncIterator[_deployer_pb2.DeploymentUpdate]]:
-        """Replays a deployment's events after after_seq, then follows it live."""
+        """Replays a deployment's events after after_seq, then follows it live, on any Deployer
+        (the one running the deployment or not).
+        """
 
     @_abc_1.abstractmethod
     def Cancel(

@@ -35,6 +35,19 @@ most 1 MiB (keys plus values, as a Kubernetes Secret allows) and a manifest at m
 more is INVALID_ARGUMENT naming the limit. RESOURCE_EXHAUSTED is for uploads (build.proto).
 
 Every write RPC is one transaction: it happened completely, or not at all.
+
+Retries: UNAVAILABLE (and a call that timed out) may be retried, with backoff, on any
+replica. A client makes its retries of a write safe with a request id: the metadata
+`x-relman-request-id` (1 to 64 characters of A-Z a-z 0-9 . _ : -, starting with a letter
+or digit; malformed: INVALID_ARGUMENT naming that key). Every mutating RPC (CreateApp,
+DeleteApp, ImportBuild, ChangeEnv, CreateRelease, CreateReleaseFrom, CreateRollbackRelease,
+ReportDeployment, CreateToken, RevokeToken; the Deployer's Promote, Rollback and Cancel)
+records the response of the first call with an id that succeeds, per caller (token) and
+method, in the same transaction as its change, and answers every later call with that id
+with that response for at least 24 hours, changing nothing again. A Promote or Rollback
+repeated with its id streams the deployment the first call started, from its first event.
+The same id with a different request is INVALID_ARGUMENT (reason REQUEST_ID_REUSED). A
+refused call records nothing: its retry runs again. The relman CLI sends one id per command.
 """
 
 from collections import abc as _abc

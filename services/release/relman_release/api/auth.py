@@ -19,7 +19,7 @@ class StoreAuthenticator:
 
     async def __call__(self, token: str | None) -> Principal:
         token_hash = hash_token(require_token(token))
-        return await self._executor.run(token_services.verify_token, self._uow, token_hash)
+        return await self._executor.transaction(token_services.verify_token, self._uow, token_hash)
 
 
 def store_authenticator(uow: UnitOfWork, executor: DbExecutor) -> CachedAuthenticator:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from google.protobuf.message import Message
 from relman.v1 import (  # type: ignore[import-not-found]
     auth_pb2,
     auth_pb2_grpc,
@@ -22,10 +23,13 @@ from relman_common.actor import current_actor
 from relman_common.auth import CachedAuthenticator, current_principal
 from relman_common.db import DbExecutor
 from relman_common.grpc_errors import Context
+from relman_common.request_ids import DuplicateRequest, RequestKey, request_key
 
 from relman_release.api import converters as cv
 from relman_release.app import apps, builds, deployments, env, releases, tokens
 from relman_release.ports import UnitOfWork, Writes
+from relman_release.store import requests
+from relman_release.store.uow import SharedWrite, SqlUnitOfWork
 
 # Any parameters: the generated servicer base declares each method with its own request type.
 Handler = Callable[..., Awaitable[Any]]
@@ -39,32 +43,72 @@ def rpc(
     actor: bool = False,
     caller: bool = False,
     write: bool = False,
+    grouped: bool = True,
 ) -> Handler:
     """A unary handler: ``use_case(uow, [principal,] *args(request)[, actor])`` on the
     executor, then ``to_pb`` of its result. ``caller`` passes the verified principal first
     (token rules), ``actor`` the person recorded on what the call writes, last. A ``write``
-    goes through the servicer's group commit, when it has one."""
+    goes through the servicer's group commit, when it has one (and ``grouped``); with a
+    client request id it is done once (see :meth:`_Servicer.once`)."""
 
     async def handler(self: _Servicer, request: Any, context: Context) -> Any:
         before = (current_principal(),) if caller else ()
         after = (current_actor(),) if actor else ()
         call = (*before, *args(request), *after)
-        if write and self.writes is not None:
+        key = request_key(caller_name(), request) if write else None
+        if key is not None:
+            return await self.once(key, lambda uow: to_pb(use_case(uow, *call)), grouped)
+        if write and grouped and self.writes is not None:
             result = await self.writes.run(use_case, *call)
         else:
-            result = await self.executor.run(use_case, self.uow, *call)
+            result = await self.executor.transaction(use_case, self.uow, *call)
         return to_pb(result)
 
     return handler
 
 
+def caller_name() -> str:
+    """Whose request ids a call's id is one of: the verified token's name (the actor's name
+    when authentication is off)."""
+    principal = current_principal()
+    return principal.name if principal is not None else current_actor()
+
+
 class _Servicer:
     """``writes`` runs the write use-cases (None: on the executor, like the others)."""
 
-    def __init__(self, uow: UnitOfWork, executor: DbExecutor, writes: Writes | None = None) -> None:
+    def __init__(
+        self, uow: SqlUnitOfWork, executor: DbExecutor, writes: Writes | None = None
+    ) -> None:
         self.uow = uow
         self.executor = executor
         self.writes = writes
+
+    async def once(
+        self, key: RequestKey, respond: Callable[[UnitOfWork], Message], grouped: bool
+    ) -> Message:
+        """The response of ``respond(uow)``, or the one recorded for ``key`` when a call with
+        the same request id succeeded before: the write, the recall and the record of its
+        response are one transaction, so a change is never made twice for one id."""
+
+        def body(uow: SharedWrite) -> Message:
+            found = requests.recall(uow, key)
+            if found is not None:
+                return found
+            response = respond(uow)
+            requests.record(uow, key, response)
+            return response
+
+        try:
+            if grouped and self.writes is not None:
+                return await self.writes.run(body)
+            return await self.executor.transaction(requests.in_one_transaction, self.uow, body)
+        except DuplicateRequest:
+            # A concurrent call with the same id committed first: its response is the answer.
+            found = await self.executor.transaction(requests.recall_committed, self.uow, key)
+            if found is None:
+                raise
+            return found
 
 
 class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # type: ignore[misc]
@@ -85,6 +129,8 @@ class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # ty
         lambda r: (r.app, r.manifest, dict(r.images), r.description, r.git_sha),
         cv.imported_build_pb,
         actor=True,
+        write=True,
+        grouped=False,
     )
     GetBuild = rpc(builds.get_build, lambda r: (r.app, r.id), cv.build_pb)
     ListBuilds = rpc(builds.list_builds, lambda r: (r.app, r.limit, r.page_token), cv.builds_pb)
@@ -156,7 +202,7 @@ class TokenServicer(_Servicer, auth_pb2_grpc.TokenServiceServicer):  # type: ign
 
     def __init__(
         self,
-        uow: UnitOfWork,
+        uow: SqlUnitOfWork,
         executor: DbExecutor,
         cache: CachedAuthenticator | None,
         writes: Writes | None = None,

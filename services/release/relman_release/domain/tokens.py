@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from relman_common.auth import ADMIN, KINDS, SERVICE, USER, Principal
-from relman_common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from relman_common.errors import INVALID_NAME, FailedPrecondition, InvalidArgument, PermissionDenied
 from relman_common.tokens import NAME_RE
+from relman_common.vocabulary import quote
 
 BOOTSTRAP_ACTOR = "bootstrap"
 # The tokens made on first start: one for the person running relman, one for the Deployer.
@@ -33,8 +34,9 @@ class ApiToken:
         return Principal(name=self.name, kind=self.kind)
 
 
-def validate_token_name(name: str) -> str:
-    """``name`` if it is a valid token name, else InvalidArgument.
+def validate_token_name(name: str, field: str = "name") -> str:
+    """``name`` if it is a valid token name, else InvalidArgument (reason INVALID_NAME, about
+    ``field``); the message quotes at most ~100 characters of it, a NUL byte as ``\\0``.
 
     >>> validate_token_name("ci-bot")
     'ci-bot'
@@ -44,11 +46,13 @@ def validate_token_name(name: str) -> str:
     relman_common.errors.InvalidArgument: invalid token name "CI": use 1 to 63 lowercase letters, digits and "-", starting with a letter
     """  # noqa: E501
     if not name:
-        raise InvalidArgument("token name is required")
+        raise InvalidArgument("token name is required", reason=INVALID_NAME, field=field)
     if NAME_RE.fullmatch(name) is None:
         raise InvalidArgument(
-            f'invalid token name "{name[:80]}": use 1 to 63 lowercase letters, digits and "-", '
-            "starting with a letter"
+            f'invalid token name {quote(name)}: use 1 to 63 lowercase letters, digits and "-", '
+            "starting with a letter",
+            reason=INVALID_NAME,
+            field=field,
         )
     return name
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from relman_common.request_results import results_table
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -118,3 +119,7 @@ class ApiTokenRow(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     actor: Mapped[str] = mapped_column(String(64))
+
+
+# Results of mutating calls by client request id (relman_common.request_ids).
+request_results = results_table(Base.metadata, "release_request_results")

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from relman_common.clock import Clock, utcnow
-from relman_common.db import DbExecutor, make_engine, upgrade, writer
+from relman_common.db import DbExecutor, commit, make_engine, upgrade, writer
 from relman_common.group_commit import GroupCommit
 from relman_common.secretbox import SecretBox
 from sqlalchemy import Connection, Engine
@@ -33,7 +33,7 @@ class SqlUnitOfWork:
         self.engine = engine
         self.box = box
         self._clock = clock
-        self._writer = writer(engine)
+        self.writer = writer(engine)
 
     @contextmanager
     def read(self) -> Iterator[SqlRepository]:
@@ -42,8 +42,11 @@ class SqlUnitOfWork:
 
     @contextmanager
     def write(self) -> Iterator[SqlRepository]:
-        with self._writer.connect() as conn, conn.begin():
+        """A write transaction, committed when the block ends (a connection lost during the
+        commit is CommitUncertain)."""
+        with self.writer.connect() as conn, conn.begin() as tx:
             yield SqlRepository(conn, self.box)
+            commit(tx)
 
     def now(self) -> datetime:
         return self._clock()

@@ -1,7 +1,7 @@
 """deployment_diagnostics: the last recorded per-service diagnostics of a deployment
 
 Revision ID: d0003_diagnostics
-Revises: d0002
+Revises: d0003
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d0003_diagnostics"
-down_revision: str | None = "d0002"
+down_revision: str | None = "d0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
