@@ -104,6 +104,11 @@ class Service:
         self.authenticated = authenticate is not None
 
     async def start(self) -> None:
+        if "," in self.addr:  # RELMAN_RELEASE_ADDR may list replicas for clients
+            raise OSError(
+                f"cannot listen on {self.addr!r}: a service listens on one HOST:PORT "
+                "(a list of addresses is for clients); give it --addr"
+            )
         server = grpc.aio.server(interceptors=self._interceptors, options=server_options())
         self._register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

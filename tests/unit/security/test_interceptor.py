@@ -316,3 +316,11 @@ async def test_a_verification_that_began_before_a_revocation_is_not_cached() -> 
     with pytest.raises(Unauthenticated):
         await cached(GOOD)  # asked again, not served from the cache
     assert calls == 2
+
+
+async def test_a_service_given_a_list_of_addresses_refuses_to_listen_and_says_why() -> None:
+    """RELMAN_RELEASE_ADDR may list replicas for clients; a service listens on one."""
+    service = Service("127.0.0.1:50051,127.0.0.1:50061", lambda server: None, [])
+    with pytest.raises(OSError, match="a service listens on one HOST:PORT"):
+        await service.start()
+    assert service.server is None
