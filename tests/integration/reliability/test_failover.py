@@ -180,7 +180,7 @@ def test_kill_9_of_the_deployer_running_a_promote_the_cli_prints_every_event_onc
 def test_kill_9_of_a_release_service_during_env_sets_every_command_ends_ok_once(
     rack: Rack,
 ) -> None:
-    n = 40
+    n = 200  # the figure
     rack.base.new_app("myapp")
     env = rack.cli_env()
     # The first address the CLI tries is the one killed: every command meets it (running or
@@ -193,7 +193,7 @@ def test_kill_9_of_a_release_service_during_env_sets_every_command_ends_ok_once(
         done = run(["env", "set", f"KEY_{i:03d}=v{i}", "-a", "myapp"], env, timeout=120)
         return done.code, done.out, done.err
 
-    with ThreadPoolExecutor(max_workers=10) as pool:
+    with ThreadPoolExecutor(max_workers=50) as pool:
         futures = [pool.submit(env_set, i) for i in range(n)]
         started.wait(30)
         wait_for(
