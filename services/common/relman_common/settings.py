@@ -38,11 +38,13 @@ from relman_common.deployer_settings import (
     SIM_POD_DELAY,
 )
 from relman_common.setting import (
+    NOT_NEGATIVE,
     OPTIONAL_PATH,
     PATH,
     SECRET,
     SWITCH,
     TEXT,
+    WHOLE_NUMBER,
     Setting,
 )
 from relman_common.settings_programs import CLI, DEPLOYER, RELEASE, flags_of
@@ -180,6 +182,15 @@ SECRET_KEY_FILE = Setting(
     flags={RELEASE: "--secret-key-file"},
     unset="RELMAN_SECRET_KEY, else <data-dir>/secret.key, created on first start",
 )
+KEEP_RELEASES = Setting(
+    "RELMAN_KEEP_RELEASES",
+    WHOLE_NUMBER,
+    0,
+    "after each new release, prune the app to this many releases (as relman releases prune "
+    "--keep N: the active, the previous active, pinned and deploying ones always stay); 0: never",
+    flags={RELEASE: "--keep-releases"},
+    rule=NOT_NEGATIVE,
+)
 APP = Setting(
     "RELMAN_APP",
     TEXT,
@@ -231,6 +242,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     BUILD_HEARTBEAT_TTL,
     SOURCE_MAX_BYTES,
     SOURCE_MAX_ENTRIES,
+    KEEP_RELEASES,
     APP,
     RACK,
 )
@@ -252,6 +264,7 @@ __all__ = [
     "DEPLOYER_TOKEN",
     "DEPLOYER_TOKEN_FILE",
     "DOCKER_HOST",
+    "KEEP_RELEASES",
     "KUBECONFIG",
     "KUBE_CONTEXT",
     "LEASE_TTL",

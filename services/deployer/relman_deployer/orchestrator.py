@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from relman_common.clock import Clock, utcnow
 from relman_common.lifecycle import Kind
+from relman_common.locks import check_unlocked
 from relman_common.vocabulary import (
     DEPLOYMENT,
     RELEASE,
@@ -119,11 +120,13 @@ class Orchestrator:
         check_id(RELEASE, release_id, "release_id", required=False)
         check_timeout(timeout_seconds)
         deployable = await self.releases.get_deployable(app, release_id, actor)
-        check_promotable(deployable, force=force)
-        return await self._start(deployable, timeout_seconds, actor, Kind.PROMOTE, "")
+        overridden = check_promotable(deployable, force=force)
+        return await self._start(
+            deployable, timeout_seconds, actor, Kind.PROMOTE, "", lock_override=overridden
+        )
 
     async def rollback(
-        self, app: str, release_id: str, *, timeout_seconds: int, actor: str
+        self, app: str, release_id: str, *, timeout_seconds: int, actor: str, force: bool = False
     ) -> Deployment:
         validate_app_name(app)
         check_id(RELEASE, release_id, "release_id")
@@ -131,8 +134,15 @@ class Orchestrator:
         running = await self.store.running_of_app(app)
         if running is not None:
             raise app_busy(running)  # before making a copy that would not be deployed
+        # The lock, before making a copy that would not be deployed (and again on the copy,
+        # in case the app was locked in between).
+        target = await self.releases.get_deployable(app, release_id, actor)
+        check_unlocked(target.lock, force=force)
         copy = await self.releases.create_rollback_release(app, release_id, actor)
-        return await self._start(copy, timeout_seconds, actor, Kind.ROLLBACK, release_id)
+        overridden = check_unlocked(copy.lock, force=force)
+        return await self._start(
+            copy, timeout_seconds, actor, Kind.ROLLBACK, release_id, lock_override=overridden
+        )
 
     async def cancel(self, app: str, actor: str) -> Deployment:
         validate_app_name(app)
@@ -161,7 +171,14 @@ class Orchestrator:
     # Starting and running.
 
     async def _start(
-        self, deployable: Deployable, timeout_seconds: int, actor: str, kind: Kind, of: str
+        self,
+        deployable: Deployable,
+        timeout_seconds: int,
+        actor: str,
+        kind: Kind,
+        of: str,
+        *,
+        lock_override: str = "",
     ) -> Deployment:
         release = deployable.release
         deadline = timeout_seconds or self.config.default_timeout
@@ -179,15 +196,17 @@ class Orchestrator:
             kind=kind,
             rollback_of=of,
             timeout_seconds=deadline,
+            lock_override=lock_override,
         )
         await self.store.start(deployment, self.config.owner, self.leases.until())
         log.info(
-            "deployment %s app %s: started %s of %s by %s",
+            "deployment %s app %s: started %s of %s by %s%s",
             deployment.id,
             deployment.app,
             kind.value,
             release.id,
             actor,
+            f" ({lock_override})" if lock_override else "",
         )
         self._launch(deployment, targets)
         return deployment

@@ -32,6 +32,7 @@ from relman_common.clock import as_utc
 from relman_common.errors import Unauthenticated, Unavailable
 from relman_common.grpc_errors import error_from_rpc
 from relman_common.lifecycle import Outcome
+from relman_common.locks import AppLock
 from relman_common.manifest.proto import release_command_from_pb, services_from_pb
 from relman_common.pb_enums import to_pb
 from relman_common.tls import ClientTls, aio_channel
@@ -250,4 +251,9 @@ def deployable_from_pb(msg: release_pb2.Deployable) -> Deployable:
         ),
         active=release_from_pb(active) if active is not None else None,
         active_services=services_from_pb(msg.active_services) if active is not None else (),
+        lock=lock_from_pb(msg.lock) if msg.HasField("lock") and msg.lock.locked_by else None,
     )
+
+
+def lock_from_pb(msg: release_pb2.AppLock) -> AppLock:
+    return AppLock(msg.locked_by, as_utc(msg.locked_at.ToDatetime()), msg.message)

@@ -148,11 +148,19 @@ def promote(
 
 
 def rollback(
-    ctx: click.Context, app: str, release_id: str, progress: output.Progress, *, timeout: int = 0
+    ctx: click.Context,
+    app: str,
+    release_id: str,
+    progress: output.Progress,
+    *,
+    timeout: int = 0,
+    force: bool = False,
 ) -> None:
     """``Rolling back to R... OK, <the copy>``, the events, then ``OK`` (or the failure)."""
     deployer = client(ctx).deployer
-    request = deployer_pb2.RollbackRequest(app=app, release_id=release_id, timeout_seconds=timeout)
+    request = deployer_pb2.RollbackRequest(
+        app=app, release_id=release_id, timeout_seconds=timeout, force=force
+    )
     progress.start(f"Rolling back to {release_id}")
 
     def on_first(deployment: Deployment) -> None:

@@ -37,6 +37,14 @@ def list_result(apps: Sequence[App]) -> output.Table:
     return table(apps, columns, app_data)
 
 
+def lock_text(app: App) -> str:
+    """``no``, or ``by X at T: <message>``."""
+    if not app.HasField("lock") or not app.lock.locked_by:
+        return "no"
+    lock = app.lock
+    return f"by {lock.locked_by} at {output.rfc3339(when(lock, 'locked_at'))}: {lock.message}"
+
+
 def info_result(app: App) -> output.Info:
     rows = [
         ("Name", app.name),
@@ -44,6 +52,7 @@ def info_result(app: App) -> output.Info:
         ("Release", app.active_release_id),
         ("Latest", app.latest_release_id),
         ("Created", output.rfc3339(when(app, "created"))),
+        ("Locked", lock_text(app)),
     ]
     return output.Info(rows, app_data(app))
 
@@ -89,4 +98,31 @@ def cancel(ctx: click.Context) -> None:
     progress = output.Progress()
     progress.start(f"Cancelling deployment of {name}")
     client(ctx).deployer.call(lambda stub: stub.Cancel, deployer_pb2.CancelRequest(app=name))
+    progress.ok()
+
+
+@apps.command("lock")
+@click.option("--message", "-m", required=True, help="Why: shown to whoever tries to deploy.")
+@options("app", "rack")
+@click.pass_context
+def lock(ctx: click.Context, message: str) -> None:
+    """Freeze the app's deploys: promote, rollback and deploy refuse until it is unlocked
+    (--force overrides, and the deployment records it)."""
+    name = need_app(ctx)
+    progress = output.Progress()
+    progress.start(f"Locking {name}")
+    request = release_pb2.LockAppRequest(app=name, message=message)
+    client(ctx).release.call(lambda stub: stub.LockApp, request)
+    progress.ok()
+
+
+@apps.command("unlock")
+@options("app", "rack")
+@click.pass_context
+def unlock(ctx: click.Context) -> None:
+    """Allow the app's deploys again."""
+    name = need_app(ctx)
+    progress = output.Progress()
+    progress.start(f"Unlocking {name}")
+    client(ctx).release.call(lambda stub: stub.UnlockApp, release_pb2.UnlockAppRequest(app=name))
     progress.ok()

@@ -8,8 +8,8 @@ from relman.v1 import build_pb2, release_pb2
 
 from relman_cli import output
 from relman_cli.commands import _build_logs, _source
-from relman_cli.commands._common import announce_release, client, need_app
-from relman_cli.commands._options import Command, Decorator, id_option, options
+from relman_cli.commands._common import announce_release, client, need_app, refuse_if_locked
+from relman_cli.commands._options import Command, Decorator, force_option, id_option, options
 from relman_cli.errors import CliError
 from relman_cli.follow import Build
 
@@ -98,6 +98,8 @@ def _from_source(name: str, *, promote: bool, doc: str) -> click.Command:
         id_only: bool,
     ) -> None:
         app = need_app(ctx)
+        if promote:
+            refuse_if_locked(ctx, app)
         progress = output.Progress(id_only=id_only)
         made = build_from_source(
             ctx,
@@ -113,7 +115,8 @@ def _from_source(name: str, *, promote: bool, doc: str) -> click.Command:
         announce_release(ctx, app, made.release_id, progress, id_only=id_only, promote=promote)
 
     run.__doc__ = doc
-    return click.command(name)(build_options(run))
+    command = build_options(run)
+    return click.command(name)(force_option(command) if promote else command)
 
 
 build = _from_source(

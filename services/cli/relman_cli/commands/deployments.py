@@ -47,8 +47,10 @@ def info_result(d: Deployment) -> output.Info:
         ("Started", output.rfc3339(when(d, "started"))),
         ("Ended", output.rfc3339(when(d, "ended"))),
         ("Events", str(d.last_seq)),
+        ("Lock Override", d.lock_override),
     ]
-    return output.Info([(k, v) for k, v in rows if v or k != "Rollback Of"], to_dict(d))
+    optional = ("Rollback Of", "Lock Override")
+    return output.Info([(k, v) for k, v in rows if v or k not in optional], to_dict(d))
 
 
 @listing_group(

@@ -13,7 +13,13 @@ import click
 from relman.v1 import release_pb2
 
 from relman_cli import output
-from relman_cli.commands._common import announce_release, client, need_app, output_of
+from relman_cli.commands._common import (
+    announce_release,
+    client,
+    need_app,
+    output_of,
+    refuse_if_locked,
+)
 from relman_cli.commands._options import Command, listing_group, makes_release, options
 from relman_cli.errors import CliError
 
@@ -127,6 +133,8 @@ def _change(
     promote: bool,
     id_only: bool,
 ) -> None:
+    if promote:
+        refuse_if_locked(ctx, app)
     progress = output.Progress(id_only=id_only)
     progress.start(title)
     response = client(ctx).release.call(lambda stub: stub.ChangeEnv, request)

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from relman.v1 import types_pb2 as relman_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18relman/v1/deployer.proto\x12\trelman.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15relman/v1/types.proto\"\xc2\x02\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x12\n\nrelease_id\x18\x03 \x01(\t\x12\x1b\n\x13previous_release_id\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12+\n\x07started\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x65nded\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x07outcome\x18\x08 \x01(\x0e\x32\x12.relman.v1.Outcome\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x10\n\x08last_seq\x18\n \x01(\x03\x12\'\n\x04kind\x18\x0b \x01(\x0e\x32\x19.relman.v1.DeploymentKind\x12\x13\n\x0brollback_of\x18\x0c \x01(\t\"\x90\x01\n\x0f\x44\x65ploymentEvent\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"v\n\x10\x44\x65ploymentUpdate\x12+\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.relman.v1.DeploymentH\x00\x12+\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1a.relman.v1.DeploymentEventH\x00\x42\x08\n\x06update\"Y\n\x0ePromoteRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x12\n\nrelease_id\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x05\"K\n\x0fRollbackRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x12\n\nrelease_id\x18\x02 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x05\"8\n\x0cWatchRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\x1c\n\rCancelRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"\"\n\x14GetDeploymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x16ListDeploymentsRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x17ListDeploymentsResponse\x12*\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x15.relman.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xbc\x03\n\x0f\x44\x65ployerService\x12\x43\n\x07Promote\x12\x19.relman.v1.PromoteRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12\x45\n\x08Rollback\x12\x1a.relman.v1.RollbackRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12?\n\x05Watch\x12\x17.relman.v1.WatchRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12\x39\n\x06\x43\x61ncel\x12\x18.relman.v1.CancelRequest\x1a\x15.relman.v1.Deployment\x12G\n\rGetDeployment\x12\x1f.relman.v1.GetDeploymentRequest\x1a\x15.relman.v1.Deployment\x12X\n\x0fListDeployments\x12!.relman.v1.ListDeploymentsRequest\x1a\".relman.v1.ListDeploymentsResponseBX\n\rdev.relman.v1B\rDeployerProtoP\x01Z6github.com/relman-dev/relman/gen/go/relman/v1;relmanv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18relman/v1/deployer.proto\x12\trelman.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15relman/v1/types.proto\"\xd9\x02\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x12\n\nrelease_id\x18\x03 \x01(\t\x12\x1b\n\x13previous_release_id\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12+\n\x07started\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x65nded\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x07outcome\x18\x08 \x01(\x0e\x32\x12.relman.v1.Outcome\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x10\n\x08last_seq\x18\n \x01(\x03\x12\'\n\x04kind\x18\x0b \x01(\x0e\x32\x19.relman.v1.DeploymentKind\x12\x13\n\x0brollback_of\x18\x0c \x01(\t\x12\x15\n\rlock_override\x18\r \x01(\t\"\x90\x01\n\x0f\x44\x65ploymentEvent\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"v\n\x10\x44\x65ploymentUpdate\x12+\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.relman.v1.DeploymentH\x00\x12+\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1a.relman.v1.DeploymentEventH\x00\x42\x08\n\x06update\"Y\n\x0ePromoteRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x12\n\nrelease_id\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x05\"Z\n\x0fRollbackRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x12\n\nrelease_id\x18\x02 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x05\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\"8\n\x0cWatchRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\x1c\n\rCancelRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"\"\n\x14GetDeploymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x16ListDeploymentsRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x17ListDeploymentsResponse\x12*\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x15.relman.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xbc\x03\n\x0f\x44\x65ployerService\x12\x43\n\x07Promote\x12\x19.relman.v1.PromoteRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12\x45\n\x08Rollback\x12\x1a.relman.v1.RollbackRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12?\n\x05Watch\x12\x17.relman.v1.WatchRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12\x39\n\x06\x43\x61ncel\x12\x18.relman.v1.CancelRequest\x1a\x15.relman.v1.Deployment\x12G\n\rGetDeployment\x12\x1f.relman.v1.GetDeploymentRequest\x1a\x15.relman.v1.Deployment\x12X\n\x0fListDeployments\x12!.relman.v1.ListDeploymentsRequest\x1a\".relman.v1.ListDeploymentsResponseBX\n\rdev.relman.v1B\rDeployerProtoP\x01Z6github.com/relman-dev/relman/gen/go/relman/v1;relmanv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,25 +35,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.relman.v1B\rDeployerProtoP\001Z6github.com/relman-dev/relman/gen/go/relman/v1;relmanv1'
   _globals['_DEPLOYMENT']._serialized_start=96
-  _globals['_DEPLOYMENT']._serialized_end=418
-  _globals['_DEPLOYMENTEVENT']._serialized_start=421
-  _globals['_DEPLOYMENTEVENT']._serialized_end=565
-  _globals['_DEPLOYMENTUPDATE']._serialized_start=567
-  _globals['_DEPLOYMENTUPDATE']._serialized_end=685
-  _globals['_PROMOTEREQUEST']._serialized_start=687
-  _globals['_PROMOTEREQUEST']._serialized_end=776
-  _globals['_ROLLBACKREQUEST']._serialized_start=778
-  _globals['_ROLLBACKREQUEST']._serialized_end=853
-  _globals['_WATCHREQUEST']._serialized_start=855
-  _globals['_WATCHREQUEST']._serialized_end=911
-  _globals['_CANCELREQUEST']._serialized_start=913
-  _globals['_CANCELREQUEST']._serialized_end=941
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=943
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=977
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=979
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=1051
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=1053
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=1147
-  _globals['_DEPLOYERSERVICE']._serialized_start=1150
-  _globals['_DEPLOYERSERVICE']._serialized_end=1594
+  _globals['_DEPLOYMENT']._serialized_end=441
+  _globals['_DEPLOYMENTEVENT']._serialized_start=444
+  _globals['_DEPLOYMENTEVENT']._serialized_end=588
+  _globals['_DEPLOYMENTUPDATE']._serialized_start=590
+  _globals['_DEPLOYMENTUPDATE']._serialized_end=708
+  _globals['_PROMOTEREQUEST']._serialized_start=710
+  _globals['_PROMOTEREQUEST']._serialized_end=799
+  _globals['_ROLLBACKREQUEST']._serialized_start=801
+  _globals['_ROLLBACKREQUEST']._serialized_end=891
+  _globals['_WATCHREQUEST']._serialized_start=893
+  _globals['_WATCHREQUEST']._serialized_end=949
+  _globals['_CANCELREQUEST']._serialized_start=951
+  _globals['_CANCELREQUEST']._serialized_end=979
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=981
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1015
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=1017
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=1089
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=1091
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=1185
+  _globals['_DEPLOYERSERVICE']._serialized_start=1188
+  _globals['_DEPLOYERSERVICE']._serialized_end=1632
 # @@protoc_insertion_point(module_scope)

@@ -113,6 +113,7 @@ class App(_message.Message):
     ACTIVE_RELEASE_ID_FIELD_NUMBER: _builtins.int
     LATEST_RELEASE_ID_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
+    LOCK_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     active_release_id: _builtins.str
     """Empty when nothing was ever promoted."""
@@ -121,6 +122,10 @@ class App(_message.Message):
     actor: _builtins.str
     @_builtins.property
     def created(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def lock(self) -> Global___AppLock:
+        """Set while the app is locked."""
+
     def __init__(
         self,
         *,
@@ -129,14 +134,43 @@ class App(_message.Message):
         active_release_id: _builtins.str = ...,
         latest_release_id: _builtins.str = ...,
         actor: _builtins.str = ...,
+        lock: Global___AppLock | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "lock", b"lock"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_release_id", b"active_release_id", "actor", b"actor", "created", b"created", "latest_release_id", b"latest_release_id", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_release_id", b"active_release_id", "actor", b"actor", "created", b"created", "latest_release_id", b"latest_release_id", "lock", b"lock", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___App: _TypeAlias = App  # noqa: Y015
+
+@_typing.final
+class AppLock(_message.Message):
+    """Who locked an app, when and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCKED_BY_FIELD_NUMBER: _builtins.int
+    LOCKED_AT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    locked_by: _builtins.str
+    message: _builtins.str
+    @_builtins.property
+    def locked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        locked_by: _builtins.str = ...,
+        locked_at: _timestamp_pb2.Timestamp | None = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["locked_at", b"locked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["locked_at", b"locked_at", "locked_by", b"locked_by", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppLock: _TypeAlias = AppLock  # noqa: Y015
 
 @_typing.final
 class Build(_message.Message):
@@ -264,6 +298,7 @@ class Release(_message.Message):
     ACTOR_FIELD_NUMBER: _builtins.int
     LAST_DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
     LAST_DEPLOYMENT_OUTCOME_FIELD_NUMBER: _builtins.int
+    PINNED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     app: _builtins.str
     build_id: _builtins.str
@@ -274,6 +309,8 @@ class Release(_message.Message):
     last_deployment_id: _builtins.str
     """The last deployment of this release, if any."""
     last_deployment_outcome: _types_pb2.Outcome.ValueType
+    pinned: _builtins.bool
+    """Pinned releases are never pruned."""
     @_builtins.property
     def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Filled by GetRelease and writes; left empty by ListReleases."""
@@ -293,10 +330,11 @@ class Release(_message.Message):
         actor: _builtins.str = ...,
         last_deployment_id: _builtins.str = ...,
         last_deployment_outcome: _types_pb2.Outcome.ValueType = ...,
+        pinned: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "app", b"app", "build_id", b"build_id", "created", b"created", "description", b"description", "env", b"env", "id", b"id", "last_deployment_id", b"last_deployment_id", "last_deployment_outcome", b"last_deployment_outcome", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "app", b"app", "build_id", b"build_id", "created", b"created", "description", b"description", "env", b"env", "id", b"id", "last_deployment_id", b"last_deployment_id", "last_deployment_outcome", b"last_deployment_outcome", "pinned", b"pinned", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1035,6 +1073,7 @@ class Deployable(_message.Message):
     RELEASE_COMMAND_FIELD_NUMBER: _builtins.int
     ACTIVE_RELEASE_FIELD_NUMBER: _builtins.int
     ACTIVE_SERVICES_FIELD_NUMBER: _builtins.int
+    LOCK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def release(self) -> Global___Release: ...
     @_builtins.property
@@ -1053,6 +1092,10 @@ class Deployable(_message.Message):
     def active_services(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.ServiceSpec]:
         """The services of the active release (what a rollback restores)."""
 
+    @_builtins.property
+    def lock(self) -> Global___AppLock:
+        """Set while the app is locked: the Deployer refuses to deploy unless forced."""
+
     def __init__(
         self,
         *,
@@ -1061,10 +1104,11 @@ class Deployable(_message.Message):
         release_command: _types_pb2.ReleaseCommand | None = ...,
         active_release: Global___Release | None = ...,
         active_services: _abc.Iterable[_types_pb2.ServiceSpec] | None = ...,
+        lock: Global___AppLock | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["active_release", b"active_release", "release", b"release", "release_command", b"release_command"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["active_release", b"active_release", "lock", b"lock", "release", b"release", "release_command", b"release_command"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_release", b"active_release", "active_services", b"active_services", "release", b"release", "release_command", b"release_command", "services", b"services"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_release", b"active_release", "active_services", b"active_services", "lock", b"lock", "release", b"release", "release_command", b"release_command", "services", b"services"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1157,3 +1201,124 @@ class ReportDeploymentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportDeploymentResponse: _TypeAlias = ReportDeploymentResponse  # noqa: Y015
+
+@_typing.final
+class LockAppRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    app: _builtins.str
+    message: _builtins.str
+    """Why (required; at most 1000 characters)."""
+    def __init__(
+        self,
+        *,
+        app: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LockAppRequest: _TypeAlias = LockAppRequest  # noqa: Y015
+
+@_typing.final
+class UnlockAppRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_FIELD_NUMBER: _builtins.int
+    app: _builtins.str
+    def __init__(
+        self,
+        *,
+        app: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlockAppRequest: _TypeAlias = UnlockAppRequest  # noqa: Y015
+
+@_typing.final
+class PruneReleasesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_FIELD_NUMBER: _builtins.int
+    KEEP_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    app: _builtins.str
+    keep: _builtins.int
+    """How many of the newest releases to keep (at least 1)."""
+    dry_run: _builtins.bool
+    """Say what would go; change nothing."""
+    def __init__(
+        self,
+        *,
+        app: _builtins.str = ...,
+        keep: _builtins.int = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "dry_run", b"dry_run", "keep", b"keep"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PruneReleasesRequest: _TypeAlias = PruneReleasesRequest  # noqa: Y015
+
+@_typing.final
+class PruneReleasesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRUNED_RELEASE_IDS_FIELD_NUMBER: _builtins.int
+    PRUNED_BUILD_IDS_FIELD_NUMBER: _builtins.int
+    KEPT_FIELD_NUMBER: _builtins.int
+    kept: _builtins.int
+    """Releases of the app left."""
+    @_builtins.property
+    def pruned_release_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Newest first."""
+
+    @_builtins.property
+    def pruned_build_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        pruned_release_ids: _abc.Iterable[_builtins.str] | None = ...,
+        pruned_build_ids: _abc.Iterable[_builtins.str] | None = ...,
+        kept: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept", b"kept", "pruned_build_ids", b"pruned_build_ids", "pruned_release_ids", b"pruned_release_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PruneReleasesResponse: _TypeAlias = PruneReleasesResponse  # noqa: Y015
+
+@_typing.final
+class PinReleaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    app: _builtins.str
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        app: _builtins.str = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PinReleaseRequest: _TypeAlias = PinReleaseRequest  # noqa: Y015

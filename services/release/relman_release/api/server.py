@@ -28,6 +28,7 @@ from relman_release.api.servicer import ReleaseServicer, TokenServicer
 from relman_release.app import tokens as token_services
 from relman_release.builds.logs import LogHub
 from relman_release.builds.runner import BuildRunner
+from relman_release.builds.sweeper import Sweeper
 from relman_release.builds.workshop import BuildConfig, open_workshop
 from relman_release.store.uow import GroupedWrites, SqlUnitOfWork, open_store
 
@@ -61,8 +62,13 @@ def build_service(
     files = DbExecutor(workers=FILE_WORKERS, name="release-files")
     runner: BuildRunner | None = None
     build_servicer: BuildServicer | None = None
+    sweeper: Sweeper | None = None
     if builds is not None:
         workshop = open_workshop(builds)
+        sweeper = Sweeper(uow, executor, workshop)
+        servicer.after_prune = sweeper.kick
+        if uow.keep_releases:
+            servicer.after_write = sweeper.kick
         runner = BuildRunner(
             uow,
             executor,
@@ -82,8 +88,12 @@ def build_service(
     async def on_start() -> None:
         if runner is not None:
             await runner.start()
+        if sweeper is not None:
+            await sweeper.start()
 
     async def on_stop() -> None:
+        if sweeper is not None:
+            await sweeper.stop()
         if runner is not None:
             await runner.stop()
         files.shutdown()
@@ -132,6 +142,7 @@ def create_service(
     secret_key_file: Path | None = None,
     announce: Callable[[str], None] = _to_stderr,
     builds: BuildConfig | None = None,
+    keep_releases: int = 0,
 ) -> Service:
     """Opens (and migrates) the database at ``database_url`` and wires the service.
 
@@ -142,7 +153,7 @@ def create_service(
     """
     directory = data_dir if data_dir is not None else DATA_DIR.value()
     box = SecretBox.from_env_or_file(directory, secret_key_file)
-    uow = open_store(database_url, box, pool_size=DB_WORKERS)
+    uow = open_store(database_url, box, pool_size=DB_WORKERS, keep_releases=keep_releases)
     try:
         config = builds if builds is not None else BuildConfig(data_dir=directory)
         service = build_service(addr, uow, auth=auth, tls=tls, builds=config)

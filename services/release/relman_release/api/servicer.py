@@ -24,7 +24,7 @@ from relman_common.db import DbExecutor
 from relman_common.grpc_errors import Context
 
 from relman_release.api import converters as cv
-from relman_release.app import apps, builds, deployments, env, releases, tokens
+from relman_release.app import apps, builds, deployments, env, releases, retention, tokens
 from relman_release.ports import UnitOfWork, Writes
 
 # Any parameters: the generated servicer base declares each method with its own request type.
@@ -53,6 +53,8 @@ def rpc(
             result = await self.writes.run(use_case, *call)
         else:
             result = await self.executor.run(use_case, self.uow, *call)
+        if write and self.after_write is not None:
+            self.after_write()
         return to_pb(result)
 
     return handler
@@ -65,11 +67,36 @@ class _Servicer:
         self.uow = uow
         self.executor = executor
         self.writes = writes
+        # Called after a prune committed: its files can go now.
+        self.after_prune: Callable[[], None] | None = None
+        # Called after each write committed (automatic retention may have pruned).
+        self.after_write: Callable[[], None] | None = None
 
 
 class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # type: ignore[misc]
     CreateApp = rpc(apps.create_app, lambda r: (r.name,), cv.app_pb, actor=True, write=True)
     GetApp = rpc(apps.get_app, lambda r: (r.name,), cv.app_pb)
+    LockApp = rpc(apps.lock_app, lambda r: (r.app, r.message), cv.app_pb, actor=True, write=True)
+    UnlockApp = rpc(apps.unlock_app, lambda r: (r.app,), cv.app_pb, write=True)
+
+    _prune = rpc(
+        retention.prune_releases,
+        lambda r: (r.app, r.keep, r.dry_run),
+        cv.prune_pb,
+        actor=True,
+        write=True,
+    )
+
+    async def PruneReleases(
+        self, request: release_pb2.PruneReleasesRequest, context: Context
+    ) -> release_pb2.PruneReleasesResponse:
+        response: release_pb2.PruneReleasesResponse = await self._prune(request, context)
+        if self.after_prune is not None and not request.dry_run:
+            self.after_prune()
+        return response
+
+    PinRelease = rpc(retention.pin_release, lambda r: (r.app, r.id), cv.release_pb, write=True)
+    UnpinRelease = rpc(retention.unpin_release, lambda r: (r.app, r.id), cv.release_pb, write=True)
     ListApps = rpc(apps.list_apps, lambda r: (), cv.apps_pb)
     DeleteApp = rpc(
         apps.delete_app,

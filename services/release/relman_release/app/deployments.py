@@ -33,6 +33,7 @@ def _deployable(repo: Repository, app: App, release: Release) -> Deployable:
         release_command=manifest.release,
         active=active,
         active_services=active_services,
+        lock=app.current_lock(),
     )
 
 
@@ -91,6 +92,7 @@ def report_deployment(
                 last_deployment_outcome=report.outcome,
             )
         if effect.activate:
-            repo.set_active_release(app.name, release.id)
-            app = replace(app, active_release_id=release.id)
+            previous = app.active_release_id or app.previous_active_release_id
+            repo.set_active_release(app.name, release.id, previous)
+            app = replace(app, active_release_id=release.id, previous_active_release_id=previous)
         return Reported(current=effect.current, release=lookups.with_status(release, app))

@@ -39,6 +39,12 @@ class AppRow(Base):
     latest_release_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
     current_deployment_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
     current_deployment_started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The app's lock (migration 0007): empty locked_by when unlocked.
+    locked_by: Mapped[str] = mapped_column(String(64), default="")
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lock_message: Mapped[str] = mapped_column(Text, default="")
+    # The release active before the active one: a rollback's target, kept by retention (0008).
+    previous_active_release_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
 
 
 class BuildRow(Base):
@@ -103,6 +109,8 @@ class ReleaseRow(Base):
     actor: Mapped[str] = mapped_column(String(64))
     last_deployment_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
     last_deployment_outcome: Mapped[str] = mapped_column(String(16), default="")
+    # Never pruned (migration 0008).
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ApiTokenRow(Base):
@@ -118,3 +126,27 @@ class ApiTokenRow(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     actor: Mapped[str] = mapped_column(String(64))
+
+
+class PrunedRow(Base):
+    """The id of a pruned release or build: asking for it says it was pruned."""
+
+    __tablename__ = "pruned"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    pruned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))
+
+
+class GarbageRow(Base):
+    """A file a prune let go (``kind`` source: an archive's sha256; image: an image
+    reference), deleted after the prune's commit; the row goes once the file has."""
+
+    __tablename__ = "garbage"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
