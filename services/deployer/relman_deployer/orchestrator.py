@@ -134,11 +134,9 @@ class Orchestrator:
         running = await self.store.running_of_app(app)
         if running is not None:
             raise app_busy(running)  # before making a copy that would not be deployed
-        # The lock, before making a copy that would not be deployed (and again on the copy,
-        # in case the app was locked in between).
-        target = await self.releases.get_deployable(app, release_id, actor)
-        check_unlocked(target.lock, force=force)
-        copy = await self.releases.create_rollback_release(app, release_id, actor)
+        # The Release service refuses a locked app unless forced before it makes the copy
+        # (with the same guard); the copy says which lock a forced rollback overrides.
+        copy = await self.releases.create_rollback_release(app, release_id, actor, force=force)
         overridden = check_unlocked(copy.lock, force=force)
         return await self._start(
             copy, timeout_seconds, actor, Kind.ROLLBACK, release_id, lock_override=overridden

@@ -159,9 +159,14 @@ class ReleaseClient:
             return await self._retrying(f"GetDeployable {app} {release_id}", call)
         return await call()
 
-    async def create_rollback_release(self, app: str, release_id: str, actor: str) -> Deployable:
-        """A copy of an old release ("rollback to R"), ready to deploy."""
-        request = release_pb2.CreateRollbackReleaseRequest(app=app, release_id=release_id)
+    async def create_rollback_release(
+        self, app: str, release_id: str, actor: str, *, force: bool = False
+    ) -> Deployable:
+        """A copy of an old release ("rollback to R"), ready to deploy; refused when the app
+        is locked, unless ``force``."""
+        request = release_pb2.CreateRollbackReleaseRequest(
+            app=app, release_id=release_id, force=force
+        )
         async with self._writes.slot(urgent=True):
             resp = await self._call(self._stub.CreateRollbackRelease, request, actor)
         return deployable_from_pb(resp)

@@ -1120,17 +1120,23 @@ class CreateRollbackReleaseRequest(_message.Message):
 
     APP_FIELD_NUMBER: _builtins.int
     RELEASE_ID_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     app: _builtins.str
     release_id: _builtins.str
+    force: _builtins.bool
+    """Make the copy even though the app is locked; otherwise a locked app is refused
+    (FAILED_PRECONDITION, APP_LOCKED) before any copy is made.
+    """
     def __init__(
         self,
         *,
         app: _builtins.str = ...,
         release_id: _builtins.str = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "release_id", b"release_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "force", b"force", "release_id", b"release_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

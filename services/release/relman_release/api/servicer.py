@@ -163,7 +163,7 @@ class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # ty
     )
     CreateRollbackRelease = rpc(
         deployments.create_rollback_release,
-        lambda r: (r.app, r.release_id),
+        lambda r: (r.app, r.release_id, r.force),
         cv.deployable_pb,
         actor=True,
         write=True,

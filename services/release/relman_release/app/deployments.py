@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from relman_common.auth import Principal
 from relman_common.errors import FailedPrecondition
+from relman_common.locks import check_unlocked
 from relman_common.manifest import Service
 from relman_common.vocabulary import DEPLOYMENT, RELEASE, check_id, validate_app_name, validate_text
 
@@ -54,13 +55,15 @@ def get_deployable(uow: UnitOfWork, app_name: str, release_id: str = "") -> Depl
 
 
 def create_rollback_release(
-    uow: UnitOfWork, app_name: str, release_id: str, actor: str
+    uow: UnitOfWork, app_name: str, release_id: str, force: bool, actor: str
 ) -> Deployable:
     """A copy of an old release (its build and env), described ``rollback to R...``, once
-    it is known to be deployable."""
+    it is known to be deployable, and unless the app is locked (and not ``force``): the
+    Deployer's own lock guard, run here so that a refused rollback leaves no copy behind."""
     validate_app_name(app_name)
     with uow.write() as repo:
         app = lookups.app_named(repo, app_name, lock=True)
+        check_unlocked(app.current_lock(), force=force)
         old = lookups.release_of(repo, app, release_id)
         _deployable(repo, app, old)  # refuse before making a copy that cannot be deployed
         description = composition.rollback_description(old.id)
