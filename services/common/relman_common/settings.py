@@ -39,8 +39,10 @@ from relman_common.deployer_settings import (
 )
 from relman_common.setting import (
     NOT_NEGATIVE,
+    NUMBER,
     OPTIONAL_PATH,
     PATH,
+    POSITIVE,
     SECRET,
     SWITCH,
     TEXT,
@@ -191,6 +193,15 @@ KEEP_RELEASES = Setting(
     flags={RELEASE: "--keep-releases"},
     rule=NOT_NEGATIVE,
 )
+WEBHOOK_TIMEOUT = Setting(
+    "RELMAN_WEBHOOK_TIMEOUT",
+    NUMBER,
+    10.0,
+    "seconds a webhook receiver has to answer a delivery before the attempt counts as failed "
+    "(and is retried)",
+    flags={RELEASE: "--webhook-timeout"},
+    rule=POSITIVE,
+)
 APP = Setting(
     "RELMAN_APP",
     TEXT,
@@ -243,6 +254,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     SOURCE_MAX_BYTES,
     SOURCE_MAX_ENTRIES,
     KEEP_RELEASES,
+    WEBHOOK_TIMEOUT,
     APP,
     RACK,
 )
@@ -288,4 +300,5 @@ __all__ = [
     "TLS_CLIENT_KEY",
     "TLS_KEY",
     "TOKEN",
+    "WEBHOOK_TIMEOUT",
 ]

@@ -188,6 +188,7 @@ class ReleaseClient:
             release_id=deployment.release_id,
             outcome=to_pb(outcome),
             reason=reason,
+            actor=deployment.actor,
         )
         request.started.FromDatetime(as_utc(deployment.started))
 

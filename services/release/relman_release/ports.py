@@ -13,6 +13,7 @@ from relman_common.locks import AppLock
 from relman_release.domain.model import App, Build, LogLine, Page, Release
 from relman_release.domain.retention import BuildFacts
 from relman_release.domain.tokens import ApiToken
+from relman_release.domain.webhooks import Attempt, Delivery, Event, Target, Webhook
 
 T = TypeVar("T")
 
@@ -109,6 +110,49 @@ class Repository(Protocol):
     def in_use(self, kind: str, ref: str) -> bool:
         """Whether a build still names this source archive or image."""
         ...
+
+    # --- webhooks (SPEC 9) ---
+
+    def add_webhook(self, hook: Webhook, secret: bytes) -> None:
+        """Stores the webhook, its secret sealed."""
+        ...
+
+    def webhooks_of(self, app: str) -> list[Webhook]: ...
+
+    def find_webhook(self, webhook_id: str) -> tuple[Webhook, int] | None: ...
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """The webhook with its deliveries and their attempts."""
+        ...
+
+    def add_event(self, event: Event, webhook_ids: Sequence[str]) -> None:
+        """The event in the outbox, and a pending delivery of it to each webhook."""
+        ...
+
+    def due_deliveries(self, now: datetime, limit: int) -> list[tuple[int, str]]:
+        """(seq, webhook id) of each webhook's oldest pending delivery, when it is due and
+        unclaimed."""
+        ...
+
+    def next_due(self) -> datetime | None: ...
+
+    def claim_delivery(self, seq: int, owner: str, now: datetime, until: datetime) -> bool: ...
+
+    def delivery_target(self, seq: int) -> Target | None: ...
+
+    def record_attempt(
+        self,
+        seq: int,
+        owner: str,
+        attempt: Attempt,
+        *,
+        state: str,
+        attempts_made: int,
+        next_attempt: datetime | None,
+        delivered: datetime | None,
+    ) -> bool: ...
+
+    def list_deliveries(self, webhook_id: str, limit: int) -> list[Delivery]: ...
 
     # --- running builds: each change names the runner and expects a status ---
 

@@ -1,16 +1,17 @@
-"""The pure rules of SPEC 9: which releases and builds a prune removes, and the lock's words.
-Their doc examples are run here too."""
+"""The pure rules of SPEC 9: which releases and builds a prune removes, the lock's words, and
+webhook signatures, patterns and retry delays. Their doc examples are run here too."""
 
 from __future__ import annotations
 
 import doctest
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from relman_common import locks
 from relman_common.errors import FailedPrecondition, InvalidArgument
 from relman_common.lifecycle import BuildStatus, Outcome
-from relman_release.domain import retention
+from relman_release.domain import retention, webhooks
 from relman_release.domain.model import App, Release
 from relman_release.domain.retention import IMAGE, SOURCE, BuildFacts, plan_prune
 
@@ -37,7 +38,7 @@ def build(
     )
 
 
-@pytest.mark.parametrize("module", [locks, retention], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [locks, retention, webhooks], ids=lambda m: m.__name__)
 def test_doc_examples_hold(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0
@@ -99,3 +100,32 @@ def test_the_lock_refuses_with_its_words_unless_forced() -> None:
     assert refused.value.reason == "APP_LOCKED"
     assert locks.check_unlocked(lock, force=True).startswith("forced past the lock by bob")
     assert locks.check_unlocked(None, force=False) == ""
+
+
+def test_retry_delays_double_with_jitter_up_to_ten_minutes() -> None:
+    lows = [webhooks.retry_delay(n, lambda: 0.0) for n in range(1, 16)]
+    highs = [webhooks.retry_delay(n, lambda: 0.999999) for n in range(1, 16)]
+    assert lows[:3] == [0.5, 1.0, 2.0] and round(highs[0], 3) == 1.5
+    assert all(b == min(600.0, 2 * a) for a, b in itertools.pairwise(lows))
+    assert max(highs) == 600.0 and lows[-1] == 600.0
+
+
+def test_an_event_is_given_up_after_a_day() -> None:
+    assert not webhooks.gives_up(T0, T0 + timedelta(hours=23, minutes=59))
+    assert webhooks.gives_up(T0, T0 + timedelta(hours=24))
+
+
+def test_patterns_must_match_a_known_event_and_default_to_all() -> None:
+    assert webhooks.check_patterns([]) == ("*",)
+    assert webhooks.check_patterns(["deployment.*", "deployment.*"]) == ("deployment.*",)
+    for bad in ("deploy", "DEPLOYMENT.*", "x" * 70):
+        with pytest.raises(InvalidArgument, match="invalid event pattern"):
+            webhooks.check_patterns([bad])
+
+
+def test_the_body_is_compact_sorted_json_with_the_event_fields() -> None:
+    body = webhooks.event_body("EABCDEFGHIJ", "build.failed", "web", "bob", T0, {"reason": "x"})
+    assert body == (
+        b'{"actor":"bob","app":"web","created":"2019-01-01T00:00:00Z",'
+        b'"data":{"reason":"x"},"id":"EABCDEFGHIJ","type":"build.failed"}'
+    )

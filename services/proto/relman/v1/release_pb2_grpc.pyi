@@ -120,6 +120,20 @@ class ReleaseServiceStub:
     PinRelease: _grpc.UnaryUnaryMultiCallable[_release_pb2.PinReleaseRequest, _release_pb2.Release]
     """A pinned release is never pruned."""
     UnpinRelease: _grpc.UnaryUnaryMultiCallable[_release_pb2.PinReleaseRequest, _release_pb2.Release]
+    AddWebhook: _grpc.UnaryUnaryMultiCallable[_release_pb2.AddWebhookRequest, _release_pb2.AddWebhookResponse]
+    """Webhooks: each event of the app whose type one of `events` matches (glob patterns such
+    as "deployment.*"; default all) is POSTed as JSON to `url`, at least once, in order,
+    with the headers Idempotency-Key (the event id) and Relman-Signature
+    ("t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>"). Failed attempts (non-2xx,
+    no answer within 10 s) are retried after about 1 s, doubling with jitter, at most 10
+    minutes apart, for 24 hours. Events: release.created, build.complete, build.failed,
+    deployment.started, deployment.succeeded, deployment.rolled-back, deployment.failed,
+    deployment.cancelled.
+    """
+    ListWebhooks: _grpc.UnaryUnaryMultiCallable[_release_pb2.ListWebhooksRequest, _release_pb2.ListWebhooksResponse]
+    RemoveWebhook: _grpc.UnaryUnaryMultiCallable[_release_pb2.RemoveWebhookRequest, _release_pb2.RemoveWebhookResponse]
+    ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_release_pb2.ListWebhookDeliveriesRequest, _release_pb2.ListWebhookDeliveriesResponse]
+    """Newest first, each with its attempts."""
 
 @_typing.type_check_only
 class ReleaseServiceAsyncStub(ReleaseServiceStub):
@@ -179,6 +193,20 @@ class ReleaseServiceAsyncStub(ReleaseServiceStub):
     PinRelease: _aio.UnaryUnaryMultiCallable[_release_pb2.PinReleaseRequest, _release_pb2.Release]  # type: ignore[assignment]
     """A pinned release is never pruned."""
     UnpinRelease: _aio.UnaryUnaryMultiCallable[_release_pb2.PinReleaseRequest, _release_pb2.Release]  # type: ignore[assignment]
+    AddWebhook: _aio.UnaryUnaryMultiCallable[_release_pb2.AddWebhookRequest, _release_pb2.AddWebhookResponse]  # type: ignore[assignment]
+    """Webhooks: each event of the app whose type one of `events` matches (glob patterns such
+    as "deployment.*"; default all) is POSTed as JSON to `url`, at least once, in order,
+    with the headers Idempotency-Key (the event id) and Relman-Signature
+    ("t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>"). Failed attempts (non-2xx,
+    no answer within 10 s) are retried after about 1 s, doubling with jitter, at most 10
+    minutes apart, for 24 hours. Events: release.created, build.complete, build.failed,
+    deployment.started, deployment.succeeded, deployment.rolled-back, deployment.failed,
+    deployment.cancelled.
+    """
+    ListWebhooks: _aio.UnaryUnaryMultiCallable[_release_pb2.ListWebhooksRequest, _release_pb2.ListWebhooksResponse]  # type: ignore[assignment]
+    RemoveWebhook: _aio.UnaryUnaryMultiCallable[_release_pb2.RemoveWebhookRequest, _release_pb2.RemoveWebhookResponse]  # type: ignore[assignment]
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_release_pb2.ListWebhookDeliveriesRequest, _release_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
+    """Newest first, each with its attempts."""
 
 class ReleaseServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -373,5 +401,43 @@ class ReleaseServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _release_pb2.PinReleaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_release_pb2.Release, _abc.Awaitable[_release_pb2.Release]]: ...
+
+    @_abc_1.abstractmethod
+    def AddWebhook(
+        self,
+        request: _release_pb2.AddWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.AddWebhookResponse, _abc.Awaitable[_release_pb2.AddWebhookResponse]]:
+        """Webhooks: each event of the app whose type one of `events` matches (glob patterns such
+        as "deployment.*"; default all) is POSTed as JSON to `url`, at least once, in order,
+        with the headers Idempotency-Key (the event id) and Relman-Signature
+        ("t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>"). Failed attempts (non-2xx,
+        no answer within 10 s) are retried after about 1 s, doubling with jitter, at most 10
+        minutes apart, for 24 hours. Events: release.created, build.complete, build.failed,
+        deployment.started, deployment.succeeded, deployment.rolled-back, deployment.failed,
+        deployment.cancelled.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWebhooks(
+        self,
+        request: _release_pb2.ListWebhooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.ListWebhooksResponse, _abc.Awaitable[_release_pb2.ListWebhooksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveWebhook(
+        self,
+        request: _release_pb2.RemoveWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.RemoveWebhookResponse, _abc.Awaitable[_release_pb2.RemoveWebhookResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _release_pb2.ListWebhookDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_release_pb2.ListWebhookDeliveriesResponse]]:
+        """Newest first, each with its attempts."""
 
 def add_ReleaseServiceServicer_to_server(servicer: ReleaseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,6 +26,7 @@ from relman_release.app.results import (
     Reported,
 )
 from relman_release.app.tokens import CreatedToken
+from relman_release.app.webhooks import AddedWebhook
 from relman_release.builds.sources import SourceInfo
 from relman_release.domain.env import EnvDiff
 from relman_release.domain.model import (
@@ -38,6 +39,7 @@ from relman_release.domain.model import (
 )
 from relman_release.domain.retention import PrunePlan
 from relman_release.domain.tokens import ApiToken
+from relman_release.domain.webhooks import Delivery, Webhook
 
 
 def lock_pb(lock: AppLock | None) -> release_pb2.AppLock | None:
@@ -165,6 +167,7 @@ def report_from_pb(msg: release_pb2.ReportDeploymentRequest) -> DeploymentReport
         outcome=outcome,
         reason=msg.reason,
         started=started,
+        actor=msg.actor,
     )
 
 
@@ -197,4 +200,29 @@ def token_kind_from_pb(value: int) -> str:
 def prune_pb(plan: PrunePlan) -> release_pb2.PruneReleasesResponse:
     return release_pb2.PruneReleasesResponse(
         pruned_release_ids=list(plan.releases), pruned_build_ids=list(plan.builds), kept=plan.kept
+    )
+
+
+def webhook_pb(hook: Webhook) -> release_pb2.Webhook:
+    return to_message(release_pb2.Webhook, hook)
+
+
+def added_webhook_pb(added: AddedWebhook) -> release_pb2.AddWebhookResponse:
+    return release_pb2.AddWebhookResponse(webhook=webhook_pb(added.webhook), secret=added.secret)
+
+
+def webhooks_pb(hooks: list[Webhook]) -> release_pb2.ListWebhooksResponse:
+    return release_pb2.ListWebhooksResponse(webhooks=[webhook_pb(h) for h in hooks])
+
+
+def deliveries_pb(found: list[Delivery]) -> release_pb2.ListWebhookDeliveriesResponse:
+    return release_pb2.ListWebhookDeliveriesResponse(
+        deliveries=[
+            to_message(
+                release_pb2.WebhookDelivery,
+                d,
+                history=[to_message(release_pb2.WebhookAttempt, a) for a in d.history],
+            )
+            for d in found
+        ]
     )

@@ -24,7 +24,16 @@ from relman_common.db import DbExecutor
 from relman_common.grpc_errors import Context
 
 from relman_release.api import converters as cv
-from relman_release.app import apps, builds, deployments, env, releases, retention, tokens
+from relman_release.app import (
+    apps,
+    builds,
+    deployments,
+    env,
+    releases,
+    retention,
+    tokens,
+    webhooks,
+)
 from relman_release.ports import UnitOfWork, Writes
 
 # Any parameters: the generated servicer base declares each method with its own request type.
@@ -94,6 +103,24 @@ class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # ty
         if self.after_prune is not None and not request.dry_run:
             self.after_prune()
         return response
+
+    AddWebhook = rpc(
+        webhooks.add_webhook,
+        lambda r: (r.app, r.url, list(r.events), r.secret),
+        cv.added_webhook_pb,
+        actor=True,
+        write=True,
+    )
+    ListWebhooks = rpc(webhooks.list_webhooks, lambda r: (r.app,), cv.webhooks_pb)
+    RemoveWebhook = rpc(
+        webhooks.remove_webhook,
+        lambda r: (r.id,),
+        lambda _: release_pb2.RemoveWebhookResponse(),
+        write=True,
+    )
+    ListWebhookDeliveries = rpc(
+        webhooks.list_deliveries, lambda r: (r.id, r.limit), cv.deliveries_pb
+    )
 
     PinRelease = rpc(retention.pin_release, lambda r: (r.app, r.id), cv.release_pb, write=True)
     UnpinRelease = rpc(retention.unpin_release, lambda r: (r.app, r.id), cv.release_pb, write=True)

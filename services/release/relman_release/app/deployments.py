@@ -10,7 +10,7 @@ from relman_common.locks import check_unlocked
 from relman_common.manifest import Service
 from relman_common.vocabulary import DEPLOYMENT, RELEASE, check_id, validate_app_name, validate_text
 
-from relman_release.app import lookups
+from relman_release.app import events, lookups
 from relman_release.app.results import Reported
 from relman_release.domain import composition
 from relman_release.domain.builds import deployable_services
@@ -89,6 +89,7 @@ def report_deployment(
             repo.set_current_deployment(app.name, report.deployment_id, report.started)
         if effect.record:
             repo.record_outcome(release.id, report.deployment_id, report.outcome)
+            events.deployment_changed(uow, repo, report)
             release = replace(
                 release,
                 last_deployment_id=report.deployment_id,

@@ -18,6 +18,7 @@ from relman_common.lifecycle import release_status
 from relman_common.locks import rfc3339
 from relman_common.vocabulary import BUILD, RELEASE, check_id, new_id, page_limit, validate_app_name
 
+from relman_release.app import events
 from relman_release.app.results import Listing
 from relman_release.domain.model import App, Build, Page, Release
 from relman_release.domain.paging import decode_token, encode_token
@@ -118,6 +119,7 @@ def new_release(
         actor=actor,
     )
     repo.add_release(release)
+    events.release_created(uow, repo, release)
     app = replace(app, latest_release_id=release.id)
     if uow.keep_releases:
         from relman_release.app.retention import prune_in  # retention reads releases

@@ -127,3 +127,5 @@ class DeploymentReport:
     outcome: Outcome
     reason: str
     started: datetime
+    # Who started the deployment ("" from a Deployer that does not say).
+    actor: str = ""

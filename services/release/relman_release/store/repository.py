@@ -25,9 +25,10 @@ from relman_release.store import statements as q
 from relman_release.store.build_runs import BuildRuns
 from relman_release.store.codec import decode_env, encode_env, encode_images
 from relman_release.store.retention import Retention
+from relman_release.store.webhooks import Webhooks
 
 
-class SqlRepository(BuildRuns, Retention):
+class SqlRepository(BuildRuns, Retention, Webhooks):
     """Works inside the transaction of ``conn``. ``box`` seals every env written and opens
     every env read (see store.codec)."""
 
@@ -94,6 +95,8 @@ class SqlRepository(BuildRuns, Retention):
         self.conn.execute(q.DELETE_APP_BUILD_LOGS, params)
         self.conn.execute(q.DELETE_APP_BUILDS, params)
         self.conn.execute(q.DELETE_APP_PRUNED, params)
+        for hook in self.webhooks_of(name):
+            self.delete_webhook(hook.id)
         self.conn.execute(q.DELETE_APP, params)
         del self._app_ids[name]
 
