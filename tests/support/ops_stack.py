@@ -89,14 +89,17 @@ class Stack:
                 process.stop()
 
 
-def stack_on(request: pytest.FixtureRequest, tmp_path: Path, **release_env: str) -> Iterator[Stack]:
-    """A stack on the database kind of ``request.param`` (one of DB_KINDS)."""
+def stack_on(
+    request: pytest.FixtureRequest, tmp_path: Path, pod_delay: str = "0.02", **release_env: str
+) -> Iterator[Stack]:
+    """A stack on the database kind of ``request.param`` (one of DB_KINDS); the simulated
+    pods of its Deployer start in ``pod_delay`` seconds."""
     url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
     stack = Stack(tmp_path, url, release_env=dict(release_env))
     (tmp_path / "convox.yml").write_text(MANIFEST)
     try:
         stack.start_release()
-        stack.start_deployer()
+        stack.start_deployer(pod_delay)
         yield stack
     finally:
         stack.stop()

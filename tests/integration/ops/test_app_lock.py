@@ -43,12 +43,12 @@ def test_a_locked_app_refuses_every_way_to_deploy_until_forced_or_unlocked(stack
     first = new_release(stack, "myapp")
     stack.ok("releases", "promote", first, "-a", "myapp")
     second = new_release(stack, "myapp", "registry/web:2")
-    assert _info(stack, "apps", "info", "-a", "myapp")["Locked"] == "no"
+    assert _info(stack, "apps", "info", "-a", "myapp")["Locked"] == "false"
 
     done = stack.ok("apps", "lock", "-a", "myapp", "--message", "launch freeze")
     assert done.lines == ["Locking myapp... OK"]
     locked = _info(stack, "apps", "info", "-a", "myapp")["Locked"]
-    assert re.fullmatch(r"by admin at \S+Z: launch freeze", locked), locked
+    assert re.fullmatch(r"true, by admin at \S+Z: launch freeze", locked), locked
     # A second lock is refused with the first one's words.
     again = stack.run("apps", "lock", "-a", "myapp", "--message", "other")
     assert again.code == 1 and LOCKED.fullmatch(again.err), again.err
@@ -93,7 +93,7 @@ def test_a_locked_app_refuses_every_way_to_deploy_until_forced_or_unlocked(stack
     assert rolled.lines[-1] == "OK"
 
     assert stack.ok("apps", "unlock", "-a", "myapp").lines == ["Unlocking myapp... OK"]
-    assert _info(stack, "apps", "info", "-a", "myapp")["Locked"] == "no"
+    assert _info(stack, "apps", "info", "-a", "myapp")["Locked"] == "false"
     not_locked = stack.run("apps", "unlock", "-a", "myapp")
     assert (not_locked.code, not_locked.err) == (1, "ERROR: app myapp is not locked\n")
     assert stack.ok("releases", "promote", "-a", "myapp").lines[-1] == "OK"
@@ -108,4 +108,4 @@ def test_a_lock_needs_a_message_and_an_app_that_exists(stack: Stack) -> None:
     assert (blank.code, blank.err) == (1, "ERROR: a lock needs a message: say why (--message)\n")
     missing = stack.run("apps", "lock", "-a", "nope", "--message", "x")
     assert (missing.code, missing.err) == (1, "ERROR: app not found: nope\n")
-    assert _info(stack, "apps", "info", "-a", "myapp")["Locked"] == "no"
+    assert _info(stack, "apps", "info", "-a", "myapp")["Locked"] == "false"

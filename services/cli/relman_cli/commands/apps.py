@@ -30,7 +30,7 @@ def app_data(app: App) -> dict[str, Any]:
 
 def list_result(apps: Sequence[App]) -> output.Table:
     columns: Columns[App] = [
-        ("NAME", lambda a: a.name),
+        ("APP", lambda a: a.name),
         ("STATUS", app_status),
         ("RELEASE", lambda a: a.active_release_id),
     ]
@@ -38,21 +38,22 @@ def list_result(apps: Sequence[App]) -> output.Table:
 
 
 def lock_text(app: App) -> str:
-    """``no``, or ``by X at T: <message>``."""
+    """``false`` (as Convox says it), or ``true, by X at T: <message>``."""
     if not app.HasField("lock") or not app.lock.locked_by:
-        return "no"
+        return "false"
     lock = app.lock
-    return f"by {lock.locked_by} at {output.rfc3339(when(lock, 'locked_at'))}: {lock.message}"
+    at = output.rfc3339(when(lock, "locked_at"))
+    return f"true, by {lock.locked_by} at {at}: {lock.message}"
 
 
 def info_result(app: App) -> output.Info:
     rows = [
         ("Name", app.name),
         ("Status", app_status(app)),
+        ("Locked", lock_text(app)),
         ("Release", app.active_release_id),
         ("Latest", app.latest_release_id),
         ("Created", output.rfc3339(when(app, "created"))),
-        ("Locked", lock_text(app)),
     ]
     return output.Info(rows, app_data(app))
 
@@ -88,13 +89,14 @@ def delete(ctx: click.Context, name: str) -> None:
 
 
 @apps.command("cancel")
+@click.argument("name", required=False)
 @options("app", "rack")
 @click.pass_context
-def cancel(ctx: click.Context) -> None:
-    """Cancel the app's running deployment (it rolls back)."""
+def cancel(ctx: click.Context, name: str | None) -> None:
+    """Cancel the running deployment of app NAME (or -a): it rolls back."""
     from relman.v1 import deployer_pb2
 
-    name = need_app(ctx)
+    name = name or need_app(ctx)
     progress = output.Progress()
     progress.start(f"Cancelling deployment of {name}")
     client(ctx).deployer.call(lambda stub: stub.Cancel, deployer_pb2.CancelRequest(app=name))

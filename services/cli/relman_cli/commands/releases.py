@@ -204,19 +204,23 @@ def timeout_option(help: str) -> Decorator:
     is_flag=True,
     help="Allow promoting a release older than the active, or while the app is locked.",
 )
+@click.option("--wait", is_flag=True, help="Wait for a running deployment to end first.")
 @timeout_option("Roll back when there is no progress for this long (default 600).")
 @options("app", "rack")
 @click.pass_context
-def promote(ctx: click.Context, release_id: str, force: bool, timeout: int | None) -> None:
+def promote(
+    ctx: click.Context, release_id: str, force: bool, wait: bool, timeout: int | None
+) -> None:
     """Deploy a release (default: the latest) and follow it until it is active everywhere.
 
     Exits 0 only when the release became active. Ctrl-C detaches; the deployment goes on.
     """
     from relman_cli.commands import _deploy
 
-    _deploy.promote(
-        ctx, need_app(ctx), release_id, output.Progress(), force=force, timeout=timeout or 0
-    )
+    app, progress = need_app(ctx), output.Progress()
+    if wait:
+        _deploy.wait_for_running(ctx, app, progress)
+    _deploy.promote(ctx, app, release_id, progress, force=force, timeout=timeout or 0)
 
 
 @releases.command("rollback")
