@@ -137,7 +137,7 @@ def complete_build(
             latest = latest_of(repo, app)
             env = latest.env if latest is not None else {}
             release_id = new_id(RELEASE)
-            events.build_ended(uow, repo, build, release_id)  # before the release it makes
+            events.build_ended(uow, repo, app, build, release_id)  # before the release it makes
             release = new_release(
                 uow, repo, app, build.id, env, build.description, build.actor, release_id
             )
@@ -168,8 +168,9 @@ def _report_failed(
     """build.failed for each of ``build_ids`` (to the webhooks that want it)."""
     for build_id in build_ids:
         build = repo.find_build(build_id)
-        if build is not None:
-            events.build_ended(uow, repo, build, reason=reason)
+        app = repo.get_app(build.app) if build is not None else None
+        if build is not None and app is not None:
+            events.build_ended(uow, repo, app, build, reason=reason)
 
 
 def renew_builds(uow: UnitOfWork, runner: str, build_ids: Sequence[str]) -> int:

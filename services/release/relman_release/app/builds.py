@@ -62,7 +62,7 @@ def import_build(
         )
         repo.add_build(build)
         env = latest.env if latest is not None else {}
-        events.build_ended(uow, repo, build, release_id)  # before the release it makes
+        events.build_ended(uow, repo, app, build, release_id)  # before the release it makes
         release = lookups.new_release(uow, repo, app, build.id, env, description, actor, release_id)
         warning = composition.unpromoted_env_warning(latest, active)
         return ImportedBuild(build=build, release=release, warning=warning)

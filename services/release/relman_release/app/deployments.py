@@ -8,7 +8,14 @@ from relman_common.auth import Principal
 from relman_common.errors import FailedPrecondition
 from relman_common.locks import check_unlocked
 from relman_common.manifest import Service
-from relman_common.vocabulary import DEPLOYMENT, RELEASE, check_id, validate_app_name, validate_text
+from relman_common.vocabulary import (
+    DEPLOYMENT,
+    MAX_ACTOR_LENGTH,
+    RELEASE,
+    check_id,
+    validate_app_name,
+    validate_text,
+)
 
 from relman_release.app import events, lookups
 from relman_release.app.results import Reported
@@ -81,6 +88,7 @@ def report_deployment(
     check_id(DEPLOYMENT, report.deployment_id, "deployment_id")
     check_id(RELEASE, report.release_id, "release_id")
     validate_text("reason", report.reason, max_length=4000, field="reason")
+    validate_text("actor", report.actor, max_length=MAX_ACTOR_LENGTH, field="actor")
     with uow.write() as repo:
         app = lookups.app_named(repo, report.app, lock=True)
         release = lookups.release_of(repo, app, report.release_id)
@@ -89,7 +97,7 @@ def report_deployment(
             repo.set_current_deployment(app.name, report.deployment_id, report.started)
         if effect.record:
             repo.record_outcome(release.id, report.deployment_id, report.outcome)
-            events.deployment_changed(uow, repo, report)
+            events.deployment_changed(uow, repo, app, report)
             release = replace(
                 release,
                 last_deployment_id=report.deployment_id,

@@ -119,7 +119,7 @@ def new_release(
         actor=actor,
     )
     repo.add_release(release)
-    events.release_created(uow, repo, release)
+    events.release_created(uow, repo, app, release)
     app = replace(app, latest_release_id=release.id)
     if uow.keep_releases:
         from relman_release.app.retention import prune_in  # retention reads releases

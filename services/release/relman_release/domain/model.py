@@ -32,6 +32,8 @@ class App:
     lock_message: str = ""
     # The release active before the active one (a rollback's target): kept by retention.
     previous_active_release_id: str = ""
+    # How many webhooks it has: without one, no event is written.
+    webhooks: int = 0
 
     def current_lock(self) -> AppLock | None:
         if not self.locked_by or self.locked_at is None:

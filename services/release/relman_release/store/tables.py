@@ -46,6 +46,8 @@ class AppRow(Base):
     lock_message: Mapped[str] = mapped_column(Text, default="")
     # The release active before the active one: a rollback's target, kept by retention (0008).
     previous_active_release_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
+    # How many webhooks it has (migration 0009): none, no event is written.
+    webhooks: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class BuildRow(Base):

@@ -13,18 +13,25 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, 
 
 from relman_release.domain.webhooks import PENDING, Attempt, Delivery, Event, Target, Webhook
 from relman_release.store.tables import (
+    AppRow,
     WebhookAttemptRow,
     WebhookDeliveryRow,
     WebhookEventRow,
     WebhookRow,
 )
 
+apps = cast(Table, AppRow.__table__)
 hooks = cast(Table, WebhookRow.__table__)
 events = cast(Table, WebhookEventRow.__table__)
 deliveries = cast(Table, WebhookDeliveryRow.__table__)
 attempts = cast(Table, WebhookAttemptRow.__table__)
 
 INSERT_HOOK = insert(hooks)
+COUNT_HOOKS = (
+    update(apps)
+    .where(apps.c.id == bindparam("p_app_id"))
+    .values(webhooks=apps.c.webhooks + bindparam("p_by"))
+)
 HOOKS_OF_APP = (
     select(hooks)
     .where(hooks.c.app_id == bindparam("p_app_id"))
@@ -139,6 +146,7 @@ class Webhooks:
             "actor": hook.actor,
         }
         self.conn.execute(INSERT_HOOK, values)
+        self.conn.execute(COUNT_HOOKS, {"p_app_id": values["app_id"], "p_by": 1})
 
     def webhooks_of(self, app: str) -> list[Webhook]:
         return [
@@ -152,10 +160,14 @@ class Webhooks:
         return None if row is None else (_hook(row, ""), row.app_id)
 
     def delete_webhook(self, webhook_id: str) -> None:
+        found = self.find_webhook(webhook_id)
+        if found is None:
+            return
         params = {"p_id": webhook_id}
         self.conn.execute(DELETE_HOOK_ATTEMPTS, params)
         self.conn.execute(DELETE_HOOK_DELIVERIES, params)
         self.conn.execute(DELETE_HOOK, params)
+        self.conn.execute(COUNT_HOOKS, {"p_app_id": found[1], "p_by": -1})
 
     def add_event(self, event: Event, webhook_ids: Sequence[str]) -> None:
         """The event in the outbox, and a pending delivery of it to each webhook."""
