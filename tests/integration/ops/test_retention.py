@@ -157,6 +157,11 @@ def test_prune_keeps_what_must_stay_and_removes_old_builds_with_their_files(stac
     assert again.lines[2] == "Kept 2 releases"
     wait_for(lambda: gone_from_disk(stack, [b3, b5]), timeout=30, what="b3's and b5's files")
     assert kept_on_disk(stack, [b1, b2])
+    # The deployment of b1's release stays in the history, marked as of a pruned release.
+    history = stack.ok("deployments", "-a", "myapp").lines[1:]
+    of_b1 = [line.split()[0] for line in history if line.split()[1] == b1.release]
+    info = stack.ok("deployments", "info", of_b1[0]).lines
+    assert any(re.fullmatch(rf"Release +{b1.release} \(pruned\)", line) for line in info), info
 
 
 def test_bad_prune_requests_change_nothing(stack: Stack) -> None:

@@ -73,7 +73,24 @@ def _get(ctx: click.Context, deployment_id: str) -> Deployment:
 @shows
 def info(ctx: click.Context, deployment_id: str) -> output.Info:
     """Show a deployment: what it deployed, who started it, how it ended."""
-    return info_result(_get(ctx, deployment_id))
+    found = _get(ctx, deployment_id)
+    shown = info_result(found)
+    if _pruned(ctx, found):  # the history stays; its release went (releases prune)
+        rows = [(k, f"{v} (pruned)" if k == "Release" else v) for k, v in shown.rows]
+        shown = output.Info(rows, {**shown.data, "release_pruned": True})
+    return shown
+
+
+def _pruned(ctx: click.Context, d: Deployment) -> bool:
+    """Whether the deployment's release was pruned (False when that cannot be told)."""
+    from relman.v1 import release_pb2
+
+    request = release_pb2.GetReleaseRequest(app=d.app, id=d.release_id)
+    try:
+        client(ctx).release.call(lambda stub: stub.GetRelease, request, timeout=5)
+    except CliError as err:
+        return err.code == "NOT_FOUND" and "was pruned" in str(err)
+    return False
 
 
 @deployments.command("logs")
