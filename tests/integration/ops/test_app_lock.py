@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support.ops_stack import DB_KINDS, Stack, new_release, stack_on
 
-pytestmark = pytest.mark.xdist_group("ops-stack")
+pytestmark = pytest.mark.xdist_group("ops-lock")
 
 LOCKED = re.compile(
     r"ERROR: app is locked by admin at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: launch freeze\n"

@@ -18,7 +18,7 @@ from support.cli_run import RELMAN
 from support.helpers import wait_for
 from support.ops_stack import DB_KINDS, Stack, new_release, stack_on
 
-pytestmark = pytest.mark.xdist_group("ops-stack")
+pytestmark = pytest.mark.xdist_group("ops-parity")
 
 
 @pytest.fixture(params=DB_KINDS)

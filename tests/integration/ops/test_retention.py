@@ -22,7 +22,7 @@ import sqlalchemy
 from support.helpers import wait_for
 from support.ops_stack import DB_KINDS, Stack, stack_on
 
-pytestmark = pytest.mark.xdist_group("ops-stack")
+pytestmark = pytest.mark.xdist_group("ops-retention")
 
 DOCKERFILE = 'FROM scratch\nCOPY . /app\nCMD ["/app/bin/web"]\n'
 MANIFEST = "services:\n  web:\n    build: .\n    command: bin/web\n    port: 5000\n"

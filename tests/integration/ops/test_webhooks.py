@@ -22,7 +22,7 @@ from support.helpers import free_port, wait_for
 from support.ops_stack import DB_KINDS, Stack, new_release, stack_on
 from support.webhook_receiver import Answer, Received, Receiver
 
-pytestmark = pytest.mark.xdist_group("ops-stack")
+pytestmark = pytest.mark.xdist_group("ops-webhooks")
 
 SECRET = "whsec-for-tests"
 
