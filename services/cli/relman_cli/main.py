@@ -45,6 +45,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "List an app's deployments and follow their events.",
     ),
     "tokens": ("relman_cli.commands.tokens", "tokens", "List, create and revoke API tokens."),
+    "webhooks": (
+        "relman_cli.commands.webhooks",
+        "webhooks",
+        "List an app's webhooks; add, remove, or see their deliveries.",
+    ),
 }
 
 

@@ -43,9 +43,11 @@ from relman_common.setting import (
     NUMBER,
     OPTIONAL_PATH,
     PATH,
+    POSITIVE,
     SECRET,
     SWITCH,
     TEXT,
+    WHOLE_NUMBER,
     Setting,
 )
 from relman_common.settings_programs import CLI, DEPLOYER, RELEASE, flags_of
@@ -193,6 +195,24 @@ SECRET_KEY_FILE = Setting(
     flags={RELEASE: "--secret-key-file"},
     unset="RELMAN_SECRET_KEY, else <data-dir>/secret.key, created on first start",
 )
+KEEP_RELEASES = Setting(
+    "RELMAN_KEEP_RELEASES",
+    WHOLE_NUMBER,
+    0,
+    "after each new release, prune the app to this many releases (as relman releases prune "
+    "--keep N: the active, the previous active, pinned and deploying ones always stay); 0: never",
+    flags={RELEASE: "--keep-releases"},
+    rule=NOT_NEGATIVE,
+)
+WEBHOOK_TIMEOUT = Setting(
+    "RELMAN_WEBHOOK_TIMEOUT",
+    NUMBER,
+    10.0,
+    "seconds a webhook receiver has to answer a delivery before the attempt counts as failed "
+    "(and is retried)",
+    flags={RELEASE: "--webhook-timeout"},
+    rule=POSITIVE,
+)
 APP = Setting(
     "RELMAN_APP",
     TEXT,
@@ -246,6 +266,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     BUILD_HEARTBEAT_TTL,
     SOURCE_MAX_BYTES,
     SOURCE_MAX_ENTRIES,
+    KEEP_RELEASES,
+    WEBHOOK_TIMEOUT,
     APP,
     RACK,
 )
@@ -267,6 +289,7 @@ __all__ = [
     "DEPLOYER_TOKEN",
     "DEPLOYER_TOKEN_FILE",
     "DOCKER_HOST",
+    "KEEP_RELEASES",
     "KUBECONFIG",
     "KUBE_CONTEXT",
     "LEASE_TTL",
@@ -292,4 +315,5 @@ __all__ = [
     "TLS_CLIENT_KEY",
     "TLS_KEY",
     "TOKEN",
+    "WEBHOOK_TIMEOUT",
 ]

@@ -29,7 +29,15 @@ from relman_common.errors import INVALID_ID, INVALID_NAME, InvalidArgument
 BUILD = "B"
 RELEASE = "R"
 DEPLOYMENT = "D"
-ID_KINDS = {BUILD: "build", RELEASE: "release", DEPLOYMENT: "deployment"}
+WEBHOOK = "W"
+EVENT = "E"
+ID_KINDS = {
+    BUILD: "build",
+    RELEASE: "release",
+    DEPLOYMENT: "deployment",
+    WEBHOOK: "webhook",
+    EVENT: "event",
+}
 ID_LENGTH = 11
 _LETTERS = string.ascii_uppercase
 _ID = re.compile(r"[A-Z]{11}")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from relman_common.clock import Clock, utcnow
 from relman_common.db import is_postgres
 from relman_common.lifecycle import Kind
+from relman_common.locks import check_unlocked
 from relman_common.request_ids import DuplicateRequest, RequestKey, fingerprint
 from relman_common.vocabulary import (
     DEPLOYMENT,
@@ -151,8 +152,16 @@ class Orchestrator:
         if done is not None:
             return done
         deployable = await self.releases.get_deployable(app, release_id, actor)
-        check_promotable(deployable, force=force)
-        return await self._start(deployable, timeout_seconds, actor, Kind.PROMOTE, "", request)
+        overridden = check_promotable(deployable, force=force)
+        return await self._start(
+            deployable,
+            timeout_seconds,
+            actor,
+            Kind.PROMOTE,
+            "",
+            request,
+            lock_override=overridden,
+        )
 
     async def plan(
         self, app: str, release_id: str, *, force: bool, timeout_seconds: int, actor: str
@@ -184,9 +193,10 @@ class Orchestrator:
         timeout_seconds: int,
         actor: str,
         request: RequestKey | None = None,
+        force: bool = False,
     ) -> Deployment:
         """Deploy a copy of ``release_id``; ``request`` as for :meth:`promote` (the copy is
-        made once per request id too)."""
+        made once per request id too). A locked app is refused unless ``force``."""
         validate_app_name(app)
         check_id(RELEASE, release_id, "release_id")
         check_timeout(timeout_seconds)
@@ -199,8 +209,21 @@ class Orchestrator:
         # The copy's own request id: one per (caller, id), as the Release service sees every
         # copy come from the Deployer.
         copy_id = fingerprint(request.key.encode())[:40] if request is not None else ""
-        copy = await self.releases.create_rollback_release(app, release_id, actor, copy_id)
-        return await self._start(copy, timeout_seconds, actor, Kind.ROLLBACK, release_id, request)
+        # The Release service refuses a locked app unless forced before it makes the copy
+        # (with the same guard); the copy says which lock a forced rollback overrides.
+        copy = await self.releases.create_rollback_release(
+            app, release_id, actor, copy_id, force=force
+        )
+        overridden = check_unlocked(copy.lock, force=force)
+        return await self._start(
+            copy,
+            timeout_seconds,
+            actor,
+            Kind.ROLLBACK,
+            release_id,
+            request,
+            lock_override=overridden,
+        )
 
     async def _recalled(self, request: RequestKey | None) -> Deployment | None:
         """The deployment a call with ``request``'s id started or cancelled, if any."""
@@ -263,6 +286,8 @@ class Orchestrator:
         kind: Kind,
         of: str,
         request: RequestKey | None = None,
+        *,
+        lock_override: str = "",
     ) -> Deployment:
         release = deployable.release
         deadline = timeout_seconds or self.config.default_timeout
@@ -281,18 +306,20 @@ class Orchestrator:
             kind=kind,
             rollback_of=of,
             timeout_seconds=deadline,
+            lock_override=lock_override,
         )
         try:
             await self.store.start(deployment, self.config.owner, self.leases.until(), request)
         except DuplicateRequest:
             return await self._after_duplicate(request)
         log.info(
-            "deployment %s app %s: started %s of %s by %s",
+            "deployment %s app %s: started %s of %s by %s%s",
             deployment.id,
             deployment.app,
             kind.value,
             release.id,
             actor,
+            f" ({lock_override})" if lock_override else "",
         )
         self._launch(deployment, targets)
         return deployment

@@ -32,6 +32,7 @@ from relman_common.clock import as_utc
 from relman_common.errors import Unauthenticated, Unavailable
 from relman_common.grpc_errors import error_from_rpc
 from relman_common.lifecycle import Outcome
+from relman_common.locks import AppLock
 from relman_common.manifest.proto import release_command_from_pb, services_from_pb
 from relman_common.pb_enums import to_pb
 from relman_common.request_ids import REQUEST_ID_METADATA, new_request_id
@@ -181,12 +182,15 @@ class ReleaseClient:
         return await self._retrying(f"GetDeployable {app} {release_id}", call, deadline)
 
     async def create_rollback_release(
-        self, app: str, release_id: str, actor: str, request_id: str = ""
+        self, app: str, release_id: str, actor: str, request_id: str = "", *, force: bool = False
     ) -> Deployable:
         """A copy of an old release ("rollback to R"), ready to deploy; made once per
         ``request_id`` (a repeated id gets the first copy back; one is made up when none is
-        given, so that this call's own retries are safe)."""
-        request = release_pb2.CreateRollbackReleaseRequest(app=app, release_id=release_id)
+        given, so that this call's own retries are safe). Refused when the app is locked,
+        unless ``force``."""
+        request = release_pb2.CreateRollbackReleaseRequest(
+            app=app, release_id=release_id, force=force
+        )
         request_id = request_id or new_request_id()
 
         async def call() -> Deployable:
@@ -217,6 +221,7 @@ class ReleaseClient:
             release_id=deployment.release_id,
             outcome=to_pb(outcome),
             reason=reason,
+            actor=deployment.actor,
         )
         request.started.FromDatetime(as_utc(deployment.started))
 
@@ -303,4 +308,9 @@ def deployable_from_pb(msg: release_pb2.Deployable) -> Deployable:
         ),
         active=release_from_pb(active) if active is not None else None,
         active_services=services_from_pb(msg.active_services) if active is not None else (),
+        lock=lock_from_pb(msg.lock) if msg.HasField("lock") and msg.lock.locked_by else None,
     )
+
+
+def lock_from_pb(msg: release_pb2.AppLock) -> AppLock:
+    return AppLock(msg.locked_by, as_utc(msg.locked_at.ToDatetime()), msg.message)

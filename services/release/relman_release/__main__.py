@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls=args.tls,
             secret_key_file=args.secret_key_file,
             builds=BuildConfig.from_args(args, REGISTRY_PASSWORD.value()),
+            keep_releases=args.keep_releases,
+            webhook_timeout=args.webhook_timeout,
         ),
         log,
         (OSError, SecretBoxError, RelmanError, ValueError),

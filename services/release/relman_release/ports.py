@@ -8,9 +8,12 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from relman_common.lifecycle import BuildStatus, Outcome
+from relman_common.locks import AppLock
 
 from relman_release.domain.model import App, Build, LogLine, Page, Release
+from relman_release.domain.retention import BuildFacts
 from relman_release.domain.tokens import ApiToken
+from relman_release.domain.webhooks import Attempt, Delivery, Event, Target, Webhook
 
 T = TypeVar("T")
 
@@ -33,7 +36,9 @@ class Repository(Protocol):
 
     def delete_app(self, name: str) -> None: ...
 
-    def set_active_release(self, app: str, release_id: str) -> None: ...
+    def set_active_release(self, app: str, release_id: str, previous_id: str = "") -> None:
+        """``release_id`` becomes active; ``previous_id`` is the release active before it."""
+        ...
 
     def add_build(self, build: Build, runner: str = "") -> None:
         """Stores the build; ``runner`` names the instance that will run it."""
@@ -62,6 +67,92 @@ class Repository(Protocol):
     def set_current_deployment(self, app: str, deployment_id: str, started: datetime) -> None:
         """The app's deployment started last (whose reports count)."""
         ...
+
+    def set_lock(self, app: str, lock: AppLock | None) -> None:
+        """Locks the app with ``lock``, or unlocks it (None)."""
+        ...
+
+    # --- retention (SPEC 9) ---
+
+    def all_releases(self, app: str) -> list[Release]:
+        """Every release of the app, newest first, env left empty."""
+        ...
+
+    def count_releases(self, app: str) -> int: ...
+
+    def build_facts(self, app: str) -> list[BuildFacts]: ...
+
+    def prune(
+        self,
+        app: str,
+        release_ids: Sequence[str],
+        build_ids: Sequence[str],
+        garbage: Sequence[tuple[str, str]],
+        when: datetime,
+        actor: str,
+    ) -> None:
+        """Removes the releases and builds, remembers their ids as pruned and lists the
+        files they leave (``garbage``) for deletion after the commit."""
+        ...
+
+    def find_pruned(self, object_id: str) -> tuple[str, datetime] | None:
+        """(app, when) of a pruned release or build; None if it was never pruned."""
+        ...
+
+    def set_pinned(self, release_id: str, pinned: bool) -> None: ...
+
+    def list_garbage(self, limit: int) -> list[tuple[int, str, str]]:
+        """(seq, kind, ref) of files waiting to be deleted, oldest first."""
+        ...
+
+    def forget_garbage(self, seqs: Sequence[int]) -> None: ...
+
+    def in_use(self, kind: str, ref: str) -> bool:
+        """Whether a build still names this source archive or image."""
+        ...
+
+    # --- webhooks (SPEC 9) ---
+
+    def add_webhook(self, hook: Webhook, secret: bytes) -> None:
+        """Stores the webhook, its secret sealed."""
+        ...
+
+    def webhooks_of(self, app: str) -> list[Webhook]: ...
+
+    def find_webhook(self, webhook_id: str) -> tuple[Webhook, int] | None: ...
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """The webhook with its deliveries and their attempts."""
+        ...
+
+    def add_event(self, event: Event, webhook_ids: Sequence[str]) -> None:
+        """The event in the outbox, and a pending delivery of it to each webhook."""
+        ...
+
+    def due_deliveries(self, now: datetime, limit: int) -> list[tuple[int, str]]:
+        """(seq, webhook id) of each webhook's oldest pending delivery, when it is due and
+        unclaimed."""
+        ...
+
+    def next_due(self) -> datetime | None: ...
+
+    def claim_delivery(self, seq: int, owner: str, now: datetime, until: datetime) -> bool: ...
+
+    def delivery_target(self, seq: int) -> Target | None: ...
+
+    def record_attempt(
+        self,
+        seq: int,
+        owner: str,
+        attempt: Attempt,
+        *,
+        state: str,
+        attempts_made: int,
+        next_attempt: datetime | None,
+        delivered: datetime | None,
+    ) -> bool: ...
+
+    def list_deliveries(self, webhook_id: str, limit: int) -> list[Delivery]: ...
 
     # --- running builds: each change names the runner and expects a status ---
 
@@ -123,6 +214,9 @@ class Repository(Protocol):
 
 
 class UnitOfWork(Protocol):
+    # RELMAN_KEEP_RELEASES: prune an app to this many releases after each new one (0: never).
+    keep_releases: int
+
     def read(self) -> AbstractContextManager[Repository]:
         """A read-only transaction."""
         ...

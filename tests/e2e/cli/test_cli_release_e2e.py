@@ -419,9 +419,10 @@ def test_apps_list_info_delete(cli: Cli, app: str, service: str) -> None:
     row = [line for line in cli.ok("apps", "list").lines if line.startswith(app + " ")]
     assert row[0].split() == [app, "running", release]
     info = cli.ok("apps", "info", app).lines
-    assert info[:4] == [
+    assert info[:5] == [
         f"Name     {app}",
         "Status   running",
+        "Locked   false",  # where Convox shows it
         f"Release  {release}",
         f"Latest   {release}",
     ]

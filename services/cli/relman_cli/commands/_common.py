@@ -111,4 +111,24 @@ def announce_release(
             return
         from relman_cli.commands import _deploy  # only promoting needs the stream follower
 
-        _deploy.promote(ctx, app, release_id, progress)
+        _deploy.promote(ctx, app, release_id, progress, force=forced(ctx))
+
+
+def forced(ctx: click.Context) -> bool:
+    return bool(_inherited(ctx, "force"))
+
+
+def refuse_if_locked(ctx: click.Context, app: str) -> None:
+    """Before a command that will promote makes a build or a release: stop with the
+    Deployer's words when the app is locked and ``--force`` was not given (the Deployer
+    checks again when it promotes)."""
+    from relman.v1 import release_pb2
+    from relman_common.locks import AppLock, locked_message
+
+    if forced(ctx):
+        return
+    found = client(ctx).release.call(lambda stub: stub.GetApp, release_pb2.GetAppRequest(name=app))
+    if found.HasField("lock") and found.lock.locked_by:
+        lock = found.lock
+        at = lock.locked_at.ToDatetime(tzinfo=UTC)
+        raise CliError(locked_message(AppLock(lock.locked_by, at, lock.message)))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import click
 from relman.v1 import deployer_pb2
 from relman_common.lifecycle import Outcome
-from relman_common.pb_enums import from_pb
+from relman_common.pb_enums import from_pb, to_pb
 
 from relman_cli import output
 from relman_cli.commands._common import client, context_flags
@@ -23,6 +23,7 @@ from relman_cli.follow import (
 )
 
 Updates = Iterator[DeploymentUpdate]
+RUNNING = to_pb(Outcome.RUNNING)
 
 _OUTCOME_WORDS = {
     Outcome.ROLLED_BACK: "rolled back",
@@ -157,11 +158,19 @@ def promote(
 
 
 def rollback(
-    ctx: click.Context, app: str, release_id: str, progress: output.Progress, *, timeout: int = 0
+    ctx: click.Context,
+    app: str,
+    release_id: str,
+    progress: output.Progress,
+    *,
+    timeout: int = 0,
+    force: bool = False,
 ) -> None:
     """``Rolling back to R... OK, <the copy>``, the events, then ``OK`` (or the failure)."""
     deployer = client(ctx).deployer
-    request = deployer_pb2.RollbackRequest(app=app, release_id=release_id, timeout_seconds=timeout)
+    request = deployer_pb2.RollbackRequest(
+        app=app, release_id=release_id, timeout_seconds=timeout, force=force
+    )
     progress.start(f"Rolling back to {release_id}")
 
     def on_first(deployment: Deployment) -> None:
@@ -171,3 +180,17 @@ def rollback(
         return deployer.stream(lambda stub: stub.Rollback, request)
 
     finish(follow_deployment(ctx, app, start, printer(progress), on_first), progress)
+
+
+def wait_for_running(ctx: click.Context, app: str, progress: output.Progress) -> None:
+    """``Waiting for deployment D... OK`` while the app has a running deployment (promote
+    --wait, as Convox waits before it promotes); returns at once when it has none."""
+    request = deployer_pb2.ListDeploymentsRequest(app=app, limit=1)
+    found = client(ctx).deployer.call(lambda stub: stub.ListDeployments, request)
+    if not found.deployments or found.deployments[0].outcome != RUNNING:
+        return
+    running = found.deployments[0]
+    progress.start(f"Waiting for deployment {running.id}")
+    for _ in watch(ctx, running.id, running.last_seq):
+        pass  # the stream ends when the deployment does
+    progress.ok()

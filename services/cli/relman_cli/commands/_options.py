@@ -117,11 +117,26 @@ id_option = click.option(
 )
 
 
+FORCE_HELP = "Promote even though the app is locked (recorded on the deployment)."
+
+
+def force_option(command: Command) -> Command:
+    """``--force``, read from the context (``_common.forced``), not taken as an argument."""
+
+    @functools.wraps(command)
+    def run(*args: object, **kwargs: object) -> None:
+        kwargs.pop("force", None)
+        command(*args, **kwargs)
+
+    return click.option("--force", is_flag=True, help=FORCE_HELP)(run)
+
+
 def makes_release(command: Command) -> Command:
-    """``--promote``, ``--id``, ``-a`` and ``-r``: the options of every command that makes a
-    release (it takes ``promote`` and ``id_only``; see ``_common.announce_release``), and
-    ``--dry-run`` (with ``--exit-code``, ``--reveal``) to show what ``--promote`` would do."""
-    command = id_option(options("app", "rack")(command))
+    """``--promote``, ``--force``, ``--id``, ``-a`` and ``-r``: the options of every command
+    that makes a release (it takes ``promote`` and ``id_only``; see
+    ``_common.announce_release``), and ``--dry-run`` (with ``--exit-code``, ``--reveal``) to
+    show what ``--promote`` would do."""
+    command = force_option(id_option(options("app", "rack")(command)))
     command = click.option("--promote", is_flag=True, help="Promote the new release.")(command)
     return dry_run_options(command, needs_promote=True)
 

@@ -30,17 +30,27 @@ def app_data(app: App) -> dict[str, Any]:
 
 def list_result(apps: Sequence[App]) -> output.Table:
     columns: Columns[App] = [
-        ("NAME", lambda a: a.name),
+        ("APP", lambda a: a.name),
         ("STATUS", app_status),
         ("RELEASE", lambda a: a.active_release_id),
     ]
     return table(apps, columns, app_data)
 
 
+def lock_text(app: App) -> str:
+    """``false`` (as Convox says it), or ``true, by X at T: <message>``."""
+    if not app.HasField("lock") or not app.lock.locked_by:
+        return "false"
+    lock = app.lock
+    at = output.rfc3339(when(lock, "locked_at"))
+    return f"true, by {lock.locked_by} at {at}: {lock.message}"
+
+
 def info_result(app: App) -> output.Info:
     rows = [
         ("Name", app.name),
         ("Status", app_status(app)),
+        ("Locked", lock_text(app)),
         ("Release", app.active_release_id),
         ("Latest", app.latest_release_id),
         ("Created", output.rfc3339(when(app, "created"))),
@@ -79,14 +89,42 @@ def delete(ctx: click.Context, name: str) -> None:
 
 
 @apps.command("cancel")
+@click.argument("name", required=False)
 @options("app", "rack")
 @click.pass_context
-def cancel(ctx: click.Context) -> None:
-    """Cancel the app's running deployment (it rolls back)."""
+def cancel(ctx: click.Context, name: str | None) -> None:
+    """Cancel the running deployment of app NAME (or -a): it rolls back."""
     from relman.v1 import deployer_pb2
 
-    name = need_app(ctx)
+    name = name or need_app(ctx)
     progress = output.Progress()
     progress.start(f"Cancelling deployment of {name}")
     client(ctx).deployer.call(lambda stub: stub.Cancel, deployer_pb2.CancelRequest(app=name))
+    progress.ok()
+
+
+@apps.command("lock")
+@click.option("--message", "-m", required=True, help="Why: shown to whoever tries to deploy.")
+@options("app", "rack")
+@click.pass_context
+def lock(ctx: click.Context, message: str) -> None:
+    """Freeze the app's deploys: promote, rollback and deploy refuse until it is unlocked
+    (--force overrides, and the deployment records it)."""
+    name = need_app(ctx)
+    progress = output.Progress()
+    progress.start(f"Locking {name}")
+    request = release_pb2.LockAppRequest(app=name, message=message)
+    client(ctx).release.call(lambda stub: stub.LockApp, request)
+    progress.ok()
+
+
+@apps.command("unlock")
+@options("app", "rack")
+@click.pass_context
+def unlock(ctx: click.Context) -> None:
+    """Allow the app's deploys again."""
+    name = need_app(ctx)
+    progress = output.Progress()
+    progress.start(f"Unlocking {name}")
+    client(ctx).release.call(lambda stub: stub.UnlockApp, release_pb2.UnlockAppRequest(app=name))
     progress.ok()

@@ -8,11 +8,12 @@ from relman.v1 import build_pb2, release_pb2
 
 from relman_cli import output
 from relman_cli.commands import _build_logs, _source
-from relman_cli.commands._common import announce_release, client, need_app
+from relman_cli.commands._common import announce_release, client, need_app, refuse_if_locked
 from relman_cli.commands._options import (
     Command,
     Decorator,
     dry_run_options,
+    force_option,
     id_option,
     options,
 )
@@ -104,6 +105,8 @@ def _from_source(name: str, *, promote: bool, doc: str) -> click.Command:
         id_only: bool,
     ) -> None:
         app = need_app(ctx)
+        if promote:
+            refuse_if_locked(ctx, app)
         progress = output.Progress(id_only=id_only)
         made = build_from_source(
             ctx,
@@ -119,9 +122,8 @@ def _from_source(name: str, *, promote: bool, doc: str) -> click.Command:
         announce_release(ctx, app, made.release_id, progress, id_only=id_only, promote=promote)
 
     run.__doc__ = doc
-    if promote:
-        return click.command(name)(build_options(dry_run_options(run)))
-    return click.command(name)(build_options(run))
+    command = build_options(run)
+    return click.command(name)(force_option(dry_run_options(command)) if promote else command)
 
 
 build = _from_source(

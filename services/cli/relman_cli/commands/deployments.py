@@ -34,7 +34,7 @@ def list_result(deployments: Sequence[Deployment], now: datetime) -> output.Tabl
     return table(deployments, columns)
 
 
-def info_result(d: Deployment) -> output.Lines:
+def info_result(d: Deployment, pruned: bool = False) -> output.Lines:
     rows = [
         ("Id", d.id),
         ("App", d.app),
@@ -48,9 +48,15 @@ def info_result(d: Deployment) -> output.Lines:
         ("Started", output.rfc3339(when(d, "started"))),
         ("Ended", output.rfc3339(when(d, "ended"))),
         ("Events", str(d.last_seq)),
+        ("Lock Override", d.lock_override),
     ]
-    shown = [(k, v) for k, v in rows if v or k != "Rollback Of"]
-    return output.Lines(output.info(shown) + diagnostics_lines(d), to_dict(d))
+    optional = ("Rollback Of", "Lock Override")
+    shown = [(k, v) for k, v in rows if v or k not in optional]
+    data = to_dict(d)
+    if pruned:  # the history stays; its release went (releases prune)
+        shown = [(k, f"{v} (pruned)" if k == "Release" else v) for k, v in shown]
+        data = {**data, "release_pruned": True}
+    return output.Lines(output.info(shown) + diagnostics_lines(d), data)
 
 
 @listing_group(
@@ -74,7 +80,20 @@ def _get(ctx: click.Context, deployment_id: str) -> Deployment:
 def info(ctx: click.Context, deployment_id: str) -> output.Lines:
     """Show a deployment: what it deployed, who started it, how it ended, and how each
     service's pods stood (counts, pod states, warnings, failing pods' last log lines)."""
-    return info_result(_get(ctx, deployment_id))
+    found = _get(ctx, deployment_id)
+    return info_result(found, pruned=_pruned(ctx, found))
+
+
+def _pruned(ctx: click.Context, d: Deployment) -> bool:
+    """Whether the deployment's release was pruned (False when that cannot be told)."""
+    from relman.v1 import release_pb2
+
+    request = release_pb2.GetReleaseRequest(app=d.app, id=d.release_id)
+    try:
+        client(ctx).release.call(lambda stub: stub.GetRelease, request, timeout=5)
+    except CliError as err:
+        return err.code == "NOT_FOUND" and "was pruned" in str(err)
+    return False
 
 
 @deployments.command("logs")

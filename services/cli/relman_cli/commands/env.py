@@ -13,7 +13,13 @@ import click
 from relman.v1 import release_pb2
 
 from relman_cli import output
-from relman_cli.commands._common import announce_release, client, need_app, output_of
+from relman_cli.commands._common import (
+    announce_release,
+    client,
+    need_app,
+    output_of,
+    refuse_if_locked,
+)
 from relman_cli.commands._options import Command, listing_group, makes_release, options
 from relman_cli.errors import CliError
 
@@ -127,6 +133,8 @@ def _change(
     promote: bool,
     id_only: bool,
 ) -> None:
+    if promote:
+        refuse_if_locked(ctx, app)
     progress = output.Progress(id_only=id_only)
     progress.start(title)
     response = client(ctx).release.call(lambda stub: stub.ChangeEnv, request)
@@ -137,3 +145,42 @@ def _change(
     if response.warning:
         output.warn(response.warning)
     announce_release(ctx, app, response.release.id, progress, id_only=id_only, promote=promote)
+
+
+def edited_changes(before: dict[str, str], text: str) -> tuple[dict[str, str], list[str]]:
+    r"""What an edit changed: (keys set to new values, keys removed).
+
+    >>> edited_changes({"A": "1", "B": "2"}, "A=1\n# a comment\nB=3\nC=4\n")
+    ({'B': '3', 'C': '4'}, [])
+    >>> edited_changes({"A": "1", "B": "2"}, "B=2\n")
+    ({}, ['A'])
+    """
+    after = parse_pairs([], text.splitlines())
+    changed = {key: value for key, value in after.items() if before.get(key) != value}
+    return changed, [key for key in before if key not in after]
+
+
+@env.command("edit")
+@makes_release
+@click.pass_context
+def edit(ctx: click.Context, promote: bool, id_only: bool) -> None:
+    """Edit the environment in $EDITOR (KEY=VALUE lines); the changes make one release.
+
+    Only what the edit changed is sent, so changes others make meanwhile to other keys stay.
+    """
+    name = need_app(ctx)
+    before = dict(_get_env(ctx, None).env)
+    multiline = sorted(key for key, value in before.items() if "\n" in value or "\r" in value)
+    if multiline:
+        raise CliError(
+            f"env edit cannot show the multi-line value of {', '.join(multiline)}: "
+            "use env set KEY=VALUE (or lines on stdin) instead"
+        )
+    text = "".join(f"{line}\n" for line in output.env_lines(before))
+    edited = click.edit(text, extension=".env", require_save=False)
+    changed, removed = edited_changes(before, edited if edited is not None else text)
+    if not changed and not removed:
+        output.Progress(id_only=id_only).line("Nothing changed; no release was created")
+        return
+    request = release_pb2.ChangeEnvRequest(app=name, set=changed, unset=removed)
+    _change(ctx, name, "Updating environment", request, promote, id_only)

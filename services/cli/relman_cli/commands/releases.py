@@ -12,7 +12,14 @@ from relman_common.lifecycle import ReleaseStatus
 from relman_common.pb_enums import word
 
 from relman_cli import output
-from relman_cli.commands._common import announce_release, client, limit_of, need_app, utcnow
+from relman_cli.commands._common import (
+    announce_release,
+    client,
+    limit_of,
+    need_app,
+    refuse_if_locked,
+    utcnow,
+)
 from relman_cli.commands._messages import Columns, table, to_dict, when
 from relman_cli.commands._options import (
     INT32_MAX,
@@ -55,6 +62,8 @@ def info_result(release: Release, *, mask: bool) -> output.Info:
         ("Description", release.description),
         ("Env", "\n".join(output.env_lines(dict(release.env), mask=mask))),
     ]
+    if release.pinned:
+        rows.insert(-1, ("Pinned", "yes"))
     data = to_dict(release)
     if mask:
         data["env"] = {key: output.MASK for key in data.get("env", {})}
@@ -164,6 +173,8 @@ def create_from(
     """Create a release from one release's build and another's environment."""
     check_sources(build_from, use_active_release_build, env_from, use_active_release_env)
     name = need_app(ctx)
+    if promote:
+        refuse_if_locked(ctx, name)
     progress = output.Progress(id_only=id_only)
     progress.start("Creating release")
     request = release_pb2.CreateReleaseFromRequest(
@@ -190,12 +201,19 @@ def timeout_option(help: str) -> Decorator:
 
 @releases.command("promote")
 @click.argument("release_id", required=False, default="")
-@click.option("--force", is_flag=True, help="Allow promoting a release older than the active.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Allow promoting a release older than the active, or while the app is locked.",
+)
+@click.option("--wait", is_flag=True, help="Wait for a running deployment to end first.")
 @timeout_option("Roll back when there is no progress for this long (default 600).")
 @dry_run_options
 @options("app", "rack", "output")
 @click.pass_context
-def promote(ctx: click.Context, release_id: str, force: bool, timeout: int | None) -> None:
+def promote(
+    ctx: click.Context, release_id: str, force: bool, wait: bool, timeout: int | None
+) -> None:
     """Deploy a release (default: the latest) and follow it until it is active everywhere.
 
     Exits 0 only when the release became active. Ctrl-C detaches; the deployment goes on.
@@ -218,18 +236,84 @@ def promote(ctx: click.Context, release_id: str, force: bool, timeout: int | Non
         return
     from relman_cli.commands import _deploy
 
-    _deploy.promote(
-        ctx, need_app(ctx), release_id, output.Progress(), force=force, timeout=timeout or 0
-    )
+    app, progress = need_app(ctx), output.Progress()
+    if wait:
+        _deploy.wait_for_running(ctx, app, progress)
+    _deploy.promote(ctx, app, release_id, progress, force=force, timeout=timeout or 0)
 
 
 @releases.command("rollback")
 @click.argument("release_id")
+@click.option("--force", is_flag=True, help="Roll back even though the app is locked.")
 @timeout_option("Give up when there is no progress for this long (default 600).")
 @options("app", "rack")
 @click.pass_context
-def rollback(ctx: click.Context, release_id: str, timeout: int | None) -> None:
+def rollback(ctx: click.Context, release_id: str, force: bool, timeout: int | None) -> None:
     """Copy an old release and promote the copy."""
     from relman_cli.commands import _deploy
 
-    _deploy.rollback(ctx, need_app(ctx), release_id, output.Progress(), timeout=timeout or 0)
+    _deploy.rollback(
+        ctx, need_app(ctx), release_id, output.Progress(), timeout=timeout or 0, force=force
+    )
+
+
+def prune_result(response: release_pb2.PruneReleasesResponse, *, dry_run: bool) -> output.Lines:
+    """``Pruned: R... (n)``, ``Builds: B...``, ``Kept: n releases`` (``Would prune`` ...)."""
+    releases_gone = " ".join(response.pruned_release_ids) or "none"
+    builds_gone = " ".join(response.pruned_build_ids) or "none"
+    verb = "Would prune" if dry_run else "Pruned"
+    lines = [
+        f"{verb} {len(response.pruned_release_ids)} releases: {releases_gone}",
+        f"{verb} {len(response.pruned_build_ids)} builds: {builds_gone}",
+        f"Kept {response.kept} releases",
+    ]
+    return output.Lines(lines, {**to_dict(response), "dry_run": dry_run})
+
+
+@releases.command("prune")
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    required=True,
+    callback=at_most(INT32_MAX),
+    help="How many of the newest releases to keep.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would go; remove nothing.")
+@shows
+def prune(ctx: click.Context, keep: int, dry_run: bool) -> output.Lines:
+    """Remove old releases and the builds (sources, images) only they used.
+
+    The active release, the one active before it, pinned releases and releases being
+    deployed always stay.
+    """
+    request = release_pb2.PruneReleasesRequest(app=need_app(ctx), keep=keep, dry_run=dry_run)
+    response = client(ctx).release.call(lambda stub: stub.PruneReleases, request)
+    return prune_result(response, dry_run=dry_run)
+
+
+def _pin(ctx: click.Context, release_id: str, verb: str, pin: bool) -> None:
+    progress = output.Progress()
+    progress.start(f"{verb} {release_id}")
+    request = release_pb2.PinReleaseRequest(app=need_app(ctx), id=release_id)
+    client(ctx).release.call(
+        (lambda stub: stub.PinRelease) if pin else (lambda stub: stub.UnpinRelease), request
+    )
+    progress.ok()
+
+
+@releases.command("pin")
+@click.argument("release_id")
+@options("app", "rack")
+@click.pass_context
+def pin(ctx: click.Context, release_id: str) -> None:
+    """Keep a release whatever prune says."""
+    _pin(ctx, release_id, "Pinning", True)
+
+
+@releases.command("unpin")
+@click.argument("release_id")
+@options("app", "rack")
+@click.pass_context
+def unpin(ctx: click.Context, release_id: str) -> None:
+    """Let prune remove a release again."""
+    _pin(ctx, release_id, "Unpinning", False)

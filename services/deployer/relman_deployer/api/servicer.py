@@ -34,7 +34,7 @@ class DeployerServicer(deployer_pb2_grpc.DeployerServiceServicer):  # type: igno
     async def Rollback(
         self, request: deployer_pb2.RollbackRequest, context: Context
     ) -> AsyncIterator[deployer_pb2.DeploymentUpdate]:
-        async for update in self._start(self._orchestrator.rollback, request):
+        async for update in self._start(self._orchestrator.rollback, request, force=request.force):
             yield update
 
     async def Watch(

@@ -9,6 +9,7 @@ from relman_common.errors import (
     FailedPrecondition,
     InvalidArgument,
 )
+from relman_common.locks import check_unlocked
 
 from relman_deployer.domain.model import Deployable, Deployment, rfc3339
 
@@ -22,15 +23,18 @@ def check_timeout(timeout_seconds: int) -> None:
         )
 
 
-def check_promotable(deployable: Deployable, *, force: bool) -> None:
-    """Raise :class:`FailedPrecondition` unless ``deployable`` may be promoted.
+def check_promotable(deployable: Deployable, *, force: bool) -> str:
+    """Raise :class:`FailedPrecondition` unless ``deployable`` may be promoted; return the
+    lock a forced promotion overrides, as the deployment records it ("" when none).
 
     Promoting the active release again is allowed: it re-deploys it (as Convox does). The
     Release service has refused already what cannot be deployed at all (an empty manifest).
     """
+    overridden = check_unlocked(deployable.lock, force=force)
     active = deployable.active
     if not force and active is not None and deployable.release.created < active.created:
         raise FailedPrecondition(OLDER_RELEASE_MESSAGE, reason=OLDER_RELEASE)
+    return overridden
 
 
 def app_busy(running: Deployment) -> FailedPrecondition:

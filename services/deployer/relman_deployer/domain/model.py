@@ -8,6 +8,7 @@ from datetime import datetime
 
 from relman_common.clock import as_utc
 from relman_common.lifecycle import Kind, Outcome, Phase
+from relman_common.locks import AppLock
 from relman_common.manifest import ReleaseCommand, Service
 
 # Source and reason of the app status events the Deployer itself writes.
@@ -34,6 +35,9 @@ class Deployment:
     timeout_seconds: int = 600
     # Who asked to cancel it; empty when nobody did.
     cancelled_by: str = ""
+    # The app lock it was started past with force ("forced past the lock by X at T: ..."),
+    # empty when the app was not locked.
+    lock_override: str = ""
 
     @property
     def running(self) -> bool:
@@ -86,6 +90,8 @@ class Deployable:
     release_command: ReleaseCommand | None = None
     active: Release | None = None
     active_services: tuple[Service, ...] = ()
+    # Set while the app is locked (SPEC 9).
+    lock: AppLock | None = None
 
 
 def rfc3339(value: datetime) -> str:

@@ -37,6 +37,8 @@ deployments = Table(
     Column("timeout_seconds", Integer, nullable=False),
     Column("last_seq", BigInteger, nullable=False, server_default="0"),
     Column("cancelled_by", String(64), nullable=False, server_default=""),
+    # The app lock it was forced past ("" when none; migration d0003).
+    Column("lock_override", Text, nullable=False, server_default=""),
     Index("ix_deployments_app_started", "app", "started", "id"),
     Index("ix_deployments_started", "started", "id"),
     Index("ix_deployments_outcome", "outcome"),

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from relman.v1 import types_pb2 as relman_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18relman/v1/deployer.proto\x12\trelman.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15relman/v1/types.proto\"\xb0\x03\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x12\n\nrelease_id\x18\x03 \x01(\t\x12\x1b\n\x13previous_release_id\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12+\n\x07started\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x65nded\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x07outcome\x18\x08 \x01(\x0e\x32\x12.relman.v1.Outcome\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x10\n\x08last_seq\x18\n \x01(\x03\x12\'\n\x04kind\x18\x0b \x01(\x0e\x32\x19.relman.v1.DeploymentKind\x12\x13\n\x0brollback_of\x18\x0c \x01(\t\x12\x32\n\x0b\x64iagnostics\x18\x14 \x03(\x0b\x32\x1d.relman.v1.ServiceDiagnostics\x12\x38\n\x14\x64iagnostics_recorded\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb8\x01\n\x12ServiceDiagnostics\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65sired\x18\x02 \x01(\x05\x12\x0f\n\x07updated\x18\x03 \x01(\x05\x12\r\n\x05ready\x18\x04 \x01(\x05\x12\x11\n\tavailable\x18\x05 \x01(\x05\x12\'\n\x04pods\x18\x06 \x03(\x0b\x32\x19.relman.v1.PodDiagnostics\x12\'\n\x06\x65vents\x18\x07 \x03(\x0b\x32\x17.relman.v1.WarningEvent\"\xe3\x01\n\x0ePodDiagnostics\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x10\n\x08restarts\x18\x04 \x01(\x05\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x18\n\x10last_termination\x18\x08 \x01(\t\x12\x16\n\texit_code\x18\t \x01(\x05H\x00\x88\x01\x01\x12\x15\n\runschedulable\x18\n \x01(\t\x12\x0c\n\x04logs\x18\x0b \x03(\tB\x0c\n\n_exit_code\"i\n\x0cWarningEvent\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x90\x01\n\x0f\x44\x65ploymentEvent\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"v\n\x10\x44\x65ploymentUpdate\x12+\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.relman.v1.DeploymentH\x00\x12+\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1a.relman.v1.DeploymentEventH\x00\x42\x08\n\x06update\"Y\n\x0ePromoteRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x12\n\nrelease_id\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x05\"K\n\x0fRollbackRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x12\n\nrelease_id\x18\x02 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x05\"8\n\x0cWatchRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\x1c\n\rCancelRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"\"\n\x14GetDeploymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x16ListDeploymentsRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x17ListDeploymentsResponse\x12*\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x15.relman.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\rSettingChange\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\told_value\x18\x02 \x01(\t\x12\x11\n\tnew_value\x18\x03 \x01(\t\"\x90\x01\n\x0bServicePlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x06\x63hange\x18\x02 \x01(\x0e\x32\x11.relman.v1.Change\x12\x11\n\told_image\x18\x03 \x01(\t\x12\x11\n\tnew_image\x18\x04 \x01(\t\x12*\n\x08settings\x18\x05 \x03(\x0b\x32\x18.relman.v1.SettingChange\"_\n\x07\x45nvPlan\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x06\x63hange\x18\x02 \x01(\x0e\x32\x11.relman.v1.Change\x12\x11\n\told_value\x18\x03 \x01(\t\x12\x11\n\tnew_value\x18\x04 \x01(\t\"t\n\nObjectPlan\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x06\x63hange\x18\x03 \x01(\x0e\x32\x11.relman.v1.Change\x12\x13\n\x0b\x62\x65\x66ore_json\x18\x04 \x01(\t\x12\x12\n\nafter_json\x18\x05 \x01(\t\"\xd1\x02\n\rPromotionPlan\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x12\n\nrelease_id\x18\x02 \x01(\t\x12\x19\n\x11\x61\x63tive_release_id\x18\x03 \x01(\t\x12\x10\n\x08\x62uild_id\x18\x04 \x01(\t\x12\x17\n\x0f\x61\x63tive_build_id\x18\x05 \x01(\t\x12(\n\x08services\x18\x06 \x03(\x0b\x32\x16.relman.v1.ServicePlan\x12\x1f\n\x03\x65nv\x18\x07 \x03(\x0b\x32\x12.relman.v1.EnvPlan\x12\x32\n\x0frelease_command\x18\x08 \x01(\x0b\x32\x19.relman.v1.ReleaseCommand\x12\x0f\n\x07\x62\x61\x63kend\x18\t \x01(\t\x12&\n\x07objects\x18\n \x03(\x0b\x32\x15.relman.v1.ObjectPlan\x12\x0f\n\x07\x63hanged\x18\x0b \x01(\x08\x12\x10\n\x08warnings\x18\x0c \x03(\t*p\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43HANGE_UNCHANGED\x10\x01\x12\x10\n\x0c\x43HANGE_ADDED\x10\x02\x12\x12\n\x0e\x43HANGE_REMOVED\x10\x03\x12\x12\n\x0e\x43HANGE_CHANGED\x10\x04\x32\x82\x04\n\x0f\x44\x65ployerService\x12\x43\n\x07Promote\x12\x19.relman.v1.PromoteRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12\x45\n\x08Rollback\x12\x1a.relman.v1.RollbackRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12?\n\x05Watch\x12\x17.relman.v1.WatchRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12\x39\n\x06\x43\x61ncel\x12\x18.relman.v1.CancelRequest\x1a\x15.relman.v1.Deployment\x12G\n\rGetDeployment\x12\x1f.relman.v1.GetDeploymentRequest\x1a\x15.relman.v1.Deployment\x12X\n\x0fListDeployments\x12!.relman.v1.ListDeploymentsRequest\x1a\".relman.v1.ListDeploymentsResponse\x12\x44\n\rPlanPromotion\x12\x19.relman.v1.PromoteRequest\x1a\x18.relman.v1.PromotionPlanBX\n\rdev.relman.v1B\rDeployerProtoP\x01Z6github.com/relman-dev/relman/gen/go/relman/v1;relmanv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18relman/v1/deployer.proto\x12\trelman.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15relman/v1/types.proto\"\xc7\x03\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x12\n\nrelease_id\x18\x03 \x01(\t\x12\x1b\n\x13previous_release_id\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12+\n\x07started\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x65nded\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x07outcome\x18\x08 \x01(\x0e\x32\x12.relman.v1.Outcome\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x10\n\x08last_seq\x18\n \x01(\x03\x12\'\n\x04kind\x18\x0b \x01(\x0e\x32\x19.relman.v1.DeploymentKind\x12\x13\n\x0brollback_of\x18\x0c \x01(\t\x12\x32\n\x0b\x64iagnostics\x18\x14 \x03(\x0b\x32\x1d.relman.v1.ServiceDiagnostics\x12\x38\n\x14\x64iagnostics_recorded\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlock_override\x18\r \x01(\t\"\xb8\x01\n\x12ServiceDiagnostics\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65sired\x18\x02 \x01(\x05\x12\x0f\n\x07updated\x18\x03 \x01(\x05\x12\r\n\x05ready\x18\x04 \x01(\x05\x12\x11\n\tavailable\x18\x05 \x01(\x05\x12\'\n\x04pods\x18\x06 \x03(\x0b\x32\x19.relman.v1.PodDiagnostics\x12\'\n\x06\x65vents\x18\x07 \x03(\x0b\x32\x17.relman.v1.WarningEvent\"\xe3\x01\n\x0ePodDiagnostics\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x10\n\x08restarts\x18\x04 \x01(\x05\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x18\n\x10last_termination\x18\x08 \x01(\t\x12\x16\n\texit_code\x18\t \x01(\x05H\x00\x88\x01\x01\x12\x15\n\runschedulable\x18\n \x01(\t\x12\x0c\n\x04logs\x18\x0b \x03(\tB\x0c\n\n_exit_code\"i\n\x0cWarningEvent\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x90\x01\n\x0f\x44\x65ploymentEvent\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"v\n\x10\x44\x65ploymentUpdate\x12+\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.relman.v1.DeploymentH\x00\x12+\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1a.relman.v1.DeploymentEventH\x00\x42\x08\n\x06update\"Y\n\x0ePromoteRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x12\n\nrelease_id\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x05\"Z\n\x0fRollbackRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x12\n\nrelease_id\x18\x02 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x05\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\"8\n\x0cWatchRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\x1c\n\rCancelRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"\"\n\x14GetDeploymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x16ListDeploymentsRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x17ListDeploymentsResponse\x12*\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x15.relman.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\rSettingChange\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\told_value\x18\x02 \x01(\t\x12\x11\n\tnew_value\x18\x03 \x01(\t\"\x90\x01\n\x0bServicePlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x06\x63hange\x18\x02 \x01(\x0e\x32\x11.relman.v1.Change\x12\x11\n\told_image\x18\x03 \x01(\t\x12\x11\n\tnew_image\x18\x04 \x01(\t\x12*\n\x08settings\x18\x05 \x03(\x0b\x32\x18.relman.v1.SettingChange\"_\n\x07\x45nvPlan\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x06\x63hange\x18\x02 \x01(\x0e\x32\x11.relman.v1.Change\x12\x11\n\told_value\x18\x03 \x01(\t\x12\x11\n\tnew_value\x18\x04 \x01(\t\"t\n\nObjectPlan\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x06\x63hange\x18\x03 \x01(\x0e\x32\x11.relman.v1.Change\x12\x13\n\x0b\x62\x65\x66ore_json\x18\x04 \x01(\t\x12\x12\n\nafter_json\x18\x05 \x01(\t\"\xd1\x02\n\rPromotionPlan\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x12\n\nrelease_id\x18\x02 \x01(\t\x12\x19\n\x11\x61\x63tive_release_id\x18\x03 \x01(\t\x12\x10\n\x08\x62uild_id\x18\x04 \x01(\t\x12\x17\n\x0f\x61\x63tive_build_id\x18\x05 \x01(\t\x12(\n\x08services\x18\x06 \x03(\x0b\x32\x16.relman.v1.ServicePlan\x12\x1f\n\x03\x65nv\x18\x07 \x03(\x0b\x32\x12.relman.v1.EnvPlan\x12\x32\n\x0frelease_command\x18\x08 \x01(\x0b\x32\x19.relman.v1.ReleaseCommand\x12\x0f\n\x07\x62\x61\x63kend\x18\t \x01(\t\x12&\n\x07objects\x18\n \x03(\x0b\x32\x15.relman.v1.ObjectPlan\x12\x0f\n\x07\x63hanged\x18\x0b \x01(\x08\x12\x10\n\x08warnings\x18\x0c \x03(\t*p\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43HANGE_UNCHANGED\x10\x01\x12\x10\n\x0c\x43HANGE_ADDED\x10\x02\x12\x12\n\x0e\x43HANGE_REMOVED\x10\x03\x12\x12\n\x0e\x43HANGE_CHANGED\x10\x04\x32\x82\x04\n\x0f\x44\x65ployerService\x12\x43\n\x07Promote\x12\x19.relman.v1.PromoteRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12\x45\n\x08Rollback\x12\x1a.relman.v1.RollbackRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12?\n\x05Watch\x12\x17.relman.v1.WatchRequest\x1a\x1b.relman.v1.DeploymentUpdate0\x01\x12\x39\n\x06\x43\x61ncel\x12\x18.relman.v1.CancelRequest\x1a\x15.relman.v1.Deployment\x12G\n\rGetDeployment\x12\x1f.relman.v1.GetDeploymentRequest\x1a\x15.relman.v1.Deployment\x12X\n\x0fListDeployments\x12!.relman.v1.ListDeploymentsRequest\x1a\".relman.v1.ListDeploymentsResponse\x12\x44\n\rPlanPromotion\x12\x19.relman.v1.PromoteRequest\x1a\x18.relman.v1.PromotionPlanBX\n\rdev.relman.v1B\rDeployerProtoP\x01Z6github.com/relman-dev/relman/gen/go/relman/v1;relmanv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,44 +34,44 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'relman.v1.deployer_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.relman.v1B\rDeployerProtoP\001Z6github.com/relman-dev/relman/gen/go/relman/v1;relmanv1'
-  _globals['_CHANGE']._serialized_start=2554
-  _globals['_CHANGE']._serialized_end=2666
+  _globals['_CHANGE']._serialized_start=2592
+  _globals['_CHANGE']._serialized_end=2704
   _globals['_DEPLOYMENT']._serialized_start=96
-  _globals['_DEPLOYMENT']._serialized_end=528
-  _globals['_SERVICEDIAGNOSTICS']._serialized_start=531
-  _globals['_SERVICEDIAGNOSTICS']._serialized_end=715
-  _globals['_PODDIAGNOSTICS']._serialized_start=718
-  _globals['_PODDIAGNOSTICS']._serialized_end=945
-  _globals['_WARNINGEVENT']._serialized_start=947
-  _globals['_WARNINGEVENT']._serialized_end=1052
-  _globals['_DEPLOYMENTEVENT']._serialized_start=1055
-  _globals['_DEPLOYMENTEVENT']._serialized_end=1199
-  _globals['_DEPLOYMENTUPDATE']._serialized_start=1201
-  _globals['_DEPLOYMENTUPDATE']._serialized_end=1319
-  _globals['_PROMOTEREQUEST']._serialized_start=1321
-  _globals['_PROMOTEREQUEST']._serialized_end=1410
-  _globals['_ROLLBACKREQUEST']._serialized_start=1412
-  _globals['_ROLLBACKREQUEST']._serialized_end=1487
-  _globals['_WATCHREQUEST']._serialized_start=1489
-  _globals['_WATCHREQUEST']._serialized_end=1545
-  _globals['_CANCELREQUEST']._serialized_start=1547
-  _globals['_CANCELREQUEST']._serialized_end=1575
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1577
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1611
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=1613
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=1685
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=1687
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=1781
-  _globals['_SETTINGCHANGE']._serialized_start=1783
-  _globals['_SETTINGCHANGE']._serialized_end=1850
-  _globals['_SERVICEPLAN']._serialized_start=1853
-  _globals['_SERVICEPLAN']._serialized_end=1997
-  _globals['_ENVPLAN']._serialized_start=1999
-  _globals['_ENVPLAN']._serialized_end=2094
-  _globals['_OBJECTPLAN']._serialized_start=2096
-  _globals['_OBJECTPLAN']._serialized_end=2212
-  _globals['_PROMOTIONPLAN']._serialized_start=2215
-  _globals['_PROMOTIONPLAN']._serialized_end=2552
-  _globals['_DEPLOYERSERVICE']._serialized_start=2669
-  _globals['_DEPLOYERSERVICE']._serialized_end=3183
+  _globals['_DEPLOYMENT']._serialized_end=551
+  _globals['_SERVICEDIAGNOSTICS']._serialized_start=554
+  _globals['_SERVICEDIAGNOSTICS']._serialized_end=738
+  _globals['_PODDIAGNOSTICS']._serialized_start=741
+  _globals['_PODDIAGNOSTICS']._serialized_end=968
+  _globals['_WARNINGEVENT']._serialized_start=970
+  _globals['_WARNINGEVENT']._serialized_end=1075
+  _globals['_DEPLOYMENTEVENT']._serialized_start=1078
+  _globals['_DEPLOYMENTEVENT']._serialized_end=1222
+  _globals['_DEPLOYMENTUPDATE']._serialized_start=1224
+  _globals['_DEPLOYMENTUPDATE']._serialized_end=1342
+  _globals['_PROMOTEREQUEST']._serialized_start=1344
+  _globals['_PROMOTEREQUEST']._serialized_end=1433
+  _globals['_ROLLBACKREQUEST']._serialized_start=1435
+  _globals['_ROLLBACKREQUEST']._serialized_end=1525
+  _globals['_WATCHREQUEST']._serialized_start=1527
+  _globals['_WATCHREQUEST']._serialized_end=1583
+  _globals['_CANCELREQUEST']._serialized_start=1585
+  _globals['_CANCELREQUEST']._serialized_end=1613
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1615
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1649
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=1651
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=1723
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=1725
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=1819
+  _globals['_SETTINGCHANGE']._serialized_start=1821
+  _globals['_SETTINGCHANGE']._serialized_end=1888
+  _globals['_SERVICEPLAN']._serialized_start=1891
+  _globals['_SERVICEPLAN']._serialized_end=2035
+  _globals['_ENVPLAN']._serialized_start=2037
+  _globals['_ENVPLAN']._serialized_end=2132
+  _globals['_OBJECTPLAN']._serialized_start=2134
+  _globals['_OBJECTPLAN']._serialized_end=2250
+  _globals['_PROMOTIONPLAN']._serialized_start=2253
+  _globals['_PROMOTIONPLAN']._serialized_end=2590
+  _globals['_DEPLOYERSERVICE']._serialized_start=2707
+  _globals['_DEPLOYERSERVICE']._serialized_end=3221
 # @@protoc_insertion_point(module_scope)

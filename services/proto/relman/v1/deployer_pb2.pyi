@@ -77,6 +77,7 @@ class Deployment(_message.Message):
     ROLLBACK_OF_FIELD_NUMBER: _builtins.int
     DIAGNOSTICS_FIELD_NUMBER: _builtins.int
     DIAGNOSTICS_RECORDED_FIELD_NUMBER: _builtins.int
+    LOCK_OVERRIDE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     app: _builtins.str
     release_id: _builtins.str
@@ -91,6 +92,10 @@ class Deployment(_message.Message):
     kind: _types_pb2.DeploymentKind.ValueType
     rollback_of: _builtins.str
     """For a rollback: the release it rolls back to."""
+    lock_override: _builtins.str
+    """Set when it was started with force while the app was locked: the lock it overrode,
+    "forced past the lock by X at T: <message>".
+    """
     @_builtins.property
     def started(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -125,10 +130,11 @@ class Deployment(_message.Message):
         rollback_of: _builtins.str = ...,
         diagnostics: _abc.Iterable[Global___ServiceDiagnostics] | None = ...,
         diagnostics_recorded: _timestamp_pb2.Timestamp | None = ...,
+        lock_override: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["diagnostics_recorded", b"diagnostics_recorded", "ended", b"ended", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "app", b"app", "diagnostics", b"diagnostics", "diagnostics_recorded", b"diagnostics_recorded", "ended", b"ended", "id", b"id", "kind", b"kind", "last_seq", b"last_seq", "outcome", b"outcome", "previous_release_id", b"previous_release_id", "reason", b"reason", "release_id", b"release_id", "rollback_of", b"rollback_of", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "app", b"app", "diagnostics", b"diagnostics", "diagnostics_recorded", b"diagnostics_recorded", "ended", b"ended", "id", b"id", "kind", b"kind", "last_seq", b"last_seq", "lock_override", b"lock_override", "outcome", b"outcome", "previous_release_id", b"previous_release_id", "reason", b"reason", "release_id", b"release_id", "rollback_of", b"rollback_of", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -349,7 +355,9 @@ class PromoteRequest(_message.Message):
     release_id: _builtins.str
     """Default: the app's latest release."""
     force: _builtins.bool
-    """Allows promoting a release older than the active one."""
+    """Allows promoting a release older than the active one, and promoting while the app is
+    locked (recorded on the deployment).
+    """
     timeout_seconds: _builtins.int
     """Progress deadline; 0 means the default (600 s)."""
     def __init__(
@@ -375,19 +383,23 @@ class RollbackRequest(_message.Message):
     APP_FIELD_NUMBER: _builtins.int
     RELEASE_ID_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     app: _builtins.str
     release_id: _builtins.str
     timeout_seconds: _builtins.int
+    force: _builtins.bool
+    """Roll back even though the app is locked (recorded on the deployment)."""
     def __init__(
         self,
         *,
         app: _builtins.str = ...,
         release_id: _builtins.str = ...,
         timeout_seconds: _builtins.int = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "release_id", b"release_id", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "force", b"force", "release_id", b"release_id", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -124,6 +124,51 @@ class ReleaseServiceStub:
                 request_serializer=relman_dot_v1_dot_release__pb2.ReportDeploymentRequest.SerializeToString,
                 response_deserializer=relman_dot_v1_dot_release__pb2.ReportDeploymentResponse.FromString,
                 _registered_method=True)
+        self.LockApp = channel.unary_unary(
+                '/relman.v1.ReleaseService/LockApp',
+                request_serializer=relman_dot_v1_dot_release__pb2.LockAppRequest.SerializeToString,
+                response_deserializer=relman_dot_v1_dot_release__pb2.App.FromString,
+                _registered_method=True)
+        self.UnlockApp = channel.unary_unary(
+                '/relman.v1.ReleaseService/UnlockApp',
+                request_serializer=relman_dot_v1_dot_release__pb2.UnlockAppRequest.SerializeToString,
+                response_deserializer=relman_dot_v1_dot_release__pb2.App.FromString,
+                _registered_method=True)
+        self.PruneReleases = channel.unary_unary(
+                '/relman.v1.ReleaseService/PruneReleases',
+                request_serializer=relman_dot_v1_dot_release__pb2.PruneReleasesRequest.SerializeToString,
+                response_deserializer=relman_dot_v1_dot_release__pb2.PruneReleasesResponse.FromString,
+                _registered_method=True)
+        self.PinRelease = channel.unary_unary(
+                '/relman.v1.ReleaseService/PinRelease',
+                request_serializer=relman_dot_v1_dot_release__pb2.PinReleaseRequest.SerializeToString,
+                response_deserializer=relman_dot_v1_dot_release__pb2.Release.FromString,
+                _registered_method=True)
+        self.UnpinRelease = channel.unary_unary(
+                '/relman.v1.ReleaseService/UnpinRelease',
+                request_serializer=relman_dot_v1_dot_release__pb2.PinReleaseRequest.SerializeToString,
+                response_deserializer=relman_dot_v1_dot_release__pb2.Release.FromString,
+                _registered_method=True)
+        self.AddWebhook = channel.unary_unary(
+                '/relman.v1.ReleaseService/AddWebhook',
+                request_serializer=relman_dot_v1_dot_release__pb2.AddWebhookRequest.SerializeToString,
+                response_deserializer=relman_dot_v1_dot_release__pb2.AddWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/relman.v1.ReleaseService/ListWebhooks',
+                request_serializer=relman_dot_v1_dot_release__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=relman_dot_v1_dot_release__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.RemoveWebhook = channel.unary_unary(
+                '/relman.v1.ReleaseService/RemoveWebhook',
+                request_serializer=relman_dot_v1_dot_release__pb2.RemoveWebhookRequest.SerializeToString,
+                response_deserializer=relman_dot_v1_dot_release__pb2.RemoveWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/relman.v1.ReleaseService/ListWebhookDeliveries',
+                request_serializer=relman_dot_v1_dot_release__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=relman_dot_v1_dot_release__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class ReleaseServiceServicer:
@@ -252,6 +297,80 @@ class ReleaseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LockApp(self, request, context):
+        """Operations (SPEC 9).
+        Locks an app: while locked, the Deployer refuses promotions and rollbacks of it
+        (FAILED_PRECONDITION, reason APP_LOCKED, "app is locked by X at T: <message>") unless
+        forced. FAILED_PRECONDITION (APP_LOCKED) when it is locked already; the message is
+        required.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockApp(self, request, context):
+        """FAILED_PRECONDITION (NOT_LOCKED) when the app is not locked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneReleases(self, request, context):
+        """Removes an app's old releases, keeping the newest `keep` and always: the active release,
+        the one active before it (the rollback target), pinned releases and releases of a
+        running deployment. Builds no kept release uses go too, with their source archives and
+        images. A pruned id is answered NOT_FOUND (reason PRUNED) afterwards. One transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PinRelease(self, request, context):
+        """A pinned release is never pruned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpinRelease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddWebhook(self, request, context):
+        """Webhooks: each event of the app whose type one of `events` matches (glob patterns such
+        as "deployment.*"; default all) is POSTed as JSON to `url`, at least once, in order,
+        with the headers Idempotency-Key (the event id) and Relman-Signature
+        ("t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>"). Failed attempts (non-2xx,
+        no answer within 10 s) are retried after about 1 s, doubling with jitter, at most 10
+        minutes apart, for 24 hours. Events: release.created, build.complete, build.failed,
+        deployment.started, deployment.succeeded, deployment.rolled-back, deployment.failed,
+        deployment.cancelled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveWebhook(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """Newest first, each with its attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReleaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -344,6 +463,51 @@ def add_ReleaseServiceServicer_to_server(servicer, server):
                     servicer.ReportDeployment,
                     request_deserializer=relman_dot_v1_dot_release__pb2.ReportDeploymentRequest.FromString,
                     response_serializer=relman_dot_v1_dot_release__pb2.ReportDeploymentResponse.SerializeToString,
+            ),
+            'LockApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.LockApp,
+                    request_deserializer=relman_dot_v1_dot_release__pb2.LockAppRequest.FromString,
+                    response_serializer=relman_dot_v1_dot_release__pb2.App.SerializeToString,
+            ),
+            'UnlockApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockApp,
+                    request_deserializer=relman_dot_v1_dot_release__pb2.UnlockAppRequest.FromString,
+                    response_serializer=relman_dot_v1_dot_release__pb2.App.SerializeToString,
+            ),
+            'PruneReleases': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneReleases,
+                    request_deserializer=relman_dot_v1_dot_release__pb2.PruneReleasesRequest.FromString,
+                    response_serializer=relman_dot_v1_dot_release__pb2.PruneReleasesResponse.SerializeToString,
+            ),
+            'PinRelease': grpc.unary_unary_rpc_method_handler(
+                    servicer.PinRelease,
+                    request_deserializer=relman_dot_v1_dot_release__pb2.PinReleaseRequest.FromString,
+                    response_serializer=relman_dot_v1_dot_release__pb2.Release.SerializeToString,
+            ),
+            'UnpinRelease': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpinRelease,
+                    request_deserializer=relman_dot_v1_dot_release__pb2.PinReleaseRequest.FromString,
+                    response_serializer=relman_dot_v1_dot_release__pb2.Release.SerializeToString,
+            ),
+            'AddWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddWebhook,
+                    request_deserializer=relman_dot_v1_dot_release__pb2.AddWebhookRequest.FromString,
+                    response_serializer=relman_dot_v1_dot_release__pb2.AddWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=relman_dot_v1_dot_release__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=relman_dot_v1_dot_release__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'RemoveWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveWebhook,
+                    request_deserializer=relman_dot_v1_dot_release__pb2.RemoveWebhookRequest.FromString,
+                    response_serializer=relman_dot_v1_dot_release__pb2.RemoveWebhookResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=relman_dot_v1_dot_release__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=relman_dot_v1_dot_release__pb2.ListWebhookDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -832,6 +996,249 @@ class ReleaseService:
             '/relman.v1.ReleaseService/ReportDeployment',
             relman_dot_v1_dot_release__pb2.ReportDeploymentRequest.SerializeToString,
             relman_dot_v1_dot_release__pb2.ReportDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LockApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relman.v1.ReleaseService/LockApp',
+            relman_dot_v1_dot_release__pb2.LockAppRequest.SerializeToString,
+            relman_dot_v1_dot_release__pb2.App.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relman.v1.ReleaseService/UnlockApp',
+            relman_dot_v1_dot_release__pb2.UnlockAppRequest.SerializeToString,
+            relman_dot_v1_dot_release__pb2.App.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneReleases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relman.v1.ReleaseService/PruneReleases',
+            relman_dot_v1_dot_release__pb2.PruneReleasesRequest.SerializeToString,
+            relman_dot_v1_dot_release__pb2.PruneReleasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PinRelease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relman.v1.ReleaseService/PinRelease',
+            relman_dot_v1_dot_release__pb2.PinReleaseRequest.SerializeToString,
+            relman_dot_v1_dot_release__pb2.Release.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpinRelease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relman.v1.ReleaseService/UnpinRelease',
+            relman_dot_v1_dot_release__pb2.PinReleaseRequest.SerializeToString,
+            relman_dot_v1_dot_release__pb2.Release.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relman.v1.ReleaseService/AddWebhook',
+            relman_dot_v1_dot_release__pb2.AddWebhookRequest.SerializeToString,
+            relman_dot_v1_dot_release__pb2.AddWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relman.v1.ReleaseService/ListWebhooks',
+            relman_dot_v1_dot_release__pb2.ListWebhooksRequest.SerializeToString,
+            relman_dot_v1_dot_release__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relman.v1.ReleaseService/RemoveWebhook',
+            relman_dot_v1_dot_release__pb2.RemoveWebhookRequest.SerializeToString,
+            relman_dot_v1_dot_release__pb2.RemoveWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relman.v1.ReleaseService/ListWebhookDeliveries',
+            relman_dot_v1_dot_release__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            relman_dot_v1_dot_release__pb2.ListWebhookDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

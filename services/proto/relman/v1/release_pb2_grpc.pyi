@@ -115,6 +115,38 @@ class ReleaseServiceStub:
     deployment changes nothing. OUTCOME_SUCCEEDED of the current deployment makes its release
     the app's active release.
     """
+    LockApp: _grpc.UnaryUnaryMultiCallable[_release_pb2.LockAppRequest, _release_pb2.App]
+    """Operations (SPEC 9).
+    Locks an app: while locked, the Deployer refuses promotions and rollbacks of it
+    (FAILED_PRECONDITION, reason APP_LOCKED, "app is locked by X at T: <message>") unless
+    forced. FAILED_PRECONDITION (APP_LOCKED) when it is locked already; the message is
+    required.
+    """
+    UnlockApp: _grpc.UnaryUnaryMultiCallable[_release_pb2.UnlockAppRequest, _release_pb2.App]
+    """FAILED_PRECONDITION (NOT_LOCKED) when the app is not locked."""
+    PruneReleases: _grpc.UnaryUnaryMultiCallable[_release_pb2.PruneReleasesRequest, _release_pb2.PruneReleasesResponse]
+    """Removes an app's old releases, keeping the newest `keep` and always: the active release,
+    the one active before it (the rollback target), pinned releases and releases of a
+    running deployment. Builds no kept release uses go too, with their source archives and
+    images. A pruned id is answered NOT_FOUND (reason PRUNED) afterwards. One transaction.
+    """
+    PinRelease: _grpc.UnaryUnaryMultiCallable[_release_pb2.PinReleaseRequest, _release_pb2.Release]
+    """A pinned release is never pruned."""
+    UnpinRelease: _grpc.UnaryUnaryMultiCallable[_release_pb2.PinReleaseRequest, _release_pb2.Release]
+    AddWebhook: _grpc.UnaryUnaryMultiCallable[_release_pb2.AddWebhookRequest, _release_pb2.AddWebhookResponse]
+    """Webhooks: each event of the app whose type one of `events` matches (glob patterns such
+    as "deployment.*"; default all) is POSTed as JSON to `url`, at least once, in order,
+    with the headers Idempotency-Key (the event id) and Relman-Signature
+    ("t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>"). Failed attempts (non-2xx,
+    no answer within 10 s) are retried after about 1 s, doubling with jitter, at most 10
+    minutes apart, for 24 hours. Events: release.created, build.complete, build.failed,
+    deployment.started, deployment.succeeded, deployment.rolled-back, deployment.failed,
+    deployment.cancelled.
+    """
+    ListWebhooks: _grpc.UnaryUnaryMultiCallable[_release_pb2.ListWebhooksRequest, _release_pb2.ListWebhooksResponse]
+    RemoveWebhook: _grpc.UnaryUnaryMultiCallable[_release_pb2.RemoveWebhookRequest, _release_pb2.RemoveWebhookResponse]
+    ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_release_pb2.ListWebhookDeliveriesRequest, _release_pb2.ListWebhookDeliveriesResponse]
+    """Newest first, each with its attempts."""
 
 @_typing.type_check_only
 class ReleaseServiceAsyncStub(ReleaseServiceStub):
@@ -156,6 +188,38 @@ class ReleaseServiceAsyncStub(ReleaseServiceStub):
     deployment changes nothing. OUTCOME_SUCCEEDED of the current deployment makes its release
     the app's active release.
     """
+    LockApp: _aio.UnaryUnaryMultiCallable[_release_pb2.LockAppRequest, _release_pb2.App]  # type: ignore[assignment]
+    """Operations (SPEC 9).
+    Locks an app: while locked, the Deployer refuses promotions and rollbacks of it
+    (FAILED_PRECONDITION, reason APP_LOCKED, "app is locked by X at T: <message>") unless
+    forced. FAILED_PRECONDITION (APP_LOCKED) when it is locked already; the message is
+    required.
+    """
+    UnlockApp: _aio.UnaryUnaryMultiCallable[_release_pb2.UnlockAppRequest, _release_pb2.App]  # type: ignore[assignment]
+    """FAILED_PRECONDITION (NOT_LOCKED) when the app is not locked."""
+    PruneReleases: _aio.UnaryUnaryMultiCallable[_release_pb2.PruneReleasesRequest, _release_pb2.PruneReleasesResponse]  # type: ignore[assignment]
+    """Removes an app's old releases, keeping the newest `keep` and always: the active release,
+    the one active before it (the rollback target), pinned releases and releases of a
+    running deployment. Builds no kept release uses go too, with their source archives and
+    images. A pruned id is answered NOT_FOUND (reason PRUNED) afterwards. One transaction.
+    """
+    PinRelease: _aio.UnaryUnaryMultiCallable[_release_pb2.PinReleaseRequest, _release_pb2.Release]  # type: ignore[assignment]
+    """A pinned release is never pruned."""
+    UnpinRelease: _aio.UnaryUnaryMultiCallable[_release_pb2.PinReleaseRequest, _release_pb2.Release]  # type: ignore[assignment]
+    AddWebhook: _aio.UnaryUnaryMultiCallable[_release_pb2.AddWebhookRequest, _release_pb2.AddWebhookResponse]  # type: ignore[assignment]
+    """Webhooks: each event of the app whose type one of `events` matches (glob patterns such
+    as "deployment.*"; default all) is POSTed as JSON to `url`, at least once, in order,
+    with the headers Idempotency-Key (the event id) and Relman-Signature
+    ("t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>"). Failed attempts (non-2xx,
+    no answer within 10 s) are retried after about 1 s, doubling with jitter, at most 10
+    minutes apart, for 24 hours. Events: release.created, build.complete, build.failed,
+    deployment.started, deployment.succeeded, deployment.rolled-back, deployment.failed,
+    deployment.cancelled.
+    """
+    ListWebhooks: _aio.UnaryUnaryMultiCallable[_release_pb2.ListWebhooksRequest, _release_pb2.ListWebhooksResponse]  # type: ignore[assignment]
+    RemoveWebhook: _aio.UnaryUnaryMultiCallable[_release_pb2.RemoveWebhookRequest, _release_pb2.RemoveWebhookResponse]  # type: ignore[assignment]
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_release_pb2.ListWebhookDeliveriesRequest, _release_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
+    """Newest first, each with its attempts."""
 
 class ReleaseServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -302,5 +366,91 @@ class ReleaseServiceServicer(metaclass=_abc_1.ABCMeta):
         deployment changes nothing. OUTCOME_SUCCEEDED of the current deployment makes its release
         the app's active release.
         """
+
+    @_abc_1.abstractmethod
+    def LockApp(
+        self,
+        request: _release_pb2.LockAppRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.App, _abc.Awaitable[_release_pb2.App]]:
+        """Operations (SPEC 9).
+        Locks an app: while locked, the Deployer refuses promotions and rollbacks of it
+        (FAILED_PRECONDITION, reason APP_LOCKED, "app is locked by X at T: <message>") unless
+        forced. FAILED_PRECONDITION (APP_LOCKED) when it is locked already; the message is
+        required.
+        """
+
+    @_abc_1.abstractmethod
+    def UnlockApp(
+        self,
+        request: _release_pb2.UnlockAppRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.App, _abc.Awaitable[_release_pb2.App]]:
+        """FAILED_PRECONDITION (NOT_LOCKED) when the app is not locked."""
+
+    @_abc_1.abstractmethod
+    def PruneReleases(
+        self,
+        request: _release_pb2.PruneReleasesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.PruneReleasesResponse, _abc.Awaitable[_release_pb2.PruneReleasesResponse]]:
+        """Removes an app's old releases, keeping the newest `keep` and always: the active release,
+        the one active before it (the rollback target), pinned releases and releases of a
+        running deployment. Builds no kept release uses go too, with their source archives and
+        images. A pruned id is answered NOT_FOUND (reason PRUNED) afterwards. One transaction.
+        """
+
+    @_abc_1.abstractmethod
+    def PinRelease(
+        self,
+        request: _release_pb2.PinReleaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.Release, _abc.Awaitable[_release_pb2.Release]]:
+        """A pinned release is never pruned."""
+
+    @_abc_1.abstractmethod
+    def UnpinRelease(
+        self,
+        request: _release_pb2.PinReleaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.Release, _abc.Awaitable[_release_pb2.Release]]: ...
+
+    @_abc_1.abstractmethod
+    def AddWebhook(
+        self,
+        request: _release_pb2.AddWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.AddWebhookResponse, _abc.Awaitable[_release_pb2.AddWebhookResponse]]:
+        """Webhooks: each event of the app whose type one of `events` matches (glob patterns such
+        as "deployment.*"; default all) is POSTed as JSON to `url`, at least once, in order,
+        with the headers Idempotency-Key (the event id) and Relman-Signature
+        ("t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>"). Failed attempts (non-2xx,
+        no answer within 10 s) are retried after about 1 s, doubling with jitter, at most 10
+        minutes apart, for 24 hours. Events: release.created, build.complete, build.failed,
+        deployment.started, deployment.succeeded, deployment.rolled-back, deployment.failed,
+        deployment.cancelled.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWebhooks(
+        self,
+        request: _release_pb2.ListWebhooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.ListWebhooksResponse, _abc.Awaitable[_release_pb2.ListWebhooksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveWebhook(
+        self,
+        request: _release_pb2.RemoveWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.RemoveWebhookResponse, _abc.Awaitable[_release_pb2.RemoveWebhookResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _release_pb2.ListWebhookDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_release_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_release_pb2.ListWebhookDeliveriesResponse]]:
+        """Newest first, each with its attempts."""
 
 def add_ReleaseServiceServicer_to_server(servicer: ReleaseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

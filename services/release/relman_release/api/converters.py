@@ -12,6 +12,7 @@ from relman.v1 import (  # type: ignore[import-not-found]
 from relman_common.clock import as_utc
 from relman_common.errors import InvalidArgument
 from relman_common.lifecycle import Outcome, TokenKind
+from relman_common.locks import AppLock
 from relman_common.manifest.proto import release_command_to_pb, service_to_pb
 from relman_common.messages import to_message
 from relman_common.pb_enums import from_pb, to_pb
@@ -25,6 +26,7 @@ from relman_release.app.results import (
     Reported,
 )
 from relman_release.app.tokens import CreatedToken
+from relman_release.app.webhooks import AddedWebhook
 from relman_release.builds.sources import SourceInfo
 from relman_release.domain.env import EnvDiff
 from relman_release.domain.model import (
@@ -35,11 +37,17 @@ from relman_release.domain.model import (
     LogLine,
     Release,
 )
+from relman_release.domain.retention import PrunePlan
 from relman_release.domain.tokens import ApiToken
+from relman_release.domain.webhooks import Delivery, Webhook
+
+
+def lock_pb(lock: AppLock | None) -> release_pb2.AppLock | None:
+    return None if lock is None else to_message(release_pb2.AppLock, lock)
 
 
 def app_pb(app: App) -> release_pb2.App:
-    return to_message(release_pb2.App, app)
+    return to_message(release_pb2.App, app, lock=lock_pb(app.current_lock()))
 
 
 def apps_pb(apps: list[App]) -> release_pb2.ListAppsResponse:
@@ -118,6 +126,9 @@ def deployable_pb(deployable: Deployable) -> release_pb2.Deployable:
     )
     if deployable.release_command is not None:
         pb.release_command.CopyFrom(release_command_to_pb(deployable.release_command))
+    lock = lock_pb(deployable.lock)
+    if lock is not None:
+        pb.lock.CopyFrom(lock)
     active = deployable.active
     if active is not None:
         pb.active_release.CopyFrom(release_pb(active))
@@ -156,6 +167,7 @@ def report_from_pb(msg: release_pb2.ReportDeploymentRequest) -> DeploymentReport
         outcome=outcome,
         reason=msg.reason,
         started=started,
+        actor=msg.actor,
     )
 
 
@@ -183,3 +195,34 @@ def token_kind_from_pb(value: int) -> str:
     if kind is None and value != 0:
         return f"unknown kind {value}"  # refused by the token rules with their own words
     return kind.value if kind is not None else ""
+
+
+def prune_pb(plan: PrunePlan) -> release_pb2.PruneReleasesResponse:
+    return release_pb2.PruneReleasesResponse(
+        pruned_release_ids=list(plan.releases), pruned_build_ids=list(plan.builds), kept=plan.kept
+    )
+
+
+def webhook_pb(hook: Webhook) -> release_pb2.Webhook:
+    return to_message(release_pb2.Webhook, hook)
+
+
+def added_webhook_pb(added: AddedWebhook) -> release_pb2.AddWebhookResponse:
+    return release_pb2.AddWebhookResponse(webhook=webhook_pb(added.webhook), secret=added.secret)
+
+
+def webhooks_pb(hooks: list[Webhook]) -> release_pb2.ListWebhooksResponse:
+    return release_pb2.ListWebhooksResponse(webhooks=[webhook_pb(h) for h in hooks])
+
+
+def deliveries_pb(found: list[Delivery]) -> release_pb2.ListWebhookDeliveriesResponse:
+    return release_pb2.ListWebhookDeliveriesResponse(
+        deliveries=[
+            to_message(
+                release_pb2.WebhookDelivery,
+                d,
+                history=[to_message(release_pb2.WebhookAttempt, a) for a in d.history],
+            )
+            for d in found
+        ]
+    )

@@ -27,9 +27,12 @@ from relman_release.api.build_servicer import BuildServicer
 from relman_release.api.servicer import ReleaseServicer, TokenServicer
 from relman_release.app import tokens as token_services
 from relman_release.builds.logs import LogHub
-from relman_release.builds.runner import BuildRunner
+from relman_release.builds.runner import BuildRunner, new_runner_id
+from relman_release.builds.sweeper import Sweeper
 from relman_release.builds.workshop import BuildConfig, open_workshop
+from relman_release.domain.webhooks import ATTEMPT_TIMEOUT
 from relman_release.store.uow import GroupedWrites, SqlUnitOfWork, open_store
+from relman_release.webhooks.worker import DeliveryWorker
 
 SERVICE_NAME = release_pb2.DESCRIPTOR.services_by_name["ReleaseService"].full_name
 TOKEN_SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name
@@ -47,6 +50,7 @@ def build_service(
     auth: bool = False,
     tls: ServerTls | None = None,
     builds: BuildConfig | None = None,
+    webhook_timeout: float = ATTEMPT_TIMEOUT,
 ) -> Service:
     """The Release and Token services on ``addr`` over ``uow`` and, with ``builds``, the
     Build service and its runner; stopping them interrupts this process's builds and releases
@@ -61,8 +65,13 @@ def build_service(
     files = DbExecutor(workers=FILE_WORKERS, name="release-files")
     runner: BuildRunner | None = None
     build_servicer: BuildServicer | None = None
+    sweeper: Sweeper | None = None
     if builds is not None:
         workshop = open_workshop(builds)
+        sweeper = Sweeper(uow, executor, workshop)
+        servicer.after_prune = sweeper.kick
+        if uow.keep_releases:
+            servicer.after_write = sweeper.kick
         runner = BuildRunner(
             uow,
             executor,
@@ -73,6 +82,16 @@ def build_service(
         )
         build_servicer = BuildServicer(uow, executor, files, workshop, runner)
 
+    deliveries = DeliveryWorker(uow, executor, new_runner_id(), timeout=webhook_timeout)
+    previous_after_write = servicer.after_write
+
+    def after_write() -> None:
+        deliveries.kick()  # the write may have put events in the outbox
+        if previous_after_write is not None:
+            previous_after_write()
+
+    servicer.after_write = after_write
+
     def register(server: grpc.aio.Server) -> None:
         release_pb2_grpc.add_ReleaseServiceServicer_to_server(servicer, server)
         auth_pb2_grpc.add_TokenServiceServicer_to_server(token_servicer, server)
@@ -80,10 +99,16 @@ def build_service(
             build_pb2_grpc.add_BuildServiceServicer_to_server(build_servicer, server)
 
     async def on_start() -> None:
+        await deliveries.start()
         if runner is not None:
             await runner.start()
+        if sweeper is not None:
+            await sweeper.start()
 
     async def on_stop() -> None:
+        await deliveries.stop()
+        if sweeper is not None:
+            await sweeper.stop()
         if runner is not None:
             await runner.stop()
         files.shutdown()
@@ -132,6 +157,8 @@ def create_service(
     secret_key_file: Path | None = None,
     announce: Callable[[str], None] = _to_stderr,
     builds: BuildConfig | None = None,
+    keep_releases: int = 0,
+    webhook_timeout: float = ATTEMPT_TIMEOUT,
 ) -> Service:
     """Opens (and migrates) the database at ``database_url`` and wires the service.
 
@@ -142,10 +169,12 @@ def create_service(
     """
     directory = data_dir if data_dir is not None else DATA_DIR.value()
     box = SecretBox.from_env_or_file(directory, secret_key_file)
-    uow = open_store(database_url, box, pool_size=DB_WORKERS)
+    uow = open_store(database_url, box, pool_size=DB_WORKERS, keep_releases=keep_releases)
     try:
         config = builds if builds is not None else BuildConfig(data_dir=directory)
-        service = build_service(addr, uow, auth=auth, tls=tls, builds=config)
+        service = build_service(
+            addr, uow, auth=auth, tls=tls, builds=config, webhook_timeout=webhook_timeout
+        )
         if auth:
             admin = bootstrap_token_files(uow, directory)
             if admin is not None:

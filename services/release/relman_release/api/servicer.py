@@ -26,7 +26,16 @@ from relman_common.grpc_errors import Context
 from relman_common.request_ids import DuplicateRequest, RequestKey, request_key
 
 from relman_release.api import converters as cv
-from relman_release.app import apps, builds, deployments, env, releases, tokens
+from relman_release.app import (
+    apps,
+    builds,
+    deployments,
+    env,
+    releases,
+    retention,
+    tokens,
+    webhooks,
+)
 from relman_release.ports import UnitOfWork, Writes
 from relman_release.store import requests
 from relman_release.store.uow import SharedWrite, SqlUnitOfWork
@@ -57,11 +66,16 @@ def rpc(
         call = (*before, *args(request), *after)
         key = request_key(caller_name(), request) if write else None
         if key is not None:
-            return await self.once(key, lambda uow: to_pb(use_case(uow, *call)), grouped)
+            response = await self.once(key, lambda uow: to_pb(use_case(uow, *call)), grouped)
+            if self.after_write is not None:
+                self.after_write()
+            return response
         if write and grouped and self.writes is not None:
             result = await self.writes.run(use_case, *call)
         else:
             result = await self.executor.transaction(use_case, self.uow, *call)
+        if write and self.after_write is not None:
+            self.after_write()
         return to_pb(result)
 
     return handler
@@ -83,6 +97,10 @@ class _Servicer:
         self.uow = uow
         self.executor = executor
         self.writes = writes
+        # Called after a prune committed: its files can go now.
+        self.after_prune: Callable[[], None] | None = None
+        # Called after each write committed (automatic retention may have pruned).
+        self.after_write: Callable[[], None] | None = None
 
     async def once(
         self, key: RequestKey, respond: Callable[[UnitOfWork], Message], grouped: bool
@@ -114,6 +132,45 @@ class _Servicer:
 class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # type: ignore[misc]
     CreateApp = rpc(apps.create_app, lambda r: (r.name,), cv.app_pb, actor=True, write=True)
     GetApp = rpc(apps.get_app, lambda r: (r.name,), cv.app_pb)
+    LockApp = rpc(apps.lock_app, lambda r: (r.app, r.message), cv.app_pb, actor=True, write=True)
+    UnlockApp = rpc(apps.unlock_app, lambda r: (r.app,), cv.app_pb, write=True)
+
+    _prune = rpc(
+        retention.prune_releases,
+        lambda r: (r.app, r.keep, r.dry_run),
+        cv.prune_pb,
+        actor=True,
+        write=True,
+    )
+
+    async def PruneReleases(
+        self, request: release_pb2.PruneReleasesRequest, context: Context
+    ) -> release_pb2.PruneReleasesResponse:
+        response: release_pb2.PruneReleasesResponse = await self._prune(request, context)
+        if self.after_prune is not None and not request.dry_run:
+            self.after_prune()
+        return response
+
+    AddWebhook = rpc(
+        webhooks.add_webhook,
+        lambda r: (r.app, r.url, list(r.events), r.secret),
+        cv.added_webhook_pb,
+        actor=True,
+        write=True,
+    )
+    ListWebhooks = rpc(webhooks.list_webhooks, lambda r: (r.app,), cv.webhooks_pb)
+    RemoveWebhook = rpc(
+        webhooks.remove_webhook,
+        lambda r: (r.id,),
+        lambda _: release_pb2.RemoveWebhookResponse(),
+        write=True,
+    )
+    ListWebhookDeliveries = rpc(
+        webhooks.list_deliveries, lambda r: (r.id, r.limit), cv.deliveries_pb
+    )
+
+    PinRelease = rpc(retention.pin_release, lambda r: (r.app, r.id), cv.release_pb, write=True)
+    UnpinRelease = rpc(retention.unpin_release, lambda r: (r.app, r.id), cv.release_pb, write=True)
     ListApps = rpc(apps.list_apps, lambda r: (), cv.apps_pb)
     DeleteApp = rpc(
         apps.delete_app,
@@ -182,7 +239,7 @@ class ReleaseServicer(_Servicer, release_pb2_grpc.ReleaseServiceServicer):  # ty
     )
     CreateRollbackRelease = rpc(
         deployments.create_rollback_release,
-        lambda r: (r.app, r.release_id),
+        lambda r: (r.app, r.release_id, r.force),
         cv.deployable_pb,
         actor=True,
         write=True,

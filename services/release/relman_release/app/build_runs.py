@@ -15,12 +15,14 @@ from relman_common.vocabulary import (
     BUILD,
     MAX_GIT_SHA,
     MAX_MANIFEST_BYTES,
+    RELEASE,
     new_id,
     quote,
     validate_app_name,
     validate_text,
 )
 
+from relman_release.app import events
 from relman_release.app.lookups import app_named, latest_of, new_release
 from relman_release.builds.archive import normal_path
 from relman_release.builds.contents import read_contents
@@ -28,7 +30,7 @@ from relman_release.builds.sources import SourceStore, check_sha256, not_held
 from relman_release.domain.build_plan import build_plan, check_build_sources
 from relman_release.domain.builds import validate_images
 from relman_release.domain.model import Build, LogLine
-from relman_release.ports import UnitOfWork
+from relman_release.ports import Repository, UnitOfWork
 
 DEFAULT_MANIFEST = "convox.yml"
 INTERRUPTED = "interrupted"
@@ -134,7 +136,11 @@ def complete_build(
             app = app_named(repo, build.app, lock=True)
             latest = latest_of(repo, app)
             env = latest.env if latest is not None else {}
-            release = new_release(uow, repo, app, build.id, env, build.description, build.actor)
+            release_id = new_id(RELEASE)
+            events.build_ended(uow, repo, app, build, release_id)  # before the release it makes
+            release = new_release(
+                uow, repo, app, build.id, env, build.description, build.actor, release_id
+            )
             now = uow.now()
             if not repo.finish_build(
                 build_id, runner, BuildStatus.COMPLETE, now, checked, release_id=release.id
@@ -150,7 +156,21 @@ def complete_build(
 def fail_build(uow: UnitOfWork, build_id: str, runner: str, reason: str) -> bool:
     """FAILED with ``reason``; False when it was not ``runner``'s running build."""
     with uow.write() as repo:
-        return repo.finish_build(build_id, runner, BuildStatus.FAILED, uow.now(), {}, reason)
+        if not repo.finish_build(build_id, runner, BuildStatus.FAILED, uow.now(), {}, reason):
+            return False
+        _report_failed(uow, repo, [build_id], reason)
+        return True
+
+
+def _report_failed(
+    uow: UnitOfWork, repo: Repository, build_ids: Sequence[str], reason: str
+) -> None:
+    """build.failed for each of ``build_ids`` (to the webhooks that want it)."""
+    for build_id in build_ids:
+        build = repo.find_build(build_id)
+        app = repo.get_app(build.app) if build is not None else None
+        if build is not None and app is not None:
+            events.build_ended(uow, repo, app, build, reason=reason)
 
 
 def renew_builds(uow: UnitOfWork, runner: str, build_ids: Sequence[str]) -> int:
@@ -164,7 +184,9 @@ def renew_builds(uow: UnitOfWork, runner: str, build_ids: Sequence[str]) -> int:
 def interrupt_own_builds(uow: UnitOfWork, runner: str) -> list[str]:
     """Fails every unfinished build of ``runner`` as interrupted (it is stopping)."""
     with uow.write() as repo:
-        return repo.interrupt_builds(uow.now(), INTERRUPTED, runner=runner)
+        ended = repo.interrupt_builds(uow.now(), INTERRUPTED, runner=runner)
+        _report_failed(uow, repo, ended, INTERRUPTED)
+        return ended
 
 
 def interrupt_stale_builds(uow: UnitOfWork, ttl: float) -> list[str]:
@@ -172,7 +194,9 @@ def interrupt_stale_builds(uow: UnitOfWork, ttl: float) -> list[str]:
     ``ttl`` seconds (it died); another live runner's builds are left alone."""
     with uow.write() as repo:
         now = uow.now()
-        return repo.interrupt_builds(now, INTERRUPTED, stale_before=now - timedelta(seconds=ttl))
+        ended = repo.interrupt_builds(now, INTERRUPTED, stale_before=now - timedelta(seconds=ttl))
+        _report_failed(uow, repo, ended, INTERRUPTED)
+        return ended
 
 
 def append_log(uow: UnitOfWork, build_id: str, lines: Sequence[LogLine]) -> None:

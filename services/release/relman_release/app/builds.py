@@ -15,7 +15,7 @@ from relman_common.vocabulary import (
     validate_text,
 )
 
-from relman_release.app import lookups
+from relman_release.app import events, lookups
 from relman_release.app.results import ImportedBuild, Listing
 from relman_release.domain import composition
 from relman_release.domain.builds import validate_images
@@ -62,6 +62,7 @@ def import_build(
         )
         repo.add_build(build)
         env = latest.env if latest is not None else {}
+        events.build_ended(uow, repo, app, build, release_id)  # before the release it makes
         release = lookups.new_release(uow, repo, app, build.id, env, description, actor, release_id)
         warning = composition.unpromoted_env_warning(latest, active)
         return ImportedBuild(build=build, release=release, warning=warning)

@@ -6,10 +6,18 @@ from dataclasses import replace
 
 from relman_common.auth import Principal
 from relman_common.errors import FailedPrecondition
+from relman_common.locks import check_unlocked
 from relman_common.manifest import Service
-from relman_common.vocabulary import DEPLOYMENT, RELEASE, check_id, validate_app_name, validate_text
+from relman_common.vocabulary import (
+    DEPLOYMENT,
+    MAX_ACTOR_LENGTH,
+    RELEASE,
+    check_id,
+    validate_app_name,
+    validate_text,
+)
 
-from relman_release.app import lookups
+from relman_release.app import events, lookups
 from relman_release.app.results import Reported
 from relman_release.domain import composition
 from relman_release.domain.builds import deployable_services
@@ -33,6 +41,7 @@ def _deployable(repo: Repository, app: App, release: Release) -> Deployable:
         release_command=manifest.release,
         active=active,
         active_services=active_services,
+        lock=app.current_lock(),
     )
 
 
@@ -53,13 +62,15 @@ def get_deployable(uow: UnitOfWork, app_name: str, release_id: str = "") -> Depl
 
 
 def create_rollback_release(
-    uow: UnitOfWork, app_name: str, release_id: str, actor: str
+    uow: UnitOfWork, app_name: str, release_id: str, force: bool, actor: str
 ) -> Deployable:
     """A copy of an old release (its build and env), described ``rollback to R...``, once
-    it is known to be deployable."""
+    it is known to be deployable, and unless the app is locked (and not ``force``): the
+    Deployer's own lock guard, run here so that a refused rollback leaves no copy behind."""
     validate_app_name(app_name)
     with uow.write() as repo:
         app = lookups.app_named(repo, app_name, lock=True)
+        check_unlocked(app.current_lock(), force=force)
         old = lookups.release_of(repo, app, release_id)
         _deployable(repo, app, old)  # refuse before making a copy that cannot be deployed
         description = composition.rollback_description(old.id)
@@ -77,6 +88,7 @@ def report_deployment(
     check_id(DEPLOYMENT, report.deployment_id, "deployment_id")
     check_id(RELEASE, report.release_id, "release_id")
     validate_text("reason", report.reason, max_length=4000, field="reason")
+    validate_text("actor", report.actor, max_length=MAX_ACTOR_LENGTH, field="actor")
     with uow.write() as repo:
         app = lookups.app_named(repo, report.app, lock=True)
         release = lookups.release_of(repo, app, report.release_id)
@@ -85,12 +97,14 @@ def report_deployment(
             repo.set_current_deployment(app.name, report.deployment_id, report.started)
         if effect.record:
             repo.record_outcome(release.id, report.deployment_id, report.outcome)
+            events.deployment_changed(uow, repo, app, report)
             release = replace(
                 release,
                 last_deployment_id=report.deployment_id,
                 last_deployment_outcome=report.outcome,
             )
         if effect.activate:
-            repo.set_active_release(app.name, release.id)
-            app = replace(app, active_release_id=release.id)
+            previous = app.active_release_id or app.previous_active_release_id
+            repo.set_active_release(app.name, release.id, previous)
+            app = replace(app, active_release_id=release.id, previous_active_release_id=previous)
         return Reported(current=effect.current, release=lookups.with_status(release, app))

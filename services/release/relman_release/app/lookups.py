@@ -7,10 +7,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TypeVar
 
-from relman_common.errors import APP_NOT_FOUND, BUILD_NOT_FOUND, RELEASE_NOT_FOUND, NotFound
+from relman_common.errors import (
+    APP_NOT_FOUND,
+    BUILD_NOT_FOUND,
+    PRUNED,
+    RELEASE_NOT_FOUND,
+    NotFound,
+)
 from relman_common.lifecycle import release_status
+from relman_common.locks import rfc3339
 from relman_common.vocabulary import BUILD, RELEASE, check_id, new_id, page_limit, validate_app_name
 
+from relman_release.app import events
 from relman_release.app.results import Listing
 from relman_release.domain.model import App, Build, Page, Release
 from relman_release.domain.paging import decode_token, encode_token
@@ -29,14 +37,32 @@ def app_named(repo: Repository, name: str, lock: bool = False, field: str = "app
 def release_of(repo: Repository, app: App, release_id: str, field: str = "release_id") -> Release:
     """A release of ``app`` (its status filled in), or NotFound."""
     check_id(RELEASE, release_id, field)
-    found = _owned(app, release_id, repo.find_release(release_id), RELEASE_NOT_FOUND, field)
+    release = repo.find_release(release_id)
+    if release is None:
+        _unless_pruned(repo, "release", release_id, field)
+    found = _owned(app, release_id, release, RELEASE_NOT_FOUND, field)
     return with_status(found, app)
 
 
 def build_of(repo: Repository, app: App, build_id: str, field: str = "build_id") -> Build:
     """A build of ``app``, or NotFound."""
     check_id(BUILD, build_id, field)
-    return _owned(app, build_id, repo.find_build(build_id), BUILD_NOT_FOUND, field)
+    build = repo.find_build(build_id)
+    if build is None:
+        _unless_pruned(repo, "build", build_id, field)
+    return _owned(app, build_id, build, BUILD_NOT_FOUND, field)
+
+
+def _unless_pruned(repo: Repository, what: str, wanted: str, field: str) -> None:
+    """NotFound (reason PRUNED) saying when ``wanted`` was pruned, if it was."""
+    pruned = repo.find_pruned(wanted)
+    if pruned is not None:
+        app, when = pruned
+        raise NotFound(
+            f"{what} {wanted} of app {app} was pruned at {rfc3339(when)} (release retention)",
+            reason=PRUNED,
+            field=field,
+        )
 
 
 Owned = TypeVar("Owned", Release, Build)
@@ -93,7 +119,13 @@ def new_release(
         actor=actor,
     )
     repo.add_release(release)
-    return with_status(release, replace(app, latest_release_id=release.id))
+    events.release_created(uow, repo, app, release)
+    app = replace(app, latest_release_id=release.id)
+    if uow.keep_releases:
+        from relman_release.app.retention import prune_in  # retention reads releases
+
+        prune_in(uow, repo, app, uow.keep_releases, actor)
+    return with_status(release, app)
 
 
 def listing(

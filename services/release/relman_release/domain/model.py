@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from relman_common.lifecycle import BuildStatus, Outcome, ReleaseStatus
+from relman_common.locks import AppLock
 from relman_common.manifest import ReleaseCommand, Service
 
 T = TypeVar("T")
@@ -25,6 +26,19 @@ class App:
     # The deployment started last (its reports count; older ones' do not), and when.
     current_deployment_id: str = ""
     current_deployment_started: datetime | None = None
+    # Its lock (SPEC 9): locked_by is empty while it is unlocked.
+    locked_by: str = ""
+    locked_at: datetime | None = None
+    lock_message: str = ""
+    # The release active before the active one (a rollback's target): kept by retention.
+    previous_active_release_id: str = ""
+    # How many webhooks it has: without one, no event is written.
+    webhooks: int = 0
+
+    def current_lock(self) -> AppLock | None:
+        if not self.locked_by or self.locked_at is None:
+            return None
+        return AppLock(self.locked_by, self.locked_at, self.lock_message)
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,8 @@ class Release:
     actor: str
     last_deployment_id: str = ""
     last_deployment_outcome: Outcome | None = None
+    # Never pruned.
+    pinned: bool = False
     # Derived for display; see relman_common.lifecycle.release_status.
     status: ReleaseStatus = ReleaseStatus.NONE
 
@@ -99,6 +115,8 @@ class Deployable:
     release_command: ReleaseCommand | None
     active: Release | None
     active_services: tuple[Service, ...]
+    # The app's lock, if it is locked: the Deployer refuses unless forced.
+    lock: AppLock | None = None
 
 
 @dataclass(frozen=True)
@@ -111,3 +129,5 @@ class DeploymentReport:
     outcome: Outcome
     reason: str
     started: datetime
+    # Who started the deployment ("" from a Deployer that does not say).
+    actor: str = ""

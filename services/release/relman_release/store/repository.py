@@ -13,6 +13,7 @@ from typing import Any
 
 from relman_common.errors import APP_EXISTS, TOKEN_EXISTS, AlreadyExists
 from relman_common.lifecycle import Outcome
+from relman_common.locks import AppLock
 from relman_common.secretbox import SecretBox
 from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError
@@ -23,9 +24,11 @@ from relman_release.store import rows
 from relman_release.store import statements as q
 from relman_release.store.build_runs import BuildRuns
 from relman_release.store.codec import decode_env, encode_env, encode_images
+from relman_release.store.retention import Retention
+from relman_release.store.webhooks import Webhooks
 
 
-class SqlRepository(BuildRuns):
+class SqlRepository(BuildRuns, Retention, Webhooks):
     """Works inside the transaction of ``conn``. ``box`` seals every env written and opens
     every env read (see store.codec)."""
 
@@ -91,15 +94,25 @@ class SqlRepository(BuildRuns):
         self.conn.execute(q.DELETE_APP_RELEASES, params)
         self.conn.execute(q.DELETE_APP_BUILD_LOGS, params)
         self.conn.execute(q.DELETE_APP_BUILDS, params)
+        self.conn.execute(q.DELETE_APP_PRUNED, params)
+        for hook in self.webhooks_of(name):
+            self.delete_webhook(hook.id)
         self.conn.execute(q.DELETE_APP, params)
         del self._app_ids[name]
 
-    def set_active_release(self, app: str, release_id: str) -> None:
-        self.conn.execute(q.SET_ACTIVE, {"p_app_id": self._app_id(app), "p_release_id": release_id})
+    def set_active_release(self, app: str, release_id: str, previous_id: str = "") -> None:
+        params = {"p_release_id": release_id, "p_previous_id": previous_id}
+        self.conn.execute(q.SET_ACTIVE, {"p_app_id": self._app_id(app), **params})
 
     def set_current_deployment(self, app: str, deployment_id: str, started: datetime) -> None:
         params = {"p_app_id": self._app_id(app), "p_deployment_id": deployment_id}
         self.conn.execute(q.SET_CURRENT_DEPLOYMENT, {**params, "p_started": started})
+
+    def set_lock(self, app: str, lock: AppLock | None) -> None:
+        params: dict[str, Any] = {"p_by": "", "p_at": None, "p_message": ""}
+        if lock is not None:
+            params = {"p_by": lock.locked_by, "p_at": lock.locked_at, "p_message": lock.message}
+        self.conn.execute(q.SET_LOCK, {"p_app_id": self._app_id(app), **params})
 
     # --- builds ---
 

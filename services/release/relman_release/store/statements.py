@@ -10,13 +10,23 @@ from relman_common.lifecycle import BuildStatus
 from sqlalchemy import Table, Update, bindparam, delete, func, insert, or_, select, update
 
 from relman_release.domain.tokens import ADMIN
-from relman_release.store.tables import ApiTokenRow, AppRow, BuildLogRow, BuildRow, ReleaseRow
+from relman_release.store.tables import (
+    ApiTokenRow,
+    AppRow,
+    BuildLogRow,
+    BuildRow,
+    GarbageRow,
+    PrunedRow,
+    ReleaseRow,
+)
 
 apps = cast(Table, AppRow.__table__)
 builds = cast(Table, BuildRow.__table__)
 releases = cast(Table, ReleaseRow.__table__)
 build_logs = cast(Table, BuildLogRow.__table__)
 api_tokens = cast(Table, ApiTokenRow.__table__)
+pruned = cast(Table, PrunedRow.__table__)
+garbage = cast(Table, GarbageRow.__table__)
 
 # Bind parameter names start with "p_": SQLAlchemy reserves column names for SET/VALUES.
 
@@ -50,8 +60,14 @@ DELETE_APP_BUILD_LOGS = delete(build_logs).where(
     build_logs.c.build_id.in_(select(builds.c.id).where(builds.c.app_id == bindparam("p_app_id")))
 )
 DELETE_APP_BUILDS = delete(builds).where(builds.c.app_id == bindparam("p_app_id"))
+DELETE_APP_PRUNED = delete(pruned).where(pruned.c.app_id == bindparam("p_app_id"))
 DELETE_APP = delete(apps).where(apps.c.id == bindparam("p_app_id"))
-SET_ACTIVE = _set(apps, "p_app_id", active_release_id="p_release_id")
+SET_ACTIVE = _set(
+    apps,
+    "p_app_id",
+    active_release_id="p_release_id",
+    previous_active_release_id="p_previous_id",
+)
 SET_CURRENT_DEPLOYMENT = _set(
     apps,
     "p_app_id",
@@ -59,6 +75,7 @@ SET_CURRENT_DEPLOYMENT = _set(
     current_deployment_started="p_started",
 )
 SET_LATEST = _set(apps, "p_app_id", latest_release_id="p_release_id")
+SET_LOCK = _set(apps, "p_app_id", locked_by="p_by", locked_at="p_at", lock_message="p_message")
 
 INSERT_BUILD = insert(builds)
 FIND_BUILD = (
@@ -140,6 +157,7 @@ LISTED_RELEASE_COLUMNS = (
     releases.c.actor,
     releases.c.last_deployment_id,
     releases.c.last_deployment_outcome,
+    releases.c.pinned,
 )
 LIST_RELEASES = select(*LISTED_RELEASE_COLUMNS).where(releases.c.app_id == bindparam("p_app_id"))
 LIST_RELEASES_BEFORE = LIST_RELEASES.where(releases.c.seq < bindparam("p_before"))
@@ -167,3 +185,32 @@ REVOKE_TOKEN = (
     .where(api_tokens.c.name == bindparam("p_name"), api_tokens.c.revoked.is_(None))
     .values(revoked=bindparam("p_when"))
 )
+
+# Retention (SPEC 9).
+ALL_RELEASES = (
+    select(*LISTED_RELEASE_COLUMNS)
+    .where(releases.c.app_id == bindparam("p_app_id"))
+    .order_by(releases.c.seq.desc())
+)
+COUNT_RELEASES = select(func.count()).where(releases.c.app_id == bindparam("p_app_id"))
+BUILD_FACTS = select(
+    builds.c.id, builds.c.status, builds.c.created, builds.c.source_sha256, builds.c.images
+).where(builds.c.app_id == bindparam("p_app_id"))
+_IDS: Any = bindparam("p_ids", expanding=True)
+DELETE_RELEASES = delete(releases).where(releases.c.id.in_(_IDS))
+DELETE_BUILD_LOGS = delete(build_logs).where(build_logs.c.build_id.in_(_IDS))
+DELETE_BUILDS = delete(builds).where(builds.c.id.in_(_IDS))
+INSERT_PRUNED = insert(pruned)
+FIND_PRUNED = (
+    select(pruned.c.id, pruned.c.pruned_at, pruned.c.actor, apps.c.name.label("app_name"))
+    .join_from(pruned, apps, pruned.c.app_id == apps.c.id)
+    .where(pruned.c.id == bindparam("p_id"))
+)
+SET_PINNED = _set(releases, "p_id", pinned="p_pinned")
+INSERT_GARBAGE = insert(garbage)
+LIST_GARBAGE = select(garbage).order_by(garbage.c.seq).limit(bindparam("p_limit"))
+DELETE_GARBAGE = delete(garbage).where(garbage.c.seq.in_(bindparam("p_seqs", expanding=True)))
+SOURCE_IN_USE = select(builds.c.id).where(builds.c.source_sha256 == bindparam("p_ref")).limit(1)
+# A conservative match on the images column (JSON text): "_" in a name matches any character,
+# which can only keep an image that could have gone.
+IMAGE_IN_USE = select(builds.c.id).where(builds.c.images.contains(bindparam("p_ref"))).limit(1)

@@ -29,11 +29,15 @@ class SqlUnitOfWork:
     Each transaction is a pooled Core connection, with no ORM session to set up and tear
     down."""
 
-    def __init__(self, engine: Engine, box: SecretBox, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, engine: Engine, box: SecretBox, clock: Clock = utcnow, keep_releases: int = 0
+    ) -> None:
         self.engine = engine
         self.box = box
         self._clock = clock
         self.writer = writer(engine)
+        # RELMAN_KEEP_RELEASES: prune to this many after each new release (0: never).
+        self.keep_releases = keep_releases
 
     @contextmanager
     def read(self) -> Iterator[SqlRepository]:
@@ -78,6 +82,7 @@ class SharedWrite:
     def __init__(self, uow: SqlUnitOfWork, conn: Connection) -> None:
         self._uow = uow
         self._conn = conn
+        self.keep_releases = uow.keep_releases
 
     def read(self) -> AbstractContextManager[SqlRepository]:
         return self._uow.read()
@@ -91,10 +96,10 @@ class SharedWrite:
 
 
 def open_store(
-    url: str, box: SecretBox, clock: Clock = utcnow, pool_size: int = 8
+    url: str, box: SecretBox, clock: Clock = utcnow, pool_size: int = 8, keep_releases: int = 0
 ) -> SqlUnitOfWork:
     """An engine for ``url`` with every migration applied, wrapped in a unit of work that
-    seals envs with ``box``."""
+    seals envs with ``box`` (and prunes to ``keep_releases`` after each new release, if set)."""
     engine = make_engine(url, pool_size=pool_size)
     upgrade(engine, MIGRATIONS, VERSION_TABLE)
-    return SqlUnitOfWork(engine, box, clock)
+    return SqlUnitOfWork(engine, box, clock, keep_releases)

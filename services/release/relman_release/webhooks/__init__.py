@@ -1,0 +1,1 @@
+"""Webhook delivery (SPEC 9): the worker that sends the outbox's events."""

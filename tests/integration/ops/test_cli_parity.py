@@ -1,0 +1,147 @@
+"""Where the seed page is silent, relman's CLI prints what Convox's CLI prints (its
+pkg/cli/*_test.go): the ``apps`` header, the ``Locked`` row of ``apps info``, ``apps cancel
+APP``, ``env edit`` (one release for the whole edit) and ``releases promote --wait``, through
+the installed command against both services on the embedded default and on PostgreSQL."""
+
+from __future__ import annotations
+
+import doctest
+import re
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from relman_cli.commands import env as env_command
+from support.cli_run import RELMAN
+from support.helpers import wait_for
+from support.ops_stack import DB_KINDS, Stack, new_release, stack_on
+
+pytestmark = pytest.mark.xdist_group("ops-parity")
+
+
+@pytest.fixture(params=DB_KINDS)
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    yield from stack_on(request, tmp_path)
+
+
+def test_the_edit_rule_examples_hold() -> None:
+    assert doctest.testmod(env_command).failed == 0
+
+
+def test_apps_listing_and_info_read_as_convox_prints_them(stack: Stack) -> None:
+    stack.ok("apps", "create", "myapp")
+    release = new_release(stack, "myapp")
+    stack.ok("releases", "promote", release, "-a", "myapp")
+    listed = stack.ok("apps").lines
+    assert listed == ["APP    STATUS   RELEASE", f"myapp  running  {release}"]
+    info = stack.ok("apps", "info", "myapp").lines
+    assert info[:4] == [
+        "Name     myapp",
+        "Status   running",
+        "Locked   false",
+        f"Release  {release}",
+    ]
+    stack.ok("apps", "lock", "-a", "myapp", "-m", "audit")
+    locked = stack.ok("apps", "info", "-a", "myapp").lines[2]
+    assert re.fullmatch(r"Locked   true, by admin at \S+Z: audit", locked), locked
+
+
+def test_apps_cancel_takes_the_app_as_an_argument(stack: Stack) -> None:
+    stack.ok("apps", "create", "myapp")
+    release = new_release(stack, "myapp")
+    nothing = stack.run("apps", "cancel", "myapp")
+    assert nothing.code == 1
+    assert nothing.out == "Cancelling deployment of myapp... "
+    assert nothing.err == "ERROR: app myapp has no running deployment to cancel\n"
+    # -a still works, and the argument wins over RELMAN_APP.
+    assert stack.run("apps", "cancel", "-a", "myapp").err == nothing.err
+    assert new_release(stack, "myapp", "registry/web:2") != release
+
+
+def write_editor(tmp: Path, script: str) -> Path:
+    editor = tmp / "editor.sh"
+    editor.write_text(f"#!/bin/sh\nset -e\n{script}\n")
+    editor.chmod(editor.stat().st_mode | stat.S_IXUSR)
+    return editor
+
+
+def run_with_editor(stack: Stack, editor: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(RELMAN), *args],
+        env={**stack.env, "EDITOR": str(editor), "VISUAL": str(editor)},
+        cwd=stack.tmp,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_env_edit_makes_one_release_of_what_the_edit_changed(stack: Stack) -> None:
+    stack.ok("apps", "create", "myapp")
+    new_release(stack, "myapp")
+    stack.ok("env", "set", "KEEP=1", "CHANGE=old", "DROP=x", "-a", "myapp")
+    before = stack.ok("releases", "-a", "myapp").lines[1:]
+    # The editor changes one key, removes one and adds one; KEEP is left as it was.
+    editor = write_editor(
+        stack.tmp,
+        "sed -i -e 's/^CHANGE=old$/CHANGE=new/' -e '/^DROP=/d' \"$1\"\necho 'ADD=a=b' >> \"$1\"",
+    )
+    done = run_with_editor(stack, editor, "env", "edit", "-a", "myapp")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Updating environment... OK"
+    release = lines[1].removeprefix("Release: ")
+    after = stack.ok("releases", "-a", "myapp").lines[1:]
+    assert len(after) == len(before) + 1
+    assert after[0].split()[0] == release
+    assert after[0].endswith("env add:ADD change:CHANGE remove:DROP")
+    assert stack.ok("env", "-a", "myapp").lines == ["ADD=a=b", "CHANGE=new", "KEEP=1"]
+
+    untouched = run_with_editor(
+        stack, write_editor(stack.tmp, "true"), "env", "edit", "-a", "myapp"
+    )
+    assert untouched.returncode == 0
+    assert untouched.stdout == "Nothing changed; no release was created\n"
+    assert len(stack.ok("releases", "-a", "myapp").lines[1:]) == len(after)
+
+
+@pytest.fixture(params=DB_KINDS)
+def slow_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    """Pods that take 3 s to start: a deployment runs long enough to be waited for."""
+    yield from stack_on(request, tmp_path, pod_delay="3")
+
+
+def test_promote_wait_waits_for_the_running_deployment_then_promotes(slow_stack: Stack) -> None:
+    stack = slow_stack
+    stack.ok("apps", "create", "myapp")
+    first = new_release(stack, "myapp")
+    second = new_release(stack, "myapp", "registry/web:2")
+    running = subprocess.Popen(
+        [str(RELMAN), "releases", "promote", first, "-a", "myapp"],
+        env=stack.env,
+        cwd=stack.tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: "running" in stack.ok("deployments", "-a", "myapp").out,
+            timeout=30,
+            what="the first deployment running",
+        )
+        busy = stack.run("releases", "promote", second, "-a", "myapp")
+        assert busy.code == 1 and "app is currently updating" in busy.err
+        waited = stack.run("releases", "promote", second, "-a", "myapp", "--wait")
+        assert waited.code == 0, waited.err
+        lines = waited.lines
+        assert re.fullmatch(r"Waiting for deployment D[A-Z]{10}\.\.\. OK", lines[0]), lines[:2]
+        assert lines[1] == f"Promoting {second}..."
+        assert lines[-1] == "OK"
+    finally:
+        assert running.wait(60) == 0
+    # Nothing running: --wait promotes at once.
+    again = stack.run("releases", "promote", second, "-a", "myapp", "--wait")
+    assert again.lines[0] == f"Promoting {second}..."
