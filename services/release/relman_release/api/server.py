@@ -86,7 +86,7 @@ def build_service(
     previous_after_write = servicer.after_write
 
     def after_write() -> None:
-        deliveries.kick()  # the write may have put events in the outbox
+        deliveries.kick_if_written()  # the write may have put events in the outbox
         if previous_after_write is not None:
             previous_after_write()
 

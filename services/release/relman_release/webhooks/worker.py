@@ -30,6 +30,7 @@ from relman_release.domain.webhooks import (
     ATTEMPT_TIMEOUT,
     DELIVERED,
     GAVE_UP,
+    OUTBOX,
     PENDING,
     Attempt,
     Target,
@@ -87,6 +88,7 @@ class DeliveryWorker:
         self._owner = owner
         self._poll = poll
         self._timeout = timeout
+        self._outbox_seen = OUTBOX.writes
         self._rand = rand
         self._senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="webhook")
         self._kicked = asyncio.Event()
@@ -106,6 +108,13 @@ class DeliveryWorker:
 
     def kick(self) -> None:
         self._kicked.set()
+
+    def kick_if_written(self) -> None:
+        """:meth:`kick`, when a write of this process put an event in the outbox since the
+        last time (an app without webhooks costs no extra query per write)."""
+        if OUTBOX.writes != self._outbox_seen:
+            self._outbox_seen = OUTBOX.writes
+            self._kicked.set()
 
     async def _loop(self) -> None:
         while True:
