@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import signal
 import sys
@@ -38,6 +40,26 @@ def setup_logging(service: str, level: int = logging.INFO) -> None:
         format=f"%(asctime)s {service} %(name)s %(levelname)s %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S%z",
     )
+
+
+# glibc's mallopt parameter, and the size from which every allocation is its own mapping.
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def keep_large_buffers_mapped() -> bool:
+    """Fix glibc's mmap threshold at 128 KiB (its default start), so that every large
+    buffer (an upload's 1 MiB chunks, a layer being read) is mapped on its own and returned
+    to the system when freed. Left dynamic, glibc raises the threshold after the first large
+    free, large buffers then come from per-thread heaps, and the resident size of a process
+    that streams through several threads grows with fragmentation (measured: +22 to +77 MiB
+    through one 500 MB upload, against +21 to +25 MiB fixed). False where there is no glibc.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
 
 
 def run_service(

@@ -11,7 +11,7 @@ from pathlib import Path
 from relman_common.db import sqlite_url
 from relman_common.errors import RelmanError
 from relman_common.secretbox import SecretBoxError
-from relman_common.server import run_service, setup_logging
+from relman_common.server import keep_large_buffers_mapped, run_service, setup_logging
 from relman_common.setting import add_flags, check_rules
 from relman_common.settings import BUILDER, REGISTRY_PASSWORD, RELEASE, SETTINGS
 from relman_common.tls import ServerTls, server_tls
@@ -57,6 +57,7 @@ def database_url(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging("relman-release")
+    keep_large_buffers_mapped()  # uploads and builds stream large chunks through threads
     url = database_url(args)
     log.info("database %s", url.split("@")[-1] if "@" in url else url)
     return run_service(

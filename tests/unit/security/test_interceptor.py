@@ -21,7 +21,7 @@ from relman_common.auth import (
     require_token,
 )
 from relman_common.errors import NotFound, Unauthenticated, Unavailable
-from relman_common.server import Service
+from relman_common.server import Service, keep_large_buffers_mapped
 from support.security import metadata, wait_until
 
 Code = grpc.StatusCode
@@ -324,3 +324,8 @@ async def test_a_service_given_a_list_of_addresses_refuses_to_listen_and_says_wh
     with pytest.raises(OSError, match="a service listens on one HOST:PORT"):
         await service.start()
     assert service.server is None
+
+
+def test_large_buffers_are_kept_mapped_on_glibc() -> None:
+    """The Release service fixes glibc's mmap threshold (memory through large uploads)."""
+    assert keep_large_buffers_mapped() is True
