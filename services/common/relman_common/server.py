@@ -51,8 +51,9 @@ def keep_large_buffers_mapped() -> bool:
     buffer (an upload's 1 MiB chunks, a layer being read) is mapped on its own and returned
     to the system when freed. Left dynamic, glibc raises the threshold after the first large
     free, large buffers then come from per-thread heaps, and the resident size of a process
-    that streams through several threads grows with fragmentation (measured: +22 to +77 MiB
-    through one 500 MB upload, against +21 to +25 MiB fixed). False where there is no glibc.
+    that streams through several threads grows with fragmentation (measured through one
+    500 MB upload: +22 to +77 MiB, against +20 to +45 MiB fixed). False where there is no
+    glibc.
     """
     try:
         libc = ctypes.CDLL(None)  # the process's own symbols: libc's, no library search
