@@ -52,8 +52,8 @@ from relman_deployer.backends.kubernetes.watch import (
     Listed,
     ListFunctionFactory,
     ResourceWatch,
+    StoppableStream,
     WatchReport,
-    abort_response,
 )
 
 log = logging.getLogger("relman.deployer.kubernetes")
@@ -98,20 +98,14 @@ class LogFollower:
         self._configuration = configuration
         self._namespace = namespace
         self._sink = sink
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._response: Any = None
+        self._stream = StoppableStream()
         self.thread = threading.Thread(target=self._run, name=f"relman-k8s-log-{pod}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
 
     def stop(self) -> None:
-        with self._lock:
-            self._stop.set()
-            response = self._response
-        if response is not None:
-            abort_response(response)
+        self._stream.stop()
 
     def _run(self) -> None:
         api = k8s.ApiClient(self._configuration)
@@ -125,31 +119,26 @@ class LogFollower:
                 _preload_content=False,
                 _request_timeout=(15.0, None),
             )
-            with self._lock:
-                stopping = self._stop.is_set()
-                self._response = None if stopping else response
-            if stopping:
-                abort_response(response)
+            if not self._stream.hold(response):
                 return
             try:
                 for line in _lines(response):
-                    if self._stop.is_set():
+                    if self._stream.stopped:
                         break
                     self._sink(LogLine(self.pod, line))
             finally:
-                with self._lock:
-                    self._response = None
+                self._stream.release()
                 with contextlib.suppress(Exception):
                     response.release_conn()
         except ApiException as exc:
             error = str(api_error(exc, f"reading the log of pod {self.pod}"))
         except Exception as exc:
-            if not self._stop.is_set():
+            if not self._stream.stopped:
                 error = f"reading the log of pod {self.pod}: {exc!r}"
         finally:
             with contextlib.suppress(Exception):
                 api.close()
-            if not self._stop.is_set():
+            if not self._stream.stopped:
                 self._sink(LogEnded(self.pod, error))
 
 

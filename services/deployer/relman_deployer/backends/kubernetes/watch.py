@@ -71,6 +71,45 @@ class Failed:
 WatchReport = Listed | Changed | Failed
 
 
+class StoppableStream:
+    """A stop flag, and the streamed response a daemon thread is blocked reading: :meth:`stop`
+    (from any thread) sets the flag and shuts that response's socket down."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._response: Any = None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless stopped first; whether it was stopped."""
+        return self._stop.wait(seconds)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop.set()
+            response = self._response
+        if response is not None:
+            _abort(response)
+
+    def hold(self, response: Any) -> bool:
+        """``response`` is the one :meth:`stop` aborts, until :meth:`release`; False (and it
+        is aborted now) when stop came first."""
+        with self._lock:
+            stopping = self._stop.is_set()
+            self._response = None if stopping else response
+        if stopping:
+            _abort(response)
+        return not stopping
+
+    def release(self) -> None:
+        with self._lock:
+            self._response = None
+
+
 class ResourceWatch:
     """One kind of object, listed and watched in a daemon thread until :meth:`stop`."""
 
@@ -90,9 +129,7 @@ class ResourceWatch:
         self._sink = sink
         self._timeout_seconds = timeout_seconds
         self._request_timeout = request_timeout
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._response: Any = None
+        self._stream = StoppableStream()
         self.thread = threading.Thread(
             target=self._run, name=f"relman-k8s-watch-{kind}", daemon=True
         )
@@ -102,15 +139,11 @@ class ResourceWatch:
 
     def stop(self) -> None:
         """Ask the thread to end and interrupt the request it is blocked in."""
-        with self._lock:
-            self._stop.set()
-            response = self._response
-        if response is not None:
-            _abort(response)
+        self._stream.stop()
 
     @property
     def stopped(self) -> bool:
-        return self._stop.is_set()
+        return self._stream.stopped
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread to end; True when it has."""
@@ -134,18 +167,18 @@ class ResourceWatch:
         version: str | None = None
         listed_before = False
         backoff = MIN_BACKOFF
-        while not self._stop.is_set():
+        while not self._stream.stopped:
             try:
                 if version is None:
                     items, version = self._list(list_fn)
-                    if self._stop.is_set():
+                    if self._stream.stopped:
                         return
                     self._sink(Listed(self.kind, items, relist=listed_before))
                     listed_before = True
                 version = self._watch(list_fn, version)
                 backoff = MIN_BACKOFF
             except ApiException as exc:
-                if self._stop.is_set():
+                if self._stream.stopped:
                     return
                 if exc.status == 410:
                     log.info("watch of %s expired (410 Gone); listing again", self.kind)
@@ -156,13 +189,13 @@ class ResourceWatch:
                     self._sink(Failed(self.kind, error))
                     return
                 log.warning("watch of %s: %s; retrying in %.1fs", self.kind, error, backoff)
-                self._stop.wait(backoff)
+                self._stream.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
             except Exception as exc:
-                if self._stop.is_set():
+                if self._stream.stopped:
                     return
                 log.warning("watch of %s: %r; reconnecting in %.1fs", self.kind, exc, backoff)
-                self._stop.wait(backoff)
+                self._stream.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     def _list(self, list_fn: Callable[..., Any]) -> tuple[list[Json], str]:
@@ -185,15 +218,11 @@ class ResourceWatch:
             _preload_content=False,
             _request_timeout=(self._request_timeout, self._timeout_seconds + self._request_timeout),
         )
-        with self._lock:
-            stopping = self._stop.is_set()
-            self._response = None if stopping else response
-        if stopping:
-            _abort(response)
+        if not self._stream.hold(response):
             return version
         try:
             for line in iter_resp_lines(response):
-                if self._stop.is_set():
+                if self._stream.stopped:
                     break
                 if not line.strip():
                     continue
@@ -209,8 +238,7 @@ class ResourceWatch:
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     self._sink(Changed(self.kind, kind, obj))
         finally:
-            with self._lock:
-                self._response = None
+            self._stream.release()
             # The stream may have been left unread (ERROR event, stop): close the connection
             # rather than hand a half-read one back to the pool.
             with contextlib.suppress(Exception):
@@ -229,7 +257,3 @@ def _abort(response: Any) -> None:
             sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(Exception):
         response.close()
-
-
-# For the other long requests of the backend (a pod's log, followed).
-abort_response = _abort
