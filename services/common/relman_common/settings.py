@@ -195,6 +195,16 @@ SECRET_KEY_FILE = Setting(
     flags={RELEASE: "--secret-key-file"},
     unset="RELMAN_SECRET_KEY, else <data-dir>/secret.key, created on first start",
 )
+BOOTSTRAP_TOKENS_DIR = Setting(
+    "RELMAN_BOOTSTRAP_TOKENS_DIR",
+    OPTIONAL_PATH,
+    None,
+    "a directory holding admin.token and deployer.token (e.g. a mounted Kubernetes Secret): "
+    "the first start stores these two secrets instead of making new ones; ignored once tokens "
+    "exist",
+    flags={RELEASE: "--bootstrap-tokens-dir"},
+    unset="the first start makes two new random tokens",
+)
 KEEP_RELEASES = Setting(
     "RELMAN_KEEP_RELEASES",
     WHOLE_NUMBER,
@@ -257,6 +267,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     TLS_CLIENT_KEY,
     SECRET_KEY,
     SECRET_KEY_FILE,
+    BOOTSTRAP_TOKENS_DIR,
     BUILDER,
     REGISTRY,
     REGISTRY_USERNAME,
@@ -276,6 +287,7 @@ __all__ = [
     "APP",
     "AUTH",
     "BACKEND",
+    "BOOTSTRAP_TOKENS_DIR",
     "BUILDER",
     "BUILD_CONCURRENCY",
     "BUILD_HEARTBEAT_TTL",

@@ -20,6 +20,9 @@ ADMIN_TOKEN_FILE = "admin.token"
 DEPLOYER_TOKEN_FILE = "deployer.token"
 
 
+TOKEN_RE = re.compile(r"^rmt_[A-Za-z0-9_-]{43}$")
+
+
 def generate() -> str:
     return PREFIX + secrets.token_urlsafe(32)
 
@@ -70,3 +73,18 @@ def create_secret_file_once(path: Path, content: str) -> bool:
 
 def read_token_file(path: Path) -> str:
     return path.read_text().strip()
+
+
+def read_given_token(path: Path) -> str:
+    """A token someone made for relman (``rmt_`` + 43 of A-Z a-z 0-9 _ -), read from
+    ``path``; ValueError naming the file when it is missing or holds anything else."""
+    try:
+        token = read_token_file(path)
+    except OSError as err:
+        raise ValueError(f"cannot read a token from {path}: {err.strerror}") from None
+    if not TOKEN_RE.fullmatch(token):
+        raise ValueError(
+            f"{path} does not hold a token: expected rmt_ and 43 characters of A-Z a-z 0-9 _ - "
+            "(e.g. rmt_$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '='))"
+        )
+    return token

@@ -31,6 +31,7 @@ CLEAN_ENV = {
     "RELMAN_TLS_CERT": "",
     "RELMAN_TLS_KEY": "",
     "RELMAN_TLS_CLIENT_CA": "",
+    "RELMAN_BOOTSTRAP_TOKENS_DIR": "",
 }
 ANNOUNCEMENT = re.compile(r"^relman: created admin token \(saved to (.+)\): (rmt_\S+)$", re.M)
 
@@ -82,6 +83,81 @@ def test_first_start_with_auth_makes_private_token_files_and_announces_the_admin
     assert files == {
         p.name: p.read_text() for p in data.iterdir() if p.suffix in (".token", ".key")
     }
+
+
+def list_tokens(addr: str, token: str) -> list[tuple[str, int]]:
+    with grpc.insecure_channel(addr) as ch:
+        stub = auth_pb2_grpc.TokenServiceStub(ch)
+        listed = stub.ListTokens(
+            auth_pb2.ListTokensRequest(), metadata=call_metadata(token), timeout=10
+        )
+    return [(t.name, t.kind) for t in listed.tokens]
+
+
+def test_a_first_start_stores_the_tokens_an_operator_gave_and_later_starts_ignore_them(
+    tmp_path: Path,
+) -> None:
+    given = tmp_path / "secret"  # as a Kubernetes Secret with two keys mounts
+    given.mkdir()
+    admin, deployer = tokens.generate(), tokens.generate()
+    (given / "admin.token").write_text(admin + "\n")
+    (given / "deployer.token").write_text(deployer)
+    proc = release_process(tmp_path, "--auth", RELMAN_BOOTSTRAP_TOKENS_DIR=str(given))
+    proc.start(proc.addr)
+    try:
+        assert list_tokens(proc.addr, admin) == [
+            ("admin", auth_pb2.TOKEN_KIND_ADMIN),
+            ("deployer", auth_pb2.TOKEN_KIND_SERVICE),
+        ]
+        with grpc.insecure_channel(proc.addr) as ch:  # the deployer's token is a live one
+            stub = release_pb2_grpc.ReleaseServiceStub(ch)
+            stub.ListApps(pb.ListAppsRequest(), metadata=call_metadata(deployer), timeout=10)
+    finally:
+        proc.stop()
+    logs = proc.logs()
+    assert f"relman: stored the admin and deployer tokens of {given}" in logs
+    assert admin not in logs and deployer not in logs
+    assert not ANNOUNCEMENT.findall(logs)
+
+    # Tokens exist now: other secrets given later change nothing.
+    (given / "admin.token").write_text(tokens.generate())
+    again = release_process(tmp_path, "--auth", RELMAN_BOOTSTRAP_TOKENS_DIR=str(given))
+    again.start(again.addr)
+    try:
+        assert [name for name, _ in list_tokens(again.addr, admin)] == ["admin", "deployer"]
+    finally:
+        again.stop()
+
+
+def test_given_tokens_that_are_missing_or_malformed_stop_the_first_start_clearly(
+    tmp_path: Path,
+) -> None:
+    given = tmp_path / "secret"
+    given.mkdir()
+    (given / "admin.token").write_text(tokens.generate())
+    cases = [
+        (None, f"cannot read a token from {given / 'deployer.token'}"),
+        ("hunter2", f"{given / 'deployer.token'} does not hold a token: expected rmt_"),
+        ((given / "admin.token").read_text(), "the admin and deployer tokens must differ"),
+    ]
+    for content, message in cases:
+        if content is not None:
+            (given / "deployer.token").write_text(content)
+        done = subprocess.run(
+            [sys.executable, "-m", "relman_release", "--addr", f"127.0.0.1:{free_port()}"],
+            env={
+                **os.environ,
+                **CLEAN_ENV,
+                "RELMAN_DATA_DIR": str(tmp_path / "data"),
+                "RELMAN_BOOTSTRAP_TOKENS_DIR": str(given),
+            },
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (done.returncode, message in done.stderr) == (1, True), done.stderr
+        assert not (tmp_path / "data" / "admin.token").exists()
 
 
 def test_without_auth_no_tokens_are_made_and_calls_need_none(tmp_path: Path) -> None:

@@ -143,6 +143,15 @@ def bootstrap_token_files(uow: SqlUnitOfWork, data_dir: Path) -> str | None:
     return created.admin if created is not None else None
 
 
+def given_tokens(directory: Path) -> token_services.BootstrapSecrets:
+    """The admin and deployer secrets an operator made, from ``directory``'s ``admin.token``
+    and ``deployer.token`` (how a Kubernetes Secret mounts); ValueError naming what is wrong."""
+    return token_services.BootstrapSecrets(
+        admin=tokens.read_given_token(directory / tokens.ADMIN_TOKEN_FILE),
+        deployer=tokens.read_given_token(directory / tokens.DEPLOYER_TOKEN_FILE),
+    )
+
+
 def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -159,12 +168,15 @@ def create_service(
     builds: BuildConfig | None = None,
     keep_releases: int = 0,
     webhook_timeout: float = ATTEMPT_TIMEOUT,
+    bootstrap_tokens_dir: Path | None = None,
 ) -> Service:
     """Opens (and migrates) the database at ``database_url`` and wires the service.
 
     Envs are sealed with the key of ``secret_key_file``, else ``RELMAN_SECRET_KEY``, else
     ``<data-dir>/secret.key`` (made on first start). With ``auth``, the first start also
-    creates the admin and deployer tokens and announces the admin token once. Builds run
+    creates the admin and deployer tokens and announces the admin token once; with
+    ``bootstrap_tokens_dir`` it stores the two secrets found there instead (and shows
+    neither). Builds run
     with ``builds`` (default: the local builder, images and sources in the data dir).
     """
     directory = data_dir if data_dir is not None else DATA_DIR.value()
@@ -175,7 +187,11 @@ def create_service(
         service = build_service(
             addr, uow, auth=auth, tls=tls, builds=config, webhook_timeout=webhook_timeout
         )
-        if auth:
+        if auth and bootstrap_tokens_dir is not None:
+            given = given_tokens(bootstrap_tokens_dir)
+            if token_services.bootstrap_tokens(uow, lambda _: None, given) is not None:
+                announce(f"relman: stored the admin and deployer tokens of {bootstrap_tokens_dir}")
+        elif auth:
             admin = bootstrap_token_files(uow, directory)
             if admin is not None:
                 path = directory / tokens.ADMIN_TOKEN_FILE

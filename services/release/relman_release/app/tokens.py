@@ -42,13 +42,18 @@ class BootstrapSecrets:
 
 
 def bootstrap_tokens(
-    uow: UnitOfWork, save: Callable[[BootstrapSecrets], None]
+    uow: UnitOfWork,
+    save: Callable[[BootstrapSecrets], None],
+    given: BootstrapSecrets | None = None,
 ) -> BootstrapSecrets | None:
     """On the first start (no token stored yet) creates the ``admin`` token and the
-    ``deployer`` service token and hands their secrets to ``save`` *before* committing, so
-    that a failure to save them leaves no token behind. Returns None when tokens exist (also
-    when another replica bootstrapped at the same moment)."""
-    secrets = BootstrapSecrets(admin=tokens.generate(), deployer=tokens.generate())
+    ``deployer`` service token, with the ``given`` secrets or new random ones, and hands
+    their secrets to ``save`` *before* committing, so that a failure to save them leaves no
+    token behind. Returns None when tokens exist (also when another replica bootstrapped at
+    the same moment)."""
+    if given is not None and given.admin == given.deployer:
+        raise ValueError("the admin and deployer tokens must differ")
+    secrets = given or BootstrapSecrets(admin=tokens.generate(), deployer=tokens.generate())
     try:
         with uow.write() as repo:
             if repo.count_tokens() > 0:
