@@ -71,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             builds=BuildConfig.from_args(args, REGISTRY_PASSWORD.value()),
             keep_releases=args.keep_releases,
             webhook_timeout=args.webhook_timeout,
+            webhook_history_days=args.webhook_history_days,
         ),
         log,
         (OSError, SecretBoxError, RelmanError, ValueError),
