@@ -67,6 +67,37 @@ def run(
     return Done(done.returncode, done.stdout, done.stderr)
 
 
+def run_on_a_terminal(args: list[str], env: Mapping[str, str], cwd: Path | None = None) -> str:
+    """``relman args`` with stdout on a pseudo-terminal, as a person at a shell runs it; what
+    it printed there (it must succeed)."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [str(RELMAN), *args],
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=dict(env),
+            cwd=cwd,
+        )
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other side closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        os.close(master)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
 async def arun(args: list[str], env: Mapping[str, str], limit_s: float = 60) -> Done:
     """The same, without blocking the event loop that serves the fake Deployer."""
     proc = await asyncio.create_subprocess_exec(

@@ -16,6 +16,7 @@ from support.cli_run import Done, cli_env, run
 from support.helpers import ServiceProcess, free_port
 
 DB_KINDS = ["embedded", "postgres"]
+TESTS = Path(__file__).resolve().parents[1]
 MANIFEST = "services:\n  web:\n    build: .\n    command: bin/web\n    port: 5000\n"
 
 
@@ -36,10 +37,14 @@ class Stack:
     def _db_args(self) -> list[str]:
         return ["--database-url", self.database_url] if self.database_url else []
 
-    def start_release(self, **env: str) -> ServiceProcess:
+    def start_release(self, module: str = "relman_release", **env: str) -> ServiceProcess:
+        """The Release service (``module``: a test's variant of ``relman_release``, run
+        with ``tests/`` on its path)."""
         args = ["--addr", self.release_addr, "--data-dir", str(self.data_dir), *self._db_args()]
+        if module != "relman_release":
+            env = {"PYTHONPATH": str(TESTS), **env}
         self.release = ServiceProcess(
-            "relman_release",
+            module,
             args,
             env={"RELMAN_AUTH": "on", **self.release_env, **env},
             log_path=self.tmp / "release.log",

@@ -223,6 +223,15 @@ WEBHOOK_TIMEOUT = Setting(
     flags={RELEASE: "--webhook-timeout"},
     rule=POSITIVE,
 )
+WEBHOOK_HISTORY_DAYS = Setting(
+    "RELMAN_WEBHOOK_HISTORY_DAYS",
+    NUMBER,
+    7.0,
+    "days a webhook event's deliveries are kept (for relman webhooks deliveries) once delivered "
+    "or given up: then they, their attempts and the event are deleted, in batches; 0: kept forever",
+    flags={RELEASE: "--webhook-history-days"},
+    rule=NOT_NEGATIVE,
+)
 APP = Setting(
     "RELMAN_APP",
     TEXT,
@@ -279,6 +288,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     SOURCE_MAX_ENTRIES,
     KEEP_RELEASES,
     WEBHOOK_TIMEOUT,
+    WEBHOOK_HISTORY_DAYS,
     APP,
     RACK,
 )
@@ -327,5 +337,6 @@ __all__ = [
     "TLS_CLIENT_KEY",
     "TLS_KEY",
     "TOKEN",
+    "WEBHOOK_HISTORY_DAYS",
     "WEBHOOK_TIMEOUT",
 ]

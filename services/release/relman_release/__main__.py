@@ -72,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep_releases=args.keep_releases,
             webhook_timeout=args.webhook_timeout,
             bootstrap_tokens_dir=args.bootstrap_tokens_dir,
+            webhook_history_days=args.webhook_history_days,
         ),
         log,
         (OSError, SecretBoxError, RelmanError, ValueError),

@@ -154,6 +154,12 @@ class Repository(Protocol):
 
     def list_deliveries(self, webhook_id: str, limit: int) -> list[Delivery]: ...
 
+    def forget_webhook_history(self, before: datetime, limit: int) -> tuple[int, int]:
+        """Deletes up to ``limit`` finished deliveries (delivered or given up) of events
+        created before ``before``, with their attempts, then up to ``limit`` such events no
+        delivery names any more; how many deliveries, and how many events, went."""
+        ...
+
     # --- running builds: each change names the runner and expects a status ---
 
     def start_build(self, build_id: str, runner: str, when: datetime) -> bool:

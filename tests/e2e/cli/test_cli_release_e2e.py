@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from relman.v1 import release_pb2, release_pb2_grpc, types_pb2
 from relman_common import tokens
 from relman_common.auth import call_metadata
-from support.cli_run import RELMAN, Done, cli_env, git, run
+from support.cli_run import Done, cli_env, git, run, run_on_a_terminal
 from support.helpers import ServiceProcess, free_port, read_token
 
 BUILD_ID = r"B[A-Z]{10}"
@@ -485,34 +484,7 @@ def test_unreachable_release_service_is_named(cli: Cli) -> None:
 
 
 def _run_on_a_terminal(cli: Cli, *args: str) -> str:
-    """Run relman with stdout on a pseudo-terminal, as a person at a shell would."""
-    import os
-    import pty
-
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.Popen(
-            [str(RELMAN), *args],
-            stdout=slave,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=cli.env,
-            cwd=cli.cwd,
-        )
-        os.close(slave)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the terminal's other side closed
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
-    finally:
-        os.close(master)
-    return b"".join(chunks).decode().replace("\r\n", "\n")
+    return run_on_a_terminal(list(args), cli.env, cli.cwd)
 
 
 def test_env_values_are_masked_on_a_terminal_unless_revealed(cli: Cli, app: str) -> None:

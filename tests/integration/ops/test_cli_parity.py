@@ -1,7 +1,9 @@
 """Where the seed page is silent, relman's CLI prints what Convox's CLI prints (its
 pkg/cli/*_test.go): the ``apps`` header, the ``Locked`` row of ``apps info``, ``apps cancel
-APP``, ``env edit`` (one release for the whole edit) and ``releases promote --wait``, through
-the installed command against both services on the embedded default and on PostgreSQL."""
+APP``, ``env edit`` (one release for the whole edit), ``releases promote --wait``, the
+``builds`` table, the rows of ``builds info``, the line of ``builds import -f`` and ``env
+--reveal``, through the installed command against both services on the embedded default and
+on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from relman_cli.commands import env as env_command
-from support.cli_run import RELMAN
+from support.cli_run import RELMAN, run_on_a_terminal
 from support.helpers import wait_for
-from support.ops_stack import DB_KINDS, Stack, new_release, stack_on
+from support.ops_stack import DB_KINDS, MANIFEST, Stack, new_release, stack_on
 
 pytestmark = pytest.mark.xdist_group("ops-parity")
 
@@ -145,3 +147,71 @@ def test_promote_wait_waits_for_the_running_deployment_then_promotes(slow_stack:
     # Nothing running: --wait promotes at once.
     again = stack.run("releases", "promote", second, "-a", "myapp", "--wait")
     assert again.lines[0] == f"Promoting {second}..."
+
+
+DOCKERFILE = 'FROM scratch\nCOPY . /app\nCMD ["/app/bin/web"]\n'
+AGO = r"(?:now|\d+ seconds? ago|1 minute ago)"  # everything here is seconds old
+
+
+def test_builds_listing_info_and_import_read_as_convox_prints_them(stack: Stack) -> None:
+    stack.ok("apps", "create", "myapp")
+    stack.ok("apps", "create", "staging")
+    root = stack.tmp / "src"
+    (root / "bin").mkdir(parents=True)
+    (root / "convox.yml").write_text(MANIFEST)
+    (root / "Dockerfile").write_text(DOCKERFILE)
+    (root / "bin/web").write_text("#!/bin/sh\nexec sleep 1000\n")
+    built = stack.ok("build", str(root), "-a", "myapp", "-d", "desc").lines
+    build = built[-2].removeprefix("Build: ")
+    release = built[-1].removeprefix("Release: ")
+
+    listed = stack.ok("builds", "-a", "myapp").lines
+    assert listed[0].split() == ["ID", "STATUS", "RELEASE", "STARTED", "ELAPSED", "DESCRIPTION"]
+    assert re.fullmatch(rf"{build}  complete  {release}  {AGO} +\d+s +desc", listed[1]), listed
+
+    info = stack.ok("builds", "info", build, "-a", "myapp").lines
+    assert info[:4] == [
+        f"Id           {build}",
+        "Status       complete",
+        f"Release      {release}",
+        "Description  desc",
+    ]
+    assert re.fullmatch(rf"Started      {AGO}", info[4]), info
+    assert re.fullmatch(r"Elapsed      \d+s", info[5]), info
+    # What relman adds comes after Convox's rows.
+    assert [line.split("  ")[0] for line in info[6:]] == [
+        "Git Sha",
+        "Source",
+        "Images",
+        "Created",
+        "Ended",
+        "Log Lines",
+    ]
+
+    archive = stack.tmp / "b.tgz"
+    stack.ok("builds", "export", build, "-a", "myapp", "-f", str(archive))
+    imported = stack.ok("builds", "import", "-f", str(archive), "-a", "staging")
+    match = re.fullmatch(r"Importing build\.\.\. OK, (R[A-Z]{10})", imported.out.rstrip("\n"))
+    assert match, imported.out
+    made = match.group(1)
+    assert stack.ok("releases", "-a", "staging").lines[1].split()[0] == made
+    # --id: the release id alone on stdout, Convox's line on stderr.
+    quiet = stack.ok("builds", "import", "-f", str(archive), "-a", "staging", "--id")
+    assert re.fullmatch(r"R[A-Z]{10}", quiet.out.strip()), quiet.out
+    assert quiet.err == f"Importing build... OK, {quiet.out.strip()}\n"
+
+
+def test_env_masks_on_a_terminal_unless_revealed_and_never_when_piped(stack: Stack) -> None:
+    stack.ok("apps", "create", "myapp")
+    new_release(stack, "myapp")
+    stack.ok("env", "set", "FOO=bar", "BAZ=quux", "-a", "myapp")
+    args = ["env", "-a", "myapp"]
+    assert run_on_a_terminal(args, stack.env, stack.tmp).splitlines() == ["BAZ=****", "FOO=****"]
+    revealed = run_on_a_terminal([*args, "--reveal"], stack.env, stack.tmp)
+    assert revealed.splitlines() == ["BAZ=quux", "FOO=bar"]
+    # Piped, as Convox: the values, with or without --reveal; env get never masks.
+    assert stack.ok(*args).lines == ["BAZ=quux", "FOO=bar"]
+    assert stack.ok(*args, "--reveal").lines == ["BAZ=quux", "FOO=bar"]
+    assert run_on_a_terminal(["env", "get", "FOO", "-a", "myapp"], stack.env, stack.tmp) == "bar\n"
+    masked_json = run_on_a_terminal([*args, "-o", "json"], stack.env, stack.tmp)
+    assert "quux" not in masked_json and "bar" not in masked_json

@@ -4,7 +4,8 @@ embedded default and on PostgreSQL (SPEC 9): ``releases prune``, ``pin``/``unpin
 each has a real source archive and a real image in the OCI layout; what a prune removes is
 checked on disk, and what it keeps too. The Release service is killed with ``kill -9``
 between a prune's commit and the deletion of its files: nothing kept is lost, and the next
-start deletes what was left.
+start deletes what was left. It is also killed inside a prune's transaction, after its first
+deletions: nothing of the prune stays, and the prune run again completes.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import contextlib
 import fcntl
 import json
 import re
+import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy
+from support.cli_run import RELMAN
 from support.helpers import wait_for
 from support.ops_stack import DB_KINDS, Stack, stack_on
 
@@ -210,6 +215,145 @@ def test_a_release_service_killed_between_a_prune_and_its_deletions_loses_nothin
     assert release_ids(stack) == [newest.release, active.release]
     # Deploying what was kept works: its image is whole.
     assert stack.ok("releases", "promote", newest.release, "-a", "myapp").lines[-1] == "OK"
+
+
+def table_counts(stack: Stack) -> dict[str, int]:
+    """Rows in the tables a prune deletes from or adds to, read from the database itself."""
+    url = stack.database_url or f"sqlite:///{stack.data_dir / 'release.db'}"
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            return {
+                table: int(
+                    conn.execute(sqlalchemy.text(f"SELECT count(*) FROM {table}")).scalar() or 0
+                )
+                for table in ("releases", "builds", "build_logs", "pruned", "garbage")
+            }
+    finally:
+        engine.dispose()
+
+
+def four_builds_two_promoted(stack: Stack) -> tuple[list[Made], dict[str, int], list[str]]:
+    """b1..b4 built, b1 then b2 promoted: ``prune --keep 1`` would remove b3 alone."""
+    stack.ok("apps", "create", "myapp")
+    made = [build(stack, n) for n in range(1, 5)]
+    stack.ok("releases", "promote", made[0].release, "-a", "myapp")
+    stack.ok("releases", "promote", made[1].release, "-a", "myapp")
+    counts = table_counts(stack)
+    assert counts["build_logs"] > 0 and counts["pruned"] == counts["garbage"] == 0
+    return made, counts, release_ids(stack)
+
+
+# ``releases prune --keep 1`` that fails at once when the service dies, and is not sent again
+# to the service started after.
+PRUNE = [str(RELMAN), "releases", "prune", "-a", "myapp", "--keep", "1"]
+NO_RETRIES = {"RELMAN_RETRY_SECONDS": "0"}
+
+
+def nothing_pruned_then_prune_completes(
+    stack: Stack, made: list[Made], counts: dict[str, int], before: list[str]
+) -> None:
+    """After a kill inside the prune: nothing of it was committed (every row is there, no
+    build half gone, no file listed for deletion or deleted); after a restart the prune run
+    again completes and keeps what must stay."""
+    b1, b2, b3, b4 = made
+    wait_for(
+        lambda: table_counts(stack) == counts,
+        timeout=30,
+        what="the killed transaction to be rolled back",
+    )
+    assert kept_on_disk(stack, made)
+
+    stack.start_release()
+    assert release_ids(stack) == before
+    for each in made:
+        shown = stack.ok("builds", "info", each.build, "-a", "myapp", "-o", "json").out
+        assert int(json.loads(shown)["log_lines"]) > 0
+    again = stack.ok("releases", "prune", "-a", "myapp", "--keep", "1")
+    # Kept: the newest (b4), the active (b2) and the one active before it (b1).
+    assert again.lines == [
+        f"Pruned 1 releases: {b3.release}",
+        f"Pruned 1 builds: {b3.build}",
+        "Kept 3 releases",
+    ]
+    wait_for(lambda: gone_from_disk(stack, [b3]), timeout=30, what="b3's files to be deleted")
+    assert kept_on_disk(stack, [b1, b2, b4])
+    assert garbage_rows(stack) == 0
+    assert release_ids(stack) == [b4.release, b2.release, b1.release]
+    assert stack.ok("releases", "promote", b4.release, "-a", "myapp").lines[-1] == "OK"
+
+
+def test_a_release_service_killed_inside_a_prunes_transaction_loses_nothing(
+    stack: Stack,
+) -> None:
+    """Killed (SIGKILL of itself, support.killed_in_prune) after the prune deleted releases
+    and build logs, before it deleted builds and committed."""
+    made, counts, before = four_builds_two_promoted(stack)
+    assert stack.release is not None
+    stack.release.stop()
+    crashing = stack.start_release("support.killed_in_prune")
+    failed = subprocess.run(
+        PRUNE,
+        env={**stack.env, **NO_RETRIES},
+        cwd=stack.tmp,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert failed.returncode == 1 and failed.stderr.startswith("ERROR: "), failed
+    assert crashing.proc is not None
+    assert crashing.proc.wait(30) == -signal.SIGKILL
+    nothing_pruned_then_prune_completes(stack, made, counts, before)
+
+
+@pytest.fixture(params=["postgres"])
+def pg_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    yield from stack_on(request, tmp_path)
+
+
+def test_kill_9_of_a_release_service_blocked_inside_a_prune_loses_nothing(
+    pg_stack: Stack,
+) -> None:
+    """PostgreSQL, no fault hook: the test holds a lock on the build the prune will delete,
+    so the prune waits inside its transaction, after it deleted releases and build logs; the
+    test sees it waiting there (pg_stat_activity) and kills the service with ``kill -9``."""
+    stack = pg_stack
+    made, counts, before = four_builds_two_promoted(stack)
+    pruned_build = made[2].build
+    with (
+        psycopg.connect(stack.database_url) as holder,
+        psycopg.connect(stack.database_url, autocommit=True) as watcher,
+    ):
+        holder.execute("SELECT id FROM builds WHERE id = %s FOR UPDATE", (pruned_build,))
+        prune = subprocess.Popen(
+            PRUNE,
+            env={**stack.env, **NO_RETRIES},
+            cwd=stack.tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+
+            def waiting_to_delete_builds() -> bool:
+                found = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query ILIKE 'DELETE FROM builds %%'"
+                ).fetchone()
+                return bool(found and found[0] == 1)
+
+            wait_for(waiting_to_delete_builds, timeout=30, what="the prune waiting on builds")
+            assert stack.release is not None
+            stack.release.kill9()
+            _, err = prune.communicate(timeout=60)
+            assert prune.returncode == 1 and err.startswith("ERROR: "), err
+        finally:
+            if prune.poll() is None:
+                prune.kill()
+                prune.wait(10)
+        holder.rollback()  # the orphaned transaction goes on, finds its client gone, rolls back
+    nothing_pruned_then_prune_completes(stack, made, counts, before)
 
 
 @pytest.fixture(params=DB_KINDS)

@@ -14,10 +14,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
+from relman_release.store.tables import WebhookEventRow
 from support.helpers import free_port, wait_for
 from support.ops_stack import DB_KINDS, Stack, new_release, stack_on
 from support.webhook_receiver import Answer, Received, Receiver
@@ -172,6 +175,52 @@ def test_a_release_service_killed_mid_delivery_sends_it_again_after_restart(
     assert ids[0] == ids[1]
     assert types[:2] == ["build.complete", "build.complete"]
     assert types[2:] == ["release.created"]
+
+
+def age_event(stack: Stack, event_id: str, days: float) -> None:
+    """Moves an event's creation ``days`` back, as if it had been written then."""
+    url = stack.database_url or f"sqlite:///{stack.data_dir / 'release.db'}"
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    table = WebhookEventRow.__table__
+    try:
+        with engine.begin() as conn:
+            when = conn.execute(
+                sqlalchemy.select(table.c.created).where(table.c.id == event_id)
+            ).scalar_one()
+            conn.execute(
+                sqlalchemy.update(table)
+                .where(table.c.id == event_id)
+                .values(created=when - timedelta(days=days))
+            )
+    finally:
+        engine.dispose()
+
+
+def test_delivered_history_older_than_a_week_is_forgotten_and_recent_history_stays(
+    stack: Stack, receiver: Receiver
+) -> None:
+    stack.ok("apps", "create", "myapp")
+    webhook = add_webhook(stack, receiver.url, "release.*")
+    receiver.start()
+    new_release(stack, "myapp")
+    stack.ok("env", "set", "A=1", "-a", "myapp")
+    wait_for(
+        lambda: [d["state"] for d in deliveries(stack, webhook)] == ["delivered", "delivered"],
+        timeout=60,
+        what="both events delivered",
+    )
+    old, recent = deliveries(stack, webhook)
+    age_event(stack, old["event_id"], 8)  # older than RELMAN_WEBHOOK_HISTORY_DAYS (7)
+    assert stack.release is not None
+    stack.release.stop()
+    stack.start_release()  # the history is trimmed at start (then every 10 minutes)
+    wait_for(
+        lambda: [d["event_id"] for d in deliveries(stack, webhook)] == [recent["event_id"]],
+        timeout=30,
+        what="the week-old delivery forgotten",
+    )
+    left = deliveries(stack, webhook)[0]
+    assert left["state"] == "delivered" and len(left["history"]) == 1
 
 
 def test_bad_webhooks_are_refused_and_change_nothing(stack: Stack) -> None:

@@ -91,7 +91,8 @@ def _umask() -> int:
 def import_archive(
     ctx: click.Context, app: str, path: str, progress: output.Progress, *, quiet: bool
 ) -> release_pb2.ImportBuildResponse:
-    """``Importing build... OK``: the archive at ``path`` (``-``: stdin) sent as it is read."""
+    """``Importing build... ``: the archive at ``path`` (``-``: stdin) sent as it is read; the
+    caller ends the line (with the release made of it, as Convox does)."""
     progress.start("Importing build")
     with _opened(path) as source:
         meter = meter_for("Importing build", progress, quiet=quiet, total=_size(source))
@@ -105,7 +106,6 @@ def import_archive(
             response = client(ctx).builds.send(lambda stub: stub.ImportBuildArchive, parts())
         finally:
             meter.close()
-    progress.ok()
     return response
 
 

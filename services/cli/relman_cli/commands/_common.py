@@ -86,10 +86,13 @@ def announce_release(
     *,
     id_only: bool,
     promote: bool,
+    line: bool = True,
 ) -> None:
-    """``Release: R``; the id alone on stdout under ``--id``; then, with ``--promote``,
-    the promotion (under ``--dry-run``, what it would change)."""
-    progress.line(f"Release: {release_id}")
+    """``Release: R`` (unless ``line`` is false: the caller named the release already); the
+    id alone on stdout under ``--id``; then, with ``--promote``, the promotion (under
+    ``--dry-run``, what it would change)."""
+    if line:
+        progress.line(f"Release: {release_id}")
     if id_only:
         click.echo(release_id)
     if promote:

@@ -53,21 +53,25 @@ def list_result(builds: Sequence[Build], now: datetime) -> output.Table:
     return table(builds, columns)
 
 
-def info_result(build: Build) -> output.Info:
+def info_result(build: Build, now: datetime) -> output.Info:
+    """Convox's rows first, in its order and words (``Started  2 days ago``, ``Elapsed  2m0s``),
+    then what relman adds: the failure's reason, the git sha, the source, the images, the exact
+    times and the log's length."""
     images = "\n".join(f"{svc}={build.images[svc]}" for svc in sorted(build.images))
+    started = when(build, "started") or when(build, "created")
     rows = [
         ("Id", build.id),
         ("Status", word(BuildStatus, build.status)),
-        ("Reason", build.reason),
         ("Release", build.release_id),
         ("Description", build.description),
+        ("Started", output.ago(started, now)),
+        ("Elapsed", output.elapsed(when(build, "started"), when(build, "ended"))),
+        ("Reason", build.reason),
         ("Git Sha", build.git_sha),
         ("Source", build.source_sha256),
         ("Images", images),
         ("Created", output.rfc3339(when(build, "created"))),
-        ("Started", output.rfc3339(when(build, "started"))),
         ("Ended", output.rfc3339(when(build, "ended"))),
-        ("Elapsed", output.elapsed(when(build, "started"), when(build, "ended"))),
         ("Log Lines", str(build.log_lines)),
     ]
     # A reason only for a failed build; a source only for one built here.
@@ -117,7 +121,7 @@ def builds(ctx: click.Context) -> output.Table:
 def info(ctx: click.Context, build_id: str) -> output.Info:
     """Show a build."""
     request = release_pb2.GetBuildRequest(app=need_app(ctx), id=build_id)
-    return info_result(client(ctx).release.call(lambda stub: stub.GetBuild, request))
+    return info_result(client(ctx).release.call(lambda stub: stub.GetBuild, request), utcnow())
 
 
 @builds.command("logs")
@@ -186,9 +190,17 @@ def import_(
             raise CliError(IMPORT_SOURCE_ERROR)
         from relman_cli.commands import _archives
 
+        # Convox's line: ``Importing build... OK, R``.
         response = _archives.import_archive(ctx, name, path, progress, quiet=id_only)
-    else:
-        response = _import_images(ctx, name, manifest_path, images, description, git_sha, progress)
+        progress.ok(response.release.id)
+        if response.warning:
+            output.warn(response.warning)
+        announce_release(
+            ctx, name, response.release.id, progress, id_only=id_only, promote=promote, line=False
+        )
+        return
+    # Convox's `builds import-image` ends with these two lines, as `build` does.
+    response = _import_images(ctx, name, manifest_path, images, description, git_sha, progress)
     if response.warning:
         output.warn(response.warning)
     progress.line(f"Build: {response.build.id}")

@@ -57,9 +57,16 @@ def read_stdin(stream: TextIO) -> list[str]:
     return stream.readlines()
 
 
-def env_result(response: release_pb2.GetEnvResponse) -> output.Lines:
+def env_result(response: release_pb2.GetEnvResponse, *, mask: bool = False) -> output.Lines:
+    """``KEY=VALUE`` lines sorted by key; with ``mask``, ``KEY=****`` (in -o json too).
+
+    >>> env_result(release_pb2.GetEnvResponse(env={"B": "2", "A": "1"}), mask=True).lines
+    ['A=****', 'B=****']
+    """
     env = dict(response.env)
-    return output.Lines(output.env_lines(env), {"env": env, "release_id": response.release_id})
+    shown = dict.fromkeys(env, output.MASK) if mask else env
+    data = {"env": shown, "release_id": response.release_id}
+    return output.Lines(output.env_lines(env, mask=mask), data)
 
 
 def _get_env(ctx: click.Context, release_id: str | None) -> release_pb2.GetEnvResponse:
@@ -75,10 +82,24 @@ def reading(command: Command) -> Command:
     return options("app", "rack", "output")(command)
 
 
-@listing_group("env", reading, help="Show an app's environment (KEY=VALUE, sorted), or change it.")
+def listing(command: Command) -> Command:
+    """The options of ``env`` itself: those of :func:`reading`, and ``--reveal``."""
+    command = click.option(
+        "--reveal", is_flag=True, help="Show the values on a terminal too (else ****)."
+    )(command)
+    return reading(command)
+
+
+@listing_group("env", listing, help="Show an app's environment (KEY=VALUE, sorted), or change it.")
 def env(ctx: click.Context) -> output.Lines:
-    """Show the environment of the app's latest release (or of --release)."""
-    return env_result(_get_env(ctx, ctx.params.get("release_id")))
+    """Show the environment of the app's latest release (or of --release); on a terminal the
+    values are masked unless --reveal."""
+    from relman_cli.commands.releases import masked
+
+    response = _get_env(ctx, ctx.params.get("release_id"))
+    # Masked as releases info masks: piped output (``relman env > file``, scripts) shows the
+    # values, as Convox's does.
+    return env_result(response, mask=masked(bool(ctx.params.get("reveal"))))
 
 
 @env.command("get")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -19,7 +20,7 @@ from relman_common import tokens
 from relman_common.db import DbExecutor, is_postgres
 from relman_common.secretbox import SecretBox
 from relman_common.server import Service
-from relman_common.settings import DATA_DIR
+from relman_common.settings import DATA_DIR, WEBHOOK_HISTORY_DAYS
 from relman_common.tls import ServerTls
 
 from relman_release.api.auth import store_authenticator
@@ -51,6 +52,7 @@ def build_service(
     tls: ServerTls | None = None,
     builds: BuildConfig | None = None,
     webhook_timeout: float = ATTEMPT_TIMEOUT,
+    webhook_history_days: float = WEBHOOK_HISTORY_DAYS.default,
 ) -> Service:
     """The Release and Token services on ``addr`` over ``uow`` and, with ``builds``, the
     Build service and its runner; stopping them interrupts this process's builds and releases
@@ -82,7 +84,13 @@ def build_service(
         )
         build_servicer = BuildServicer(uow, executor, files, workshop, runner)
 
-    deliveries = DeliveryWorker(uow, executor, new_runner_id(), timeout=webhook_timeout)
+    deliveries = DeliveryWorker(
+        uow,
+        executor,
+        new_runner_id(),
+        timeout=webhook_timeout,
+        history=timedelta(days=webhook_history_days) if webhook_history_days else None,
+    )
     previous_after_write = servicer.after_write
 
     def after_write() -> None:
@@ -169,6 +177,7 @@ def create_service(
     keep_releases: int = 0,
     webhook_timeout: float = ATTEMPT_TIMEOUT,
     bootstrap_tokens_dir: Path | None = None,
+    webhook_history_days: float = WEBHOOK_HISTORY_DAYS.default,
 ) -> Service:
     """Opens (and migrates) the database at ``database_url`` and wires the service.
 
@@ -185,7 +194,13 @@ def create_service(
     try:
         config = builds if builds is not None else BuildConfig(data_dir=directory)
         service = build_service(
-            addr, uow, auth=auth, tls=tls, builds=config, webhook_timeout=webhook_timeout
+            addr,
+            uow,
+            auth=auth,
+            tls=tls,
+            builds=config,
+            webhook_timeout=webhook_timeout,
+            webhook_history_days=webhook_history_days,
         )
         if auth and bootstrap_tokens_dir is not None:
             given = given_tokens(bootstrap_tokens_dir)

@@ -116,3 +116,11 @@ def record(
             next_attempt=next_attempt,
             delivered=delivered,
         )
+
+
+def forget_history(uow: UnitOfWork, keep: timedelta, limit: int) -> tuple[int, int]:
+    """One batch, one transaction: up to ``limit`` finished deliveries of events older than
+    ``keep``, with their attempts, and up to ``limit`` such events; how many deliveries and
+    how many events went (fewer than ``limit`` of both: nothing more to do now)."""
+    with uow.write() as repo:
+        return repo.forget_webhook_history(uow.now() - keep, limit)

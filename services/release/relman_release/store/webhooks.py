@@ -9,9 +9,23 @@ from typing import Any, cast
 
 from relman_common.clock import as_utc
 from relman_common.secretbox import SecretBox
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from relman_release.domain.webhooks import (
+    DELIVERED,
+    GAVE_UP,
     OUTBOX,
     PENDING,
     Attempt,
@@ -122,6 +136,31 @@ ATTEMPTS_OF = (
     .where(attempts.c.delivery_seq.in_(bindparam("p_seqs", expanding=True)))
     .order_by(attempts.c.seq)
 )
+
+# History: finished deliveries of old events, oldest first, then old events nothing names.
+_SEQS: BindParameter[list[int]] = bindparam("p_seqs", expanding=True)
+OLD_FINISHED = (
+    select(deliveries.c.seq)
+    .join_from(deliveries, events, deliveries.c.event_seq == events.c.seq)
+    .where(
+        deliveries.c.state.in_([DELIVERED, GAVE_UP]),
+        events.c.created < bindparam("p_before"),
+    )
+    .order_by(deliveries.c.seq)
+    .limit(bindparam("p_limit"))
+)
+DELETE_ATTEMPTS_OF = delete(attempts).where(attempts.c.delivery_seq.in_(_SEQS))
+DELETE_DELIVERIES = delete(deliveries).where(deliveries.c.seq.in_(_SEQS))
+OLD_UNNAMED_EVENTS = (
+    select(events.c.seq)
+    .where(
+        events.c.created < bindparam("p_before"),
+        ~exists().where(deliveries.c.event_seq == events.c.seq),
+    )
+    .order_by(events.c.seq)
+    .limit(bindparam("p_limit"))
+)
+DELETE_EVENTS = delete(events).where(events.c.seq.in_(_SEQS))
 
 
 def _associated(webhook_id: str) -> bytes:
@@ -288,3 +327,14 @@ class Webhooks:
             )
             for row in found
         ]
+
+    def forget_webhook_history(self, before: datetime, limit: int) -> tuple[int, int]:
+        params = {"p_before": before, "p_limit": limit}
+        finished = [row.seq for row in self.conn.execute(OLD_FINISHED, params)]
+        if finished:
+            self.conn.execute(DELETE_ATTEMPTS_OF, {"p_seqs": finished})
+            self.conn.execute(DELETE_DELIVERIES, {"p_seqs": finished})
+        unnamed = [row.seq for row in self.conn.execute(OLD_UNNAMED_EVENTS, params)]
+        if unnamed:
+            self.conn.execute(DELETE_EVENTS, {"p_seqs": unnamed})
+        return len(finished), len(unnamed)

@@ -8,6 +8,12 @@ answer delivers it, anything else (another status, no answer within the timeout,
 connection) schedules the next try (domain.webhooks.retry_delay) until a day has passed. A
 process killed mid-delivery leaves the claim to expire; the delivery is then sent again: at
 least once, never dropped, and never an event before the one ahead of it.
+
+With a ``history`` it also forgets old deliveries (RELMAN_WEBHOOK_HISTORY_DAYS): at start
+and every ``trim_interval`` seconds, the finished (delivered or given up) deliveries of events
+older than that, with their attempts, and then those events, in batches of ``HISTORY_BATCH``
+rows, one transaction each, so neither the outbox nor the attempts grow forever and no write
+waits long behind it. Pending deliveries and recent history stay (``webhooks deliveries``).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ POLL_SECONDS = 1.0
 LEASE_MARGIN_SECONDS = 5.0
 SENDERS = 8
 USER_AGENT = "relman-webhooks/1"
+HISTORY_BATCH = 500
+TRIM_INTERVAL_SECONDS = 600.0
 
 
 def post(target: Target, timeout: float) -> tuple[int, str]:
@@ -82,6 +90,8 @@ class DeliveryWorker:
         poll: float = POLL_SECONDS,
         timeout: float = ATTEMPT_TIMEOUT,
         rand: Callable[[], float] = random.random,
+        history: timedelta | None = None,
+        trim_interval: float = TRIM_INTERVAL_SECONDS,
     ) -> None:
         self._uow = uow
         self._db = db
@@ -94,13 +104,19 @@ class DeliveryWorker:
         self._kicked = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}  # webhook id -> its sending task
         self._task: asyncio.Task[None] | None = None
+        self._history = history
+        self._trim_interval = trim_interval
+        self._trimmer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="webhook-deliveries")
+        if self._history is not None:
+            self._trimmer = asyncio.create_task(self._trim_loop(), name="webhook-history")
 
     async def stop(self) -> None:
         """Stops sending; a delivery in flight is left to its claim's expiry (sent again)."""
-        tasks = [t for t in (self._task, *self._busy.values()) if t is not None]
+        running = (self._task, self._trimmer, *self._busy.values())
+        tasks = [t for t in running if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -127,6 +143,32 @@ class DeliveryWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kicked.wait(), self._poll)
             self._kicked.clear()
+
+    async def _trim_loop(self) -> None:
+        while True:
+            try:
+                await self.forget_history()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is away: try again next time
+                log.exception("forgetting old webhook deliveries failed")
+            await asyncio.sleep(self._trim_interval)
+
+    async def forget_history(self) -> tuple[int, int]:
+        """Deletes the history older than ``history``, a batch at a time, until a batch finds
+        less than a batch of each; how many deliveries and how many events went."""
+        if self._history is None:
+            return 0, 0
+        deliveries = events = 0
+        while True:
+            gone = await self._db.run(
+                webhooks.forget_history, self._uow, self._history, HISTORY_BATCH
+            )
+            deliveries, events = deliveries + gone[0], events + gone[1]
+            if gone[0] < HISTORY_BATCH and gone[1] < HISTORY_BATCH:
+                if deliveries or events:
+                    log.info("forgot %d old webhook deliveries and %d events", deliveries, events)
+                return deliveries, events
 
     async def _round(self) -> None:
         for seq, webhook_id in await self._db.run(webhooks.due, self._uow, SENDERS * 4):
