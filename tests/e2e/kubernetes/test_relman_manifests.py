@@ -48,6 +48,9 @@ def kubectl(cluster: KubeCluster, *args: str) -> subprocess.CompletedProcess[str
 
 
 def test_the_manifests_pass_a_server_side_dry_run(kube_cluster: KubeCluster) -> None:
+    # The namespace exists first, as the install's Secrets need it (deploy/kubernetes/README.md).
+    namespace = kubectl(kube_cluster, "apply", "-f", str(MANIFESTS / "namespace.yaml"))
+    assert namespace.returncode == 0, namespace.stderr
     done = kubectl(kube_cluster, "apply", "-k", str(MANIFESTS), "--dry-run=server")
     assert done.returncode == 0, done.stderr
     created = sorted(line.split()[0] for line in done.stdout.splitlines())
