@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager and kube-scheduler from
+# Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl from
 # Debian's `kubernetes` source package (1.20.2, Go dependencies vendored).
 #
 # Idempotent: when the binaries are already cached this exits 0 at once.
 #
 # Cache layout (override with RELMAN_KUBE_CACHE):
 #   ${RELMAN_KUBE_CACHE:-$HOME/.cache/relman/kube-1.20.2}/
-#     bin/       kube-apiserver kube-controller-manager kube-scheduler
+#     bin/       kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
 #     apt/       private apt configuration (deb-src derived from this machine)
 #     src/       unpacked source package (build tree)
 #     gocache/   GOCACHE
@@ -15,7 +15,7 @@ set -euo pipefail
 KUBE_VERSION="1.20.2"
 CACHE="${RELMAN_KUBE_CACHE:-$HOME/.cache/relman/kube-${KUBE_VERSION}}"
 BIN="$CACHE/bin"
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 GO_PKG="golang-1.19-go"
 GOROOT_BIN="/usr/lib/go-1.19/bin"
 
@@ -206,7 +206,8 @@ export PATH="$GOROOT_BIN:$PATH"
 export GOPROXY=off
 export GOFLAGS=-mod=vendor
 export GO111MODULE=on
-export CGO_ENABLED=0
+# No CGO_ENABLED here: hack/lib/golang.sh builds the server binaries static itself and the
+# kubelet with cgo, as upstream release builds do.
 export GOCACHE="$CACHE/gocache"
 export GOPATH="$CACHE/gopath"
 export GOTOOLCHAIN=local
