@@ -221,6 +221,9 @@ def _remove_pod_logs(pod_uids: set[str], data_root: Path) -> None:
                 target = os.readlink(link)
                 if any(target.startswith(r + "/") for r in removed):
                     link.unlink()
+    for d in (containers_dir, pods_dir):  # made by a kubelet; gone when no kubelet uses them
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def _read_state(path: Path) -> dict[str, Any]:
