@@ -257,9 +257,11 @@ def cleanup_node_workdir(workdir: Path) -> None:
     cgroup_root = state.get("cgroup_root") or cgroup_root_for(workdir)
     _remove_cgroup_root(cgroup_root)
     kubelet_root = workdir / "kubelet" / "root"
-    pod_uids: set[str] = set()
+    # The pods this kubelet ran: those it still has, and those it had (the kubelet forgets a
+    # deleted pod before its log directory goes, so RealNode records them as they come).
+    pod_uids: set[str] = set(state.get("pod_uids", []))
     with contextlib.suppress(OSError):
-        pod_uids = {p.name for p in (kubelet_root / "pods").iterdir()}
+        pod_uids |= {p.name for p in (kubelet_root / "pods").iterdir()}
     dockerd._unmount_all(workdir)
     data_root = Path(docker_state.get("data_root") or workdir / "docker" / "data")
     _remove_pod_logs(pod_uids, data_root)
@@ -320,6 +322,9 @@ class RealNode:
         self.kubelet: subprocess.Popen[bytes] | None = None
         self.timings: dict[str, float] = {}
         self._state: dict[str, Any] = {}
+        self._stopping = threading.Event()
+        self._state_lock = threading.Lock()
+        self._recorder: threading.Thread | None = None
 
     # ------------------------------------------------------------------ public API
     @property
@@ -469,6 +474,11 @@ class RealNode:
             )
         self._state["kubelet"] = self.kubelet.pid
         self._save()
+        self._stopping.clear()
+        self._recorder = threading.Thread(
+            target=self._record_pods, args=(root / "pods",), name="relman-node-pods", daemon=True
+        )
+        self._recorder.start()
         self._wait_ready(server, ca_cert, admin_token, time.monotonic() + timeout)
         self.timings["kubelet to node Ready"] = time.monotonic() - t0
 
@@ -505,6 +515,10 @@ class RealNode:
         if self.kubelet is not None:
             dockerd._stop(self.kubelet)
             self.kubelet = None
+        self._stopping.set()
+        if self._recorder is not None:
+            self._recorder.join()
+            self._recorder = None
         if self.docker is not None:
             stop_docker_daemon(self.docker)  # containers, dockerd, containerd, bridge
             self.docker = None
@@ -515,7 +529,23 @@ class RealNode:
 
     # ------------------------------------------------------------------ internals
     def _save(self) -> None:
-        _write_state(self.workdir / "node-state.json", self._state)
+        with self._state_lock:
+            _write_state(self.workdir / "node-state.json", self._state)
+
+    def _record_pods(self, pods_dir: Path) -> None:
+        """Write down the UID of every pod the kubelet takes (its ``pods/<uid>`` directory),
+        so the clean-up finds their ``/var/log/pods`` entries after the kubelet forgot them."""
+        known: set[str] = set()
+        while True:
+            with contextlib.suppress(OSError):
+                now = {p.name for p in pods_dir.iterdir()}
+                if not now <= known:
+                    known |= now
+                    with self._state_lock:
+                        self._state["pod_uids"] = sorted(known)
+                    self._save()
+            if self._stopping.wait(0.5):
+                return
 
     def _write_runtime_wrapper(self) -> Path:
         runc = dockerd._which("runc")
@@ -582,7 +612,8 @@ class RealNode:
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
             "serializeImagePulls": False,
-            "nodeStatusUpdateFrequency": "10s",
+            # Node Ready is seen at the first status update after the runtime is up.
+            "nodeStatusUpdateFrequency": "4s",
             "syncFrequency": "10s",
             "fileCheckFrequency": "20s",
             "kubeAPIQPS": 50,
