@@ -30,7 +30,10 @@ The kubelet writes no iptables rule (``makeIPTablesUtilChains: false``); there i
 kube-proxy (Services get no ClusterIP routing) and no cluster DNS server (``clusterDNS`` is
 the bridge gateway, where nothing answers, so pods get no ``MissingClusterDNS`` warnings).
 
-A start after a crash (everything killed with SIGKILL) begins with :func:`cleanup_node_workdir`,
+When the owner dies however it dies, a guardian process (started first) waits for the dockerd
+guardian and then runs :func:`cleanup_node_workdir`; the control plane and the kubelet get
+SIGTERM from the kernel (a parent-death signal). A start after a crash that took the guardians
+too (everything killed with SIGKILL) begins with :func:`cleanup_node_workdir`,
 which finds what the last run left from the state files under the work directory: processes
 (by pid, checked against their command line), containers (by cgroup), mounts, the bridge,
 cgroups and log links.
@@ -125,6 +128,13 @@ for i, arg in enumerate(args):
         clamp(args[i + 1])
 os.execv(RUNC, [RUNC, *args])
 '''
+
+
+# The guardian's program: this package from where it is (installed or a source checkout).
+_GUARD_MAIN = (
+    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
+    "from pathlib import Path; from relman_cluster.node import _guard; _guard(Path(sys.argv[2]))"
+)
 
 
 class NodeError(RuntimeError):
@@ -324,6 +334,7 @@ class RealNode:
         self._state: dict[str, Any] = {}
         self._stopping = threading.Event()
         self._state_lock = threading.Lock()
+        self._guard: subprocess.Popen[bytes] | None = None
         self._recorder: threading.Thread | None = None
 
     # ------------------------------------------------------------------ public API
@@ -346,6 +357,15 @@ class RealNode:
         cleanup_node_workdir(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._state = {"cgroup_root": self.cgroup_root}
+        # Cleans up if this process dies, however it dies (see _guard).
+        with (self.workdir / "guard.log").open("ab") as guard_log:
+            self._guard = subprocess.Popen(
+                [sys.executable, "-I", "-c", _GUARD_MAIN, "guard", str(self.workdir)],
+                stdin=subprocess.PIPE,
+                stdout=guard_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         if BRIDGE_NF_SYSCTL.exists():
             self._state["bridge_nf_call_iptables"] = BRIDGE_NF_SYSCTL.read_text().strip()
         self._save()
@@ -370,6 +390,10 @@ class RealNode:
             runtimes={RUNTIME_NAME: str(wrapper)},
             default_runtime=RUNTIME_NAME,
         )
+        if self.docker.guard is not None:
+            with self._state_lock:
+                self._state["docker_guard"] = self.docker.guard.pid
+            self._save()
         self.timings["dockerd"] = time.monotonic() - t0
         t0 = time.monotonic()
         self._build_pause_image()
@@ -526,6 +550,16 @@ class RealNode:
             stop_registry(self.registry)
             self.registry = None
         cleanup_node_workdir(self.workdir)
+        if self._guard is not None:  # nothing left for it to do: EOF, and it exits
+            with contextlib.suppress(OSError):
+                if self._guard.stdin is not None:
+                    self._guard.stdin.close()
+            try:
+                self._guard.wait(dockerd.STOP_TIMEOUT * 3)
+            except subprocess.TimeoutExpired:
+                self._guard.kill()
+                self._guard.wait(10)
+            self._guard = None
 
     # ------------------------------------------------------------------ internals
     def _save(self) -> None:
@@ -675,3 +709,17 @@ def rss_bytes(pids: list[int]) -> int:
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
     return total
+
+
+def _guard(workdir: Path) -> None:
+    """The node's guardian: block until stdin closes (the node stopped, or its owner died),
+    let the dockerd guardian finish first, then clean up."""
+    with contextlib.suppress(OSError):
+        sys.stdin.buffer.read()
+    docker_guard = _read_state(workdir / "node-state.json").get("docker_guard")
+    deadline = time.monotonic() + dockerd.STOP_TIMEOUT * 3
+    while docker_guard and dockerd._running(int(docker_guard), str(workdir)):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    cleanup_node_workdir(workdir)
