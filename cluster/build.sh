@@ -50,7 +50,8 @@ fi
 # ---------------------------------------------------------------------------
 # 1. Toolchain and runtime dependencies from Debian.
 # ---------------------------------------------------------------------------
-PKGS=("$GO_PKG" rsync jq etcd-server dpkg-dev)
+# gcc + libc6-dev: the kubelet is built with cgo; the real node also builds its pause image with them.
+PKGS=("$GO_PKG" rsync jq etcd-server dpkg-dev gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -31,7 +31,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-pytest_plugins = ["support.containers", "support.k8s_cluster"]
+pytest_plugins = ["support.containers", "support.k8s_cluster", "support.real_node"]
 
 PG_ADMIN_URL = os.environ.get("RELMAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PG_START_HINT = (

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 KUBE_VERSION = "1.20.2"
-BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl")
 
 
 class BuildError(RuntimeError):

@@ -194,6 +194,40 @@ def generate_pki(directory: Path, extra_sans: Sequence[str] = ()) -> Pki:
     return pki
 
 
+def issue_client_cert(
+    ca_cert: Path, ca_key: Path, out_dir: Path, stem: str, common_name: str, orgs: list[str]
+) -> tuple[Path, Path]:
+    """A client certificate (and key) signed by the cluster CA: (cert path, key path)."""
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    assert isinstance(signer, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+    names.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(names))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(signer, hashes.SHA256())
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = out_dir / f"{stem}.crt", out_dir / f"{stem}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(_pem_key(key))
+    return cert_path, key_path
+
+
 def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
     """Ask Linux to SIGTERM the child if the parent thread dies (best effort)."""
     try:
@@ -299,6 +333,8 @@ class ControlPlane:
         self.scheduler_port = 0
         self._procs: list[_Proc] = []
         self._pki: Pki | None = None
+        self.kubelet_client_cert: Path | None = None
+        self.kubelet_client_key: Path | None = None
         self.startup_seconds: float | None = None
 
     # ------------------------------------------------------------------ public API
@@ -311,6 +347,16 @@ class ControlPlane:
         if self._pki is None:
             raise ControlPlaneError("control plane not started")
         return self._pki.ca_cert
+
+    @property
+    def ca_key_file(self) -> Path:
+        if self._pki is None:
+            raise ControlPlaneError("control plane not started")
+        return self._pki.ca_key
+
+    def pids(self) -> list[int]:
+        """The running components' pids."""
+        return [p.popen.pid for p in self._procs if p.popen is not None and p.alive()]
 
     def start(self, timeout: float = 120.0) -> None:
         """Start all components; return once the apiserver is ready and all components healthy."""
@@ -331,6 +377,11 @@ class ControlPlane:
         ) = free_ports(5)
         try:
             self._pki = generate_pki(self.workdir / "pki")
+            # The API server's client certificate for kubelets (logs, exec, port-forward).
+            self.kubelet_client_cert, self.kubelet_client_key = issue_client_cert(
+                self._pki.ca_cert, self._pki.ca_key, self.workdir / "pki",
+                "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"],
+            )  # fmt: skip
             _write(self.workdir / "tokens.csv", f'{self.token},admin,admin,"system:masters"\n')
             self._write_kubeconfig()
             self._start_etcd(etcd_peer_port, deadline)
@@ -480,6 +531,8 @@ class ControlPlane:
             "--event-ttl=1h",
             # The kubelet emulator serves pods/log on the node's InternalIP (loopback).
             "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={self.kubelet_client_cert}",
+            f"--kubelet-client-key={self.kubelet_client_key}",
             f"--v={self.verbosity}",
             *self.extra_apiserver_args,
         ]

@@ -1,6 +1,6 @@
-"""The container harness itself (tests/support/containers.py): a private dockerd, a loopback
-registry and the busybox base image, all started by the tests and all gone when the session
-ends.
+"""The container harness itself (tests/support/containers.py over relman_cluster/dockerd.py): a
+private dockerd, a loopback registry and the busybox base image, all started by the tests and
+all gone when the session ends.
 
 Run alone with ``pytest tests/e2e/containers/test_harness.py -rA -s`` to see the startup figures.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from relman_cluster import dockerd
 from support import containers
 from support.containers import BaseImage, DockerDaemon, Registry
 
@@ -108,7 +109,7 @@ def test_base_image_pulls_back_by_digest(
 def test_containers_sit_on_the_sessions_bridge_and_publish_on_loopback(
     docker_daemon: DockerDaemon, base_image: BaseImage
 ) -> None:
-    port = containers._free_port()
+    port = containers.free_port()
     name = f"web-{os.getpid()}"
     docker_daemon.docker(
         "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080", base_image.ref,
@@ -134,7 +135,7 @@ def test_unavailable_means_skip_locally_and_fail_in_ci(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(containers, "_SYSTEM_PATH", str(tmp_path))
+    monkeypatch.setattr(dockerd, "_SYSTEM_PATH", str(tmp_path))
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     reason = containers.containers_unavailable_reason()
     assert reason is not None
@@ -156,9 +157,9 @@ def test_a_daemon_that_fails_to_start_says_why_and_leaves_nothing(
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\necho 'failed to start daemon: boom' >&2\nexit 1\n")
     fake.chmod(0o755)
-    real_which = containers._which
+    real_which = dockerd._which
     monkeypatch.setattr(
-        containers, "_which", lambda name: str(fake) if name == "dockerd" else real_which(name)
+        dockerd, "_which", lambda name: str(fake) if name == "dockerd" else real_which(name)
     )
     workdir = tmp_path / "work"
     with pytest.raises(containers.ContainersUnavailable) as err:
