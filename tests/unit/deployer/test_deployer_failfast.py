@@ -126,6 +126,19 @@ def test_restarts_at_the_threshold_fail_even_between_back_offs() -> None:
     assert verdict == Verdict(False, f"pods of web crash-looping (restarted 3 times) (pod {POD})")
 
 
+def test_restarts_between_back_offs_name_the_last_exit_when_the_pod_has_one() -> None:
+    running = PodState(
+        POD, phase="Running", restarts=3, state="running", last_termination="Error", exit_code=3
+    )
+    p = policy()
+    p.observe(snapshot(release=R1), T0)
+    verdict = p.observe(snapshot(running, restarts=3), T0)
+    assert verdict == Verdict(
+        False,
+        f"pods of web crash-looping (restarted 3 times): last exit Error (code 3) (pod {POD})",
+    )
+
+
 @pytest.mark.parametrize(
     "pod",
     [

@@ -165,11 +165,15 @@ class RolloutPolicy:
                 # Restarted often enough, though not waiting in CrashLoopBackOff just now.
                 worst = max(service.pods, key=lambda p: p.restarts, default=None)
                 where = f" (pod {worst.name})" if worst is not None and worst.restarts else ""
+                last = ""
+                if worst is not None and worst.last_termination:
+                    code = f" (code {worst.exit_code})" if worst.exit_code is not None else ""
+                    last = f": last exit {worst.last_termination}{code}"
                 return Verdict(
                     succeeded=False,
                     reason=(
                         f"pods of {service.name} crash-looping "
-                        f"(restarted {service.restarts} times){where}"
+                        f"(restarted {service.restarts} times){last}{where}"
                     ),
                 )
         for gone in set(self._unschedulable) - unschedulable:
