@@ -252,7 +252,7 @@ def ensure_images(
     base_key = f"{tarball.name}:{tarball.stat().st_size}:{int(tarball.stat().st_mtime)}"
     how: dict[str, str] = {}
     for image in STAND_INS:
-        stem = image.name.replace("/", "_")
+        stem = image.name.replace("/", "_").replace(":", "_")
         archive = cache_dir() / "images" / f"{stem}-{image.key(base_key)}.tar"
         with _locked(archive.with_suffix(".lock")):
             if _has_image(docker, env, image.name):
@@ -283,8 +283,97 @@ def ensure_images(
     return how
 
 
-if __name__ == "__main__":
-    docker_cli = [shutil.which("docker") or "docker"]
-    for name, state in ensure_images(docker_cli, dict(os.environ)).items():
+SERVICE_TARGETS = ("release", "deployer")
+# What the build stage's dependency layers depend on: their cache is keyed by these files.
+_DEPS_INPUTS = (
+    "services/Dockerfile",
+    "requirements.lock",
+    "pyproject.toml",
+    "scripts/lock_subset.py",
+)
+
+
+def _ca_bundle() -> str | None:
+    """The host's CA bundle for the ``cacert`` build secret (pip verifies PyPI with it)."""
+    for var in ("PIP_CERT", "SSL_CERT_FILE"):
+        path = os.environ.get(var, "")
+        if path and Path(path).is_file():
+            return path
+    return None
+
+
+def build_service_images(
+    docker: list[str],
+    env: dict[str, str],
+    repo: Path,
+    prefix: str = "relman",
+    tag: str = "dev",
+    log: Callable[[str], None] = print,
+) -> list[str]:
+    """``PREFIX/release:TAG`` and ``PREFIX/deployer:TAG`` from services/Dockerfile on the
+    Python stand-in, with BuildKit and the host's CA bundle as the ``cacert`` secret.
+
+    The build stage (the locked dependencies installed) is cached as a ``docker save``
+    archive with BuildKit's inline cache, keyed by the files its layers come from, and given
+    back with ``--cache-from``: a warm build installs nothing from PyPI.
+    """
+    h = hashlib.sha256(f"{RECIPE_VERSION}\0{_image_id(docker, env, PYTHON)}".encode())
+    for name in _DEPS_INPUTS:
+        h.update(b"\0" + (repo / name).read_bytes())
+    key = h.hexdigest()[:16]
+    deps = f"relman-local/build-cache:{key}"
+    archive = cache_dir() / "images" / f"relman-local_build-cache-{key}.tar"
+    build_env = {**env, "DOCKER_BUILDKIT": "1"}
+    common = ["build", "--network", "host", "--build-arg", f"BASE={PYTHON}"]
+    common += ["-f", str(repo / "services/Dockerfile")]
+    ca = _ca_bundle()
+    if ca:
+        common += ["--secret", f"id=cacert,src={ca}"]
+    t0 = time.monotonic()
+    with _locked(archive.with_suffix(".lock")):
+        if not _has_image(docker, env, deps) and archive.exists():
+            _docker(docker, env, "load", "-i", str(archive))
+        if not _has_image(docker, env, deps):
+            _docker(
+                docker, build_env, *common, "--target", "build",
+                "--build-arg", "BUILDKIT_INLINE_CACHE=1", "-t", deps, str(repo),
+            )  # fmt: skip
+            partial = archive.with_suffix(".tar.partial")
+            _docker(docker, env, "save", "-o", str(partial), deps)
+            partial.replace(archive)
+            for stale in archive.parent.glob("relman-local_build-cache-*.tar"):
+                if stale != archive:
+                    stale.unlink(missing_ok=True)
+    names = []
+    for target in SERVICE_TARGETS:
+        name = f"{prefix}/{target}:{tag}"
+        _docker(
+            docker, build_env, *common, "--cache-from", deps, "--target", target,
+            "-t", name, str(repo),
+        )  # fmt: skip
+        names.append(name)
+    log(f"{', '.join(names)}: built in {time.monotonic() - t0:.1f}s")
+    return names
+
+
+def _image_id(docker: list[str], env: dict[str, str], name: str) -> str:
+    return _docker(docker, env, "image", "inspect", "-f", "{{.Id}}", name).stdout.strip()
+
+
+def main(argv: list[str]) -> int:
+    """``local_images.py [TAG]``: the stand-ins, then ``relman/release:TAG`` and
+    ``relman/deployer:TAG`` (TAG default ``dev``), in the daemon at ``DOCKER_HOST``."""
+    # The docker CLI beside dockerd: a newer one elsewhere on PATH may want buildx for BuildKit.
+    docker_cli = ["/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"]
+    env = dict(os.environ)
+    for name, state in ensure_images(docker_cli, env).items():
         print(f"{name}\t{state}")
-    sys.exit(0)
+    repo = Path(__file__).resolve().parents[2]
+    tag = argv[1] if len(argv) > 1 else "dev"
+    for name in build_service_images(docker_cli, env, repo, tag=tag):
+        print(f"{name}\tbuilt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
