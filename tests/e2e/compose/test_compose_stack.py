@@ -202,6 +202,17 @@ def _releases(stack: Stack) -> list[dict[str, object]]:
 
 def test_compose_stack_walkthrough_failover_and_restart(stack: Stack) -> None:
     t0 = time.monotonic()
+    # The images run as the non-root uid and hold what runs, not the test and lint tools.
+    release = stack.container("release")
+    assert stack.daemon.docker("exec", release, "id", "-u").stdout.strip() == "10001"
+    probe = (
+        "import importlib.util as u; "
+        "names = ('pytest', 'mypy', 'relman_cluster', 'relman_deployer'); "
+        "print([m for m in names if u.find_spec(m)])"
+    )
+    assert stack.daemon.docker("exec", release, "python", "-c", probe).stdout.strip() == (
+        "['relman_deployer']"
+    )
     # The README's walkthrough through the published ports.
     assert stack.ok("apps", "create", "myapp") == ["Creating myapp... OK"]
     lines = stack.ok("builds", "import", "--image", "web=registry/web:1", "-a", "myapp")
