@@ -280,15 +280,22 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _host_lock() -> Iterator[None]:
-    """A lock every session on this host takes while it picks and creates its bridge."""
-    path = LOCK_FILE if LOCK_FILE.parent.is_dir() else Path(tempfile.gettempdir()) / LOCK_FILE.name
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (made with its folder if missing), held for the block:
+    processes of this host that want the same thing wait in turn."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _host_lock() -> contextlib.AbstractContextManager[None]:
+    """A lock every session on this host takes while it picks and creates its bridge."""
+    path = LOCK_FILE if LOCK_FILE.parent.is_dir() else Path(tempfile.gettempdir()) / LOCK_FILE.name
+    return file_lock(path)
 
 
 def _ip(*args: str) -> str:

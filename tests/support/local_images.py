@@ -28,8 +28,6 @@ packages use ``--network host`` (the private daemon's bridge reaches nothing bey
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import platform
@@ -38,9 +36,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from relman_cluster.dockerd import file_lock
 
 SUITE = "bookworm"
 VARIANT = "minbase"
@@ -165,23 +165,11 @@ def tools_missing() -> list[str]:
     return sorted(pkg for tool, pkg in tools.items() if shutil.which(tool, path=path) is None)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (two runs building the same cache entry wait in turn)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def debian_tarball(log: Callable[[str], None] = print) -> Path:
     """The cached debootstrap root filesystem as a tar; made (about a minute) when missing."""
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     tarball = cache_dir() / f"debian-{SUITE}-{VARIANT}-{arch}.tar"
-    with _locked(tarball.with_suffix(".lock")):
+    with file_lock(tarball.with_suffix(".lock")):
         if tarball.exists():
             return tarball
         t0 = time.monotonic()
@@ -254,7 +242,7 @@ def ensure_images(
     for image in STAND_INS:
         stem = image.name.replace("/", "_").replace(":", "_")
         archive = cache_dir() / "images" / f"{stem}-{image.key(base_key)}.tar"
-        with _locked(archive.with_suffix(".lock")):
+        with file_lock(archive.with_suffix(".lock")):
             if _has_image(docker, env, image.name):
                 how[image.name] = "present"
                 continue
@@ -330,7 +318,7 @@ def build_service_images(
     if ca:
         common += ["--secret", f"id=cacert,src={ca}"]
     t0 = time.monotonic()
-    with _locked(archive.with_suffix(".lock")):
+    with file_lock(archive.with_suffix(".lock")):
         if not _has_image(docker, env, deps) and archive.exists():
             _docker(docker, env, "load", "-i", str(archive))
         if not _has_image(docker, env, deps):

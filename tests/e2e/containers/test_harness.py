@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,26 +21,12 @@ import pytest
 from relman_cluster import dockerd
 from support import containers
 from support.containers import BaseImage, DockerDaemon, Registry
+from support.helpers import wait_for
 
 pytestmark = pytest.mark.xdist_group("containers")
 
 T = TypeVar("T")
 TESTS = Path(__file__).resolve().parents[2]  # on sys.path: support.containers
-
-
-def _until(condition: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as err:  # reported if it never succeeds
-            last = err
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
 
 
 def test_daemon_answers_on_its_own_socket(docker_daemon: DockerDaemon) -> None:
@@ -126,7 +111,9 @@ def test_containers_sit_on_the_sessions_bridge_and_publish_on_loopback(
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=2) as r:
                 return bytes(r.read())
 
-        assert b"nobody:x:65534" in _until(passwd_via_loopback, 20, "httpd via 127.0.0.1")
+        assert b"nobody:x:65534" in wait_for(
+            passwd_via_loopback, timeout=20, what="httpd via 127.0.0.1"
+        )
     finally:
         docker_daemon.docker("rm", "-f", name, check=False)
 
@@ -261,7 +248,11 @@ def test_a_session_leaves_nothing_behind(
     )  # fmt: skip
     try:
         if end == "is-killed":
-            _until(lambda: out_file.exists() or proc.poll() is not None, 120, "the inner test")
+            wait_for(
+                lambda: out_file.exists() or proc.poll() is not None,
+                timeout=120,
+                what="the inner test",
+            )
             assert out_file.exists(), proc.communicate()[0]
             proc.kill()
         output = proc.communicate(timeout=120)[0]

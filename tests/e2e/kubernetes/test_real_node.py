@@ -12,32 +12,18 @@ import ipaddress
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client as k8s
+from support.helpers import wait_for
 from support.real_node import RealNodeCluster
 
 pytestmark = pytest.mark.xdist_group("real-node")
 
 T = TypeVar("T")
 PAGE = "served by busybox httpd on a real node\n"
-
-
-def until(condition: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as err:  # reported if it never succeeds
-            last = err
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +147,9 @@ def test_a_deployment_runs_real_containers_that_serve_http(
     core, apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
     t0 = time.monotonic()
     apps.create_namespaced_deployment(namespace, web_deployment("web", web_image))
-    pods = until(lambda: ready_pods(core, namespace, "app=web", 2), 120, "2 Ready web pods")
+    pods = wait_for(
+        lambda: ready_pods(core, namespace, "app=web", 2), timeout=120, what="2 Ready web pods"
+    )
     cold = time.monotonic() - t0
     for pod in pods:
         ip = ipaddress.ip_address(pod.status.pod_ip)
@@ -169,18 +157,20 @@ def test_a_deployment_runs_real_containers_that_serve_http(
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"http://{ip}:8080/index.html", timeout=5) as resp:
             assert resp.read().decode() == PAGE
-    reasons = until(
+    reasons = wait_for(
         lambda: (r := event_reasons(core, namespace, pods[0].metadata.name))
         >= {"Pulling", "Pulled", "Created", "Started"}
         and r,
-        30,
-        "the kubelet's Pulling/Pulled/Created/Started events",
+        timeout=30,
+        what="the kubelet's Pulling/Pulled/Created/Started events",
     )
     assert {"Pulling", "Pulled", "Created", "Started"} <= reasons
 
     t0 = time.monotonic()
     apps.create_namespaced_deployment(namespace, web_deployment("web2", web_image))
-    until(lambda: ready_pods(core, namespace, "app=web2", 2), 120, "2 Ready web2 pods")
+    wait_for(
+        lambda: ready_pods(core, namespace, "app=web2", 2), timeout=120, what="2 Ready web2 pods"
+    )
     warm = time.monotonic() - t0
     print(
         f"\nDeployment of 2 -> both Ready: {cold:.1f}s (cold pull), {warm:.1f}s (warm); "
@@ -202,7 +192,7 @@ def test_a_missing_tag_is_err_image_pull_then_image_pull_back_off(
             seen.add(reason)
         return {"ErrImagePull", "ImagePullBackOff"} <= seen
 
-    until(both, 90, f"ErrImagePull then ImagePullBackOff (seen: {seen})")
+    wait_for(both, timeout=90, what=f"ErrImagePull then ImagePullBackOff (seen: {seen})")
     assert "Failed" in event_reasons(core, namespace, "missing")
 
 
@@ -212,10 +202,10 @@ def test_a_command_that_exits_1_crash_loops(
     core = k8s.CoreV1Api(api)
     pod = bare_pod("crash", real_node.base_image, ["sh", "-c", "echo bye; exit 1"])
     core.create_namespaced_pod(namespace, pod)
-    until(
+    wait_for(
         lambda: waiting_reason(core, namespace, "crash") == "CrashLoopBackOff",
-        90,
-        "CrashLoopBackOff",
+        timeout=90,
+        what="CrashLoopBackOff",
     )
     status = core.read_namespaced_pod("crash", namespace).status.container_statuses[0]
     assert status.last_state.terminated.exit_code == 1
@@ -246,10 +236,10 @@ def test_a_job_completes_and_its_log_is_served(
     )
     t0 = time.monotonic()
     batch.create_namespaced_job(namespace, job)
-    until(
+    wait_for(
         lambda: batch.read_namespaced_job_status("hello", namespace).status.succeeded == 1,
-        90,
-        "the Job to complete",
+        timeout=90,
+        what="the Job to complete",
     )
     print(f"\nJob complete in {time.monotonic() - t0:.1f}s")
     pod = core.list_namespaced_pod(namespace, label_selector="job-name=hello").items[0]
