@@ -195,14 +195,16 @@ class DbExecutor:
 def upgrade(engine: Engine, script_location: str, version_table: str) -> None:
     """Apply every Alembic migration in ``script_location`` (a ``package:dir`` spec).
 
-    On PostgreSQL an advisory lock keeps replicas that start together from migrating twice.
-    The migrations' ``env.py`` must use ``config.attributes["connection"]`` (see
+    On PostgreSQL an advisory lock keeps replicas that start together from migrating twice; on
+    SQLite the migration takes the write lock up front (``BEGIN IMMEDIATE``), so it waits for
+    another process's writer instead of failing when its read snapshot goes stale. The
+    migrations' ``env.py`` must use ``config.attributes["connection"]`` (see
     :func:`run_migrations_online`).
     """
     cfg = Config()
     cfg.set_main_option("script_location", script_location)
     cfg.attributes["version_table"] = version_table
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         if is_postgres(engine):
             lock_key = zlib.crc32(version_table.encode())
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({lock_key})")
