@@ -46,7 +46,7 @@ test-unit: install
 	$(PY) -m pytest tests/unit -n 2 --dist loadgroup
 
 test: install
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=15
 
 protos: install
 	scripts/gen_protos.sh $(PY)
