@@ -84,7 +84,7 @@ class ServiceProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.addr = ""
 
-    def start(self, addr: str, timeout: float = 30.0) -> ServiceProcess:
+    def start(self, addr: str, timeout: float = 90.0) -> ServiceProcess:
         self.addr = addr
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
